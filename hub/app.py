@@ -1,0 +1,220 @@
+"""The composition root for HTTP: ``create_app(settings)`` returns the Starlette application.
+
+Routes: ``/graphql`` (strawberry; GraphiQL only in dev), ``/healthz`` (the process is up),
+``/readyz`` (the database answers and is migrated). Every request gets an id (``X-Request-ID``,
+taken from the caller when it is sane) and a body-size limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+from hub.core.db import Database, resolve_url
+from hub.core.errors import DatabaseUnavailable, HubError, NotAuthenticated, NotMigrated
+from hub.core.migrate import head_revision
+from hub.core.pii import KeyRing
+from hub.core.settings import Env, Settings
+from hub.core.telemetry import reset_request_id, set_request_id, setup_logging, setup_telemetry
+from hub.core.tokens import ANONYMOUS, Principal, TokenVerifier
+from schema import build_schema
+from schema.context import Context
+
+log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = set_request_id(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            reset_request_id(token)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _too_large(self.max_bytes)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> Response:
+    return JSONResponse(
+        {"error": "LIMIT_EXCEEDED", "message": f"request body is larger than {limit} bytes"},
+        status_code=413,
+    )
+
+
+class HubGraphQL(GraphQL[Context, None]):
+    def __init__(self, *, services: Services, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        principal = self.services.authenticate(request.headers.get("authorization"))
+        return self.services.context(principal, request=request, response=response)
+
+    async def run(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().run(request, *args, **kwargs)
+        except NotAuthenticated as exc:
+            return JSONResponse(
+                {"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+
+class Services:
+    """What a request needs, built once per process from settings."""
+
+    def __init__(self, settings: Settings, db: Database, keyring: KeyRing) -> None:
+        self.settings = settings
+        self.db = db
+        self.keyring = keyring
+        self.verifier = TokenVerifier(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            hs256_secret=None if settings.env is Env.PROD else settings.jwt_signing_secret(),
+            rs256_public_key=settings.jwt_public_key,
+        )
+
+    def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            return ANONYMOUS
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("Authorization header must be 'Bearer <token>'")
+        return self.verifier.verify(token.strip())
+
+    def context(self, principal: Principal, *, request: Any = None, response: Any = None) -> Context:
+        from hub.core.telemetry import current_request_id
+
+        return Context(
+            principal=principal,
+            db=self.db,
+            settings=self.settings,
+            keyring=self.keyring,
+            request_id=current_request_id(),
+            request=request,
+            response=response,
+        )
+
+
+def build_services(settings: Settings) -> Services:
+    url = resolve_url(settings.database_url, settings.data_dir)
+    db = Database(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout_s=settings.db_pool_timeout_s,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+    return Services(settings, db, settings.keyring())
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
+    setup_logging(settings.log_level, settings.log_json)
+    setup_telemetry(settings.otel_exporter.value)
+    svc = services or build_services(settings)
+    head = head_revision()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await svc.db.ping()
+            await svc.db.require_migrated(head)
+        except (DatabaseUnavailable, NotMigrated) as exc:
+            return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
+        except HubError as exc:  # pragma: no cover - defensive
+            return JSONResponse({"status": "unavailable", "reason": exc.code}, status_code=503)
+        return JSONResponse({"status": "ready", "schema": head})
+
+    schema = build_schema(
+        max_depth=settings.graphql_max_depth,
+        max_tokens=settings.graphql_max_tokens,
+        max_aliases=settings.graphql_max_aliases,
+        introspection=settings.env is not Env.PROD,
+    )
+    graphql = HubGraphQL(
+        services=svc,
+        schema=schema,
+        graphql_ide="graphiql" if settings.env is Env.DEV else None,
+        allow_queries_via_get=settings.env is Env.DEV,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await svc.db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

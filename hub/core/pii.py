@@ -1,0 +1,202 @@
+"""Privacy core: keyed hashes for matching, field encryption at rest, masking for display.
+
+- ``KeyRing.hash(kind, value, scope)`` is HMAC-SHA256 under a versioned pepper held outside the
+  database. The key id prefixes the digest (``h1:…``) so a rotation can run side by side:
+  ``hashes()`` gives the digest under every key still held, and matching accepts any of them.
+- ``KeyRing.encrypt(value, aad=...)`` is AES-256-GCM. The key id travels with the ciphertext
+  (``k1:<base64(nonce|ct|tag)>``) and the associated data binds the value to its row and column,
+  so a ciphertext copied to another row or column fails to decrypt instead of lying.
+- ``mask_*`` make values safe to show an agent or write into an import report.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from hub.core.errors import ConfigError, DecryptionError, UnknownKeyError
+
+_NONCE_BYTES = 12
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def aad_for(table: str, column: str, row_id: object) -> bytes:
+    """Associated data that ties a ciphertext to one row and column."""
+    return f"{table}.{column}#{row_id}".encode()
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    hash_keys: Mapping[str, bytes]
+    hash_key_id: str
+    enc_keys: Mapping[str, bytes]
+    enc_key_id: str
+
+    def __post_init__(self) -> None:
+        for label, keys, current in (
+            ("hash", self.hash_keys, self.hash_key_id),
+            ("encryption", self.enc_keys, self.enc_key_id),
+        ):
+            if current not in keys:
+                raise ConfigError(f"current {label} key id {current!r} is not among the keys")
+            for kid, key in keys.items():
+                if not _KEY_ID.match(kid):
+                    raise ConfigError(f"{label} key id {kid!r} must be 1-16 of [A-Za-z0-9_-]")
+                if len(key) != 32:
+                    raise ConfigError(f"{label} key {kid!r} must be 32 bytes (base64 of 32 bytes)")
+
+    # -- keyed hashing -------------------------------------------------------------------------
+    def hash(self, kind: str, value: str, scope: str | None = None, key_id: str | None = None) -> str:
+        kid = key_id or self.hash_key_id
+        try:
+            key = self.hash_keys[kid]
+        except KeyError:
+            raise UnknownKeyError(f"no hash key {kid!r}") from None
+        message = "\x1f".join((kind, scope or "", value)).encode()
+        return f"{kid}:{_b64e(hmac.new(key, message, hashlib.sha256).digest())}"
+
+    def hashes(self, kind: str, value: str, scope: str | None = None) -> list[str]:
+        """The digest under every held key, current first: what to look up during a rotation."""
+        order = [self.hash_key_id, *sorted(k for k in self.hash_keys if k != self.hash_key_id)]
+        return [self.hash(kind, value, scope, kid) for kid in order]
+
+    # -- encryption ----------------------------------------------------------------------------
+    def encrypt(self, plaintext: str, *, aad: bytes) -> str:
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = AESGCM(self.enc_keys[self.enc_key_id]).encrypt(nonce, plaintext.encode(), aad)
+        return f"{self.enc_key_id}:{_b64e(nonce + sealed)}"
+
+    def decrypt(self, token: str, *, aad: bytes) -> str:
+        kid, sep, body = token.partition(":")
+        if not sep:
+            raise DecryptionError("ciphertext has no key id")
+        try:
+            key = self.enc_keys[kid]
+        except KeyError:
+            raise UnknownKeyError(f"no encryption key {kid!r}") from None
+        blob = _b64d(body)
+        try:
+            return AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad).decode()
+        except (InvalidTag, ValueError):
+            raise DecryptionError(
+                "ciphertext failed authentication (tampered, or bound to another row/column)"
+            ) from None
+
+    def needs_reencrypt(self, token: str) -> bool:
+        return not token.startswith(self.enc_key_id + ":")
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> KeyRing:
+        """From ``{"hash_keys": {id: b64}, "hash_key_id": id, "enc_keys": {...}, "enc_key_id": id}``."""
+        try:
+            hash_keys = {k: _b64d(str(v)) for k, v in dict(data["hash_keys"]).items()}  # type: ignore[call-overload]
+            enc_keys = {k: _b64d(str(v)) for k, v in dict(data["enc_keys"]).items()}  # type: ignore[call-overload]
+            return cls(hash_keys, str(data["hash_key_id"]), enc_keys, str(data["enc_key_id"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"key material is malformed: {exc.__class__.__name__}") from None
+
+    @classmethod
+    def generate(cls) -> KeyRing:
+        return cls({"h1": secrets.token_bytes(32)}, "h1", {"k1": secrets.token_bytes(32)}, "k1")
+
+    def to_mapping(self) -> dict[str, object]:
+        return {
+            "hash_keys": {k: _b64e(v) for k, v in self.hash_keys.items()},
+            "hash_key_id": self.hash_key_id,
+            "enc_keys": {k: _b64e(v) for k, v in self.enc_keys.items()},
+            "enc_key_id": self.enc_key_id,
+        }
+
+
+def load_or_create_keyring(path: Path) -> KeyRing:
+    """Dev/demo only: keys live in the data folder, created on first use (mode 0600)."""
+    if path.exists():
+        return KeyRing.from_mapping(json.loads(path.read_text()))
+    ring = KeyRing.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(ring.to_mapping(), fh)
+    return ring
+
+
+# -- masking ------------------------------------------------------------------------------------
+
+def mask_phone(value: str) -> str:
+    """``+8613812345678`` / ``13812345678`` → ``138****5678``; short numbers keep two at each end."""
+    digits = re.sub(r"\D", "", value)
+    if value.startswith("+86") or (len(digits) == 13 and digits.startswith("86")):
+        digits = digits[2:]
+    if len(digits) >= 11:
+        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+    if len(digits) > 4:
+        return digits[:2] + "*" * (len(digits) - 4) + digits[-2:]
+    return "*" * len(digits)
+
+
+def mask_id_number(value: str) -> str:
+    """``TYPE:110101199001011234`` or a bare number → ``1101**********1234``."""
+    number = value.split(":", 1)[-1]
+    if len(number) <= 8:
+        return "*" * len(number)
+    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+
+
+def mask_name(value: str) -> str:
+    """``张三丰`` → ``张**``; ``Jia Ceshi`` → ``J** C****``."""
+    value = value.strip()
+    if not value:
+        return value
+    if value.isascii():
+        return " ".join(p[0] + "*" * (len(p) - 1) for p in value.split())
+    return value[0] + "*" * (len(value) - 1)
+
+
+def mask_email(value: str) -> str:
+    local, sep, domain = value.partition("@")
+    if not sep:
+        return "*" * len(value)
+    return (local[:1] + "***") + "@" + domain
+
+
+def mask_address(province: str | None, city: str | None, detail: str | None = None) -> str:
+    """Province and city stay (they are coarse); everything finer becomes ``******``."""
+    parts = [p for p in (province, city) if p]
+    if detail:
+        parts.append("******")
+    return " ".join(parts)
+
+
+_LONG_DIGITS = re.compile(r"(?<!\d)(\+?\d[\d\s-]{5,}\d[\dXx]?)(?!\d)")
+_EMAILS = re.compile(r"[^@\s,;\"']+@[^@\s,;\"']+")
+
+
+def mask_text(text: str, limit: int = 300) -> str:
+    """Free text (a bad row, an error) made safe for reports: long digit runs and emails masked.
+
+    Order and receipt numbers are digit runs too and get masked; that is the price of never
+    leaking a phone or ID number through a report.
+    """
+    masked = _EMAILS.sub(lambda m: mask_email(m.group(0)), text)
+    masked = _LONG_DIGITS.sub(lambda m: mask_phone(m.group(0)) if len(m.group(0)) < 15 else mask_id_number(m.group(0)), masked)
+    return masked if len(masked) <= limit else masked[:limit] + "…"

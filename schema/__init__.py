@@ -1,0 +1,41 @@
+"""The GraphQL schema: one sub-package per domain, composed here with ``merge_types``.
+
+``build_schema(...)`` wires the limits in; ``schema/schema.graphql`` is its exported SDL and a
+test keeps the two equal (``hub schema export`` rewrites the file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import strawberry
+from strawberry.tools import merge_types
+
+from schema.limits import extensions
+from schema.viewer.queries import ViewerQuery
+
+SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+Query = merge_types("Query", (ViewerQuery,))
+
+
+def build_schema(
+    *,
+    max_depth: int = 12,
+    max_tokens: int = 2_000,
+    max_aliases: int = 30,
+    introspection: bool = True,
+) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        extensions=extensions(
+            max_depth=max_depth,
+            max_tokens=max_tokens,
+            max_aliases=max_aliases,
+            introspection=introspection,
+        ),
+    )
+
+
+def export_sdl() -> str:
+    return build_schema().as_str() + "\n"
