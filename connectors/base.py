@@ -43,7 +43,7 @@ def sniff_encoding(head: bytes) -> str:
 
 def open_text(stream: BinaryIO) -> tuple[io.TextIOBase, str]:
     """Wrap a binary stream as text in its sniffed encoding, without reading it all."""
-    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[type-var]
     head = buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
     encoding = sniff_encoding(head)
     return io.TextIOWrapper(buffered, encoding=encoding, errors="strict", newline=""), encoding
@@ -96,11 +96,19 @@ def resolve_header(
 def csv_rows(stream: BinaryIO, *, delimiter: str = ",") -> Iterator[tuple[int, list[str]]]:
     """(physical line number of the row's start, cells), streaming; line 1 is the header."""
     text, _ = open_text(stream)
-    reader = csv.reader(text, delimiter=delimiter)
-    line = 1
-    for row in reader:
-        yield line, row
-        line = reader.line_num + 1
+    try:
+        reader = csv.reader(text, delimiter=delimiter)
+        line = 1
+        for row in reader:
+            yield line, row
+            line = reader.line_num + 1
+    finally:
+        # The caller owns the stream: detach our wrappers instead of letting their finalizers
+        # close it (and raise ResourceWarning, an error under pytest's filterwarnings).
+        if not text.closed:
+            buffer = text.detach()
+            if buffer is not stream and isinstance(buffer, io.BufferedReader):
+                buffer.detach()
 
 
 def row_error(

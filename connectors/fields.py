@@ -7,10 +7,12 @@ names the column; reasons never contain the value itself (it may be PII).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+import phonenumbers
 
 from hub.core import normalize
 from hub.core.clock import SHANGHAI, local_naive_to_aware
@@ -19,6 +21,7 @@ from hub.core.records import Gender, Identifier, IdentifierKind
 # Placeholder years POS and CRM systems write when the member gave only month and day.
 _PLACEHOLDER_YEARS = frozenset({0, 1, 1900, 1904})
 _MONTH_DAY = re.compile(r"^-{0,2}(\d{1,2})[-/.](\d{1,2})$|^--(\d{2})(\d{2})$")
+_WHOLE = re.compile(r"[+-]?\d{1,15}")
 _PLACEHOLDER_DATE = re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})$")
 
 _GENDERS: dict[str, Gender | None] = {
@@ -38,6 +41,9 @@ _GENDERS: dict[str, Gender | None] = {
     "未知": None,
     "保密": None,
 }
+
+
+T = TypeVar("T")
 
 
 class BadField(ValueError):
@@ -65,16 +71,16 @@ def local_date(raw: str, column: str) -> date:
 
 
 def fen(raw: Any, column: str) -> int:
-    """An amount already in fen: an integer, or text of one (``12900``, ``-2900``)."""
+    """An amount already in fen: an integer, or text of one (``12900``, ``-2900``).
+
+    ``99.00`` is refused rather than read as 99 fen: a decimal point says someone wrote yuan.
+    """
     if isinstance(raw, bool):
         raise BadField(column, "is not an amount in fen")
     if isinstance(raw, int):
         return raw
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        raise BadField(column, "is not an amount in fen") from None
-    if not value.is_finite() or value != value.to_integral_value():
+    value = str(raw).strip()
+    if not _WHOLE.fullmatch(value):
         raise BadField(column, "must be a whole number of fen")
     return int(value)
 
@@ -148,6 +154,9 @@ def phone(
         value = normalize.phone_e164(raw, region)
     except ValueError as exc:
         raise BadField(column, str(exc)) from None
+    # phone_e164 accepts "possible" numbers (+8612345 is one); a merge key must be a real one.
+    if not phonenumbers.is_valid_number(phonenumbers.parse(value)):
+        raise BadField(column, "is not a valid phone number")
     return Identifier(
         IdentifierKind.PHONE,
         value,
@@ -170,3 +179,12 @@ def text(raw: Any) -> str | None:
     if isinstance(raw, bool):
         return "true" if raw else "false"
     return normalize.clean_cell(str(raw))
+
+
+def attempt(errors: list[BadField], read: Callable[[], T]) -> T | None:
+    """Read one optional field; a failure is collected (row imported without it), not raised."""
+    try:
+        return read()
+    except BadField as exc:
+        errors.append(exc)
+        return None

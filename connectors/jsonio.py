@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from connectors.base import open_text, row_error
 from hub.core.errors import ImportFormatError
@@ -27,6 +27,15 @@ _DECODER = json.JSONDecoder()
 _SPACE = " \t\r\n"
 
 
+def peek_head(stream: BinaryIO, size: int = 4096) -> tuple[BinaryIO, bytes]:
+    """The first bytes of a stream without consuming them, and the stream to read on from."""
+    if isinstance(stream, io.BufferedReader):
+        buffered = stream
+    else:
+        buffered = io.BufferedReader(cast(io.RawIOBase, stream))
+    return cast(BinaryIO, buffered), buffered.peek(size)[:size]
+
+
 def first_char(head: bytes) -> str:
     """The first non-blank character of a file head (BOM ignored), for format sniffing."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
@@ -35,6 +44,17 @@ def first_char(head: bytes) -> str:
 
 def json_objects(stream: BinaryIO, *, filename: str) -> Iterator[tuple[int, Any] | RowError]:
     text, _ = open_text(stream)
+    try:
+        yield from _objects(text, filename)
+    finally:
+        # The caller owns the stream: detach our wrappers rather than let their finalizers close it.
+        if not text.closed:
+            buffer = text.detach()
+            if buffer is not stream and isinstance(buffer, io.BufferedReader):
+                buffer.detach()
+
+
+def _objects(text: io.TextIOBase, filename: str) -> Iterator[tuple[int, Any] | RowError]:
     line_no = 0
     first = ""
     for raw in text:
@@ -57,7 +77,9 @@ def json_objects(stream: BinaryIO, *, filename: str) -> Iterator[tuple[int, Any]
     yield from _documents(text, first, line_no, filename, array=start == "[")
 
 
-def _ndjson(text: io.TextIOBase, line_no: int, filename: str) -> Iterator[tuple[int, Any] | RowError]:
+def _ndjson(
+    text: io.TextIOBase, line_no: int, filename: str
+) -> Iterator[tuple[int, Any] | RowError]:
     for raw in text:
         line_no += 1
         if not raw.strip():
@@ -119,7 +141,12 @@ def _documents(
                 if not eof and fill():
                     continue
                 at = base_line + buf.count("\n", 0, exc.pos)
-                yield row_error(filename, at, f"malformed JSON ({exc.msg}); rest of file not read", code="BAD_JSON")
+                yield row_error(
+                    filename,
+                    at,
+                    f"malformed JSON ({exc.msg}); rest of file not read",
+                    code="BAD_JSON",
+                )
                 return
             # A value that ends exactly at the buffer's end may continue in the next chunk.
             if end == len(buf) and not eof and fill():

@@ -3,47 +3,33 @@
 Two layouts, told apart by content (an XLSX is a zip):
 
 - legacy GBK CSV pair: ``ExportOrderList*.csv``, one row per main order, is complete on its own
-  (宝贝总数量 gives the quantity). ``parse_pair`` also takes ``ExportOrderDetailList*.csv``; its
-  items are only read, and indexed by 订单编号, when the order file lacks 宝贝总数量, so the
-  usual case stays constant-memory.
-- 千牛 XLSX: a main-order sheet (buyer, shipping) and a sub-order sheet (one purchase per
-  sub-order, refunds from 退款状态/退款金额). The sub-order sheet has no buyer column, so the
-  main sheet is indexed by order id first; Excel caps a sheet at 1,048,576 rows, which bounds it.
+  (宝贝总数量 gives the quantity) and is streamed. ``parse_pair`` also takes
+  ``ExportOrderDetailList*.csv``; its items are read, and indexed by 订单编号, only when the order
+  file lacks 宝贝总数量, so the usual case stays constant-memory.
+- 千牛 XLSX (main-order + sub-order sheets): see ``connectors.taobao_qianniu``.
 
 Buyer key: the ouid when the export carries one (stable per merchant, the key taobao_members uses),
 else 买家会员名. A masked nick like ``t**0`` is shared by many buyers and is never a key: such
-buyers get ``rcv:<digest>`` of the *masked* receiver fields — weak, and never reversible to a phone.
-Receiver name, phone and province/city describe the receiver, not necessarily the buyer, so they are
-weak evidence only; the street address is dropped (PIPL minimisation, formats doc §9).
+buyers get ``rcv:<digest>`` of masked receiver fields (``marketplace.receiver_key``). Receiver name,
+phone and province/city describe the receiver, not necessarily the buyer, so they are weak evidence
+only; the street address is dropped (PIPL minimisation, formats doc §9).
 
 Statuses: 交易成功 → confirmed; paid or shipped → pending; 交易关闭 → cancelled; 等待买家付款 →
-no activity (nothing was paid yet), though the buyer record is still emitted.
+no activity (nothing was paid yet), though the buyer record is still emitted. A 退款金额 column
+(later layouts) > 0 adds a refund activity ``<order>:refund`` linked to the order.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-import openpyxl
-
+from connectors import marketplace as m
 from connectors.base import HeaderMap, csv_rows, resolve_header, row_error
-from hub.core.clock import local_naive_to_aware
-from hub.core.errors import ImportFormatError, RecordError
-from hub.core.normalize import (
-    is_masked,
-    masked_phone_pattern,
-    parse_datetime,
-    phone_e164,
-    yuan_to_fen,
-)
-from hub.core.pii import mask_name, mask_phone
+from hub.core.errors import ImportFormatError
+from hub.core.normalize import is_masked
 from hub.core.records import (
     Activity,
     ActivityKind,
@@ -52,7 +38,6 @@ from hub.core.records import (
     Identifier,
     IdentifierKind,
     Parsed,
-    RowError,
     SourceRecord,
 )
 
@@ -84,25 +69,9 @@ ITEM_SYNONYMS: Mapping[str, Sequence[str]] = {
     "quantity": ("购买数量",),
 }
 
-SUB_ORDER_SYNONYMS: Mapping[str, Sequence[str]] = {
-    "sub_order_id": ("子订单编号",),
-    "order_id": ("主订单编号",),
-    "item_id": ("商品ID",),
-    "quantity": ("购买数量",),
-    "paid": ("买家实付金额", "买家实际支付金额"),
-    "status": ("订单状态",),
-    "refund_status": ("退款状态",),
-    "refund": ("退款金额",),
-    "created_at": ("订单创建时间",),
-    "paid_at": ("订单付款时间",),
-    "shipped_at": ("发货时间",),
-}
-SUB_ORDER_REQUIRED = ("sub_order_id", "order_id", "paid", "status")
-
-_ORDER_NO = re.compile(r"\d{1,32}")
-_ZIP_MAGIC = b"PK\x03\x04"
-# Prefix → status; None = not paid yet (no activity). Texts and TOP API codes both appear.
-_STATUSES: tuple[tuple[str, ActivityStatus | None], ...] = (
+# Prefix → status; None = not paid yet (no activity). Export texts and TOP API codes both occur;
+# half- and full-width commas are folded before matching.
+STATUSES: tuple[tuple[str, ActivityStatus | None], ...] = (
     ("等待买家付款", None),
     ("WAIT_BUYER_PAY", None),
     ("TRADE_NO_CREATE_PAY", None),
@@ -119,18 +88,14 @@ _STATUSES: tuple[tuple[str, ActivityStatus | None], ...] = (
     ("TRADE_BUYER_SIGNED", ActivityStatus.PENDING),
 )
 
+_ZIP_MAGIC = b"PK\x03\x04"
 
-class FieldError(ValueError):
-    """One cell could not be read; the row becomes a RowError naming the column."""
-
-    def __init__(self, column: str, reason: str) -> None:
-        super().__init__(f"{column}: {reason}")
-        self.column = column
-        self.reason = reason
+# order id → (buyer source_key, time of the order); filled from a 千牛 main-order sheet.
+OrderIndex = dict[str, tuple[str | None, datetime]]
 
 
 def looks_like(header: Sequence[str]) -> bool:
-    """A legacy order CSV or a 千牛 main-order sheet (not Douyin: it has no 买家应付邮费)."""
+    """A legacy order CSV or a 千牛 main-order sheet (Douyin has no 买家应付邮费/买家会员名)."""
     names = {h.strip().lstrip("\ufeff") for h in header}
     return "订单编号" in names and bool(names & {"买家会员名", "买家应付邮费", "买家应付货款"})
 
@@ -140,16 +105,17 @@ def looks_like_items(header: Sequence[str]) -> bool:
     return {"订单编号", "标题", "购买数量"} <= names
 
 
-def parse(
-    stream: BinaryIO, *, filename: str, shop_id: str | None = None
-) -> Iterator[Parsed]:
-    """An order CSV (legacy) or a 千牛 XLSX. ``shop_id`` scopes ouids when no 店铺Id column."""
+def parse(stream: BinaryIO, *, filename: str, shop_id: str | None = None) -> Iterator[Parsed]:
+    """An order CSV (legacy) or a 千牛 XLSX. ``shop_id`` scopes ouids when there is no 店铺Id."""
     if _is_zip(stream, filename):
-        yield from _parse_xlsx(stream, filename=filename, shop_id=shop_id)
+        # Imported here: taobao_qianniu builds on this module's row mapping.
+        from connectors import taobao_qianniu
+
+        yield from taobao_qianniu.parse(stream, filename=filename, shop_id=shop_id)
         return
     rows = csv_rows(stream)
-    hm = _order_header(next(rows, (1, []))[1], filename)
-    yield from _order_rows(rows, hm, _Ctx(filename, shop_id), quantities=None)
+    hm = order_header(next(rows, (1, []))[1], filename)
+    yield from order_rows(rows, hm, filename=filename, shop_id=shop_id)
 
 
 def parse_pair(
@@ -162,7 +128,7 @@ def parse_pair(
 ) -> Iterator[Parsed]:
     """The legacy pair. Both headers are checked; items fill quantities the order file lacks."""
     rows = csv_rows(orders)
-    hm = _order_header(next(rows, (1, []))[1], orders_filename)
+    hm = order_header(next(rows, (1, []))[1], orders_filename)
     item_rows = csv_rows(items)
     ihm = resolve_header(
         next(item_rows, (1, []))[1],
@@ -178,25 +144,18 @@ def parse_pair(
             if not any(c.strip() for c in row):
                 continue
             try:
-                oid = _order_no(ihm, row, "order_id")
-                qty = _count(ihm, row, "quantity")
-            except FieldError as exc:
+                oid = m.order_no(ihm, row, "order_id")
+                qty = m.count(ihm, row, "quantity")
+            except m.FieldError as exc:
                 yield row_error(items_filename, line, exc.reason, column=exc.column, raw=row)
                 continue
             quantities[oid] = quantities.get(oid, 0) + qty
-    yield from _order_rows(rows, hm, _Ctx(orders_filename, shop_id), quantities=quantities)
+    yield from order_rows(
+        rows, hm, filename=orders_filename, shop_id=shop_id, quantities=quantities
+    )
 
 
-# -- legacy CSV / main-order rows ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Ctx:
-    filename: str
-    shop_id: str | None
-
-
-def _order_header(header: Sequence[str], filename: str) -> HeaderMap:
+def order_header(header: Sequence[str], filename: str) -> HeaderMap:
     hm = resolve_header(
         header, ORDER_SYNONYMS, ORDER_REQUIRED, connector="taobao order", filename=filename
     )
@@ -208,192 +167,123 @@ def _order_header(header: Sequence[str], filename: str) -> HeaderMap:
     return hm
 
 
-def _order_rows(
+def order_rows(
     rows: Iterator[tuple[int, list[str]]],
     hm: HeaderMap,
-    ctx: _Ctx,
     *,
-    quantities: Mapping[str, int] | None,
-    index: dict[str, tuple[str | None, datetime]] | None = None,
+    filename: str,
+    shop_id: str | None,
+    quantities: Mapping[str, int] | None = None,
+    index: OrderIndex | None = None,
 ) -> Iterator[Parsed]:
-    """One main order per row. With ``index`` (XLSX), only buyers are emitted and indexed."""
-    for line, row in rows:
-        if not any(c.strip() for c in row):
-            continue
-        try:
-            out = _order_row(hm, row, line, ctx, quantities=quantities, index=index)
-        except FieldError as exc:
-            yield row_error(ctx.filename, line, exc.reason, column=exc.column, raw=row)
-            continue
-        except RecordError as exc:
-            yield row_error(ctx.filename, line, exc.reason, column=exc.field, raw=row)
-            continue
-        yield from out
+    """One main order per row. With ``index`` (千牛 XLSX) buyers are emitted and indexed, and
+    purchases are left to the sub-order sheet."""
+    ctx = _Ctx(hm, filename, shop_id, quantities, index)
+    return m.map_rows(rows, filename, ctx.read)
 
 
-def _order_row(
-    hm: HeaderMap,
-    row: Sequence[str],
-    line: int,
-    ctx: _Ctx,
-    *,
-    quantities: Mapping[str, int] | None,
-    index: dict[str, tuple[str | None, datetime]] | None,
-) -> list[Parsed]:
-    order_id = _order_no(hm, row, "order_id")
-    status = _status(hm, row)
-    created = _when(hm, row, "created_at", required=True)
-    assert created is not None
-    paid_at = _when(hm, row, "paid_at")
-    paid = _fen(hm, row, "paid", required=True) or 0
-    shipping = _fen(hm, row, "shipping") or 0
-    refund = _fen(hm, row, "refund") or 0
-    confirmed_at = _when(hm, row, "confirmed_at")
-    if quantities is not None:
-        quantity = quantities.get(order_id, 0)
-    else:
-        quantity = _count(hm, row, "quantity") if hm.get(row, "quantity") else 0
-    out: list[Parsed] = []
-    record = _buyer(hm, row, line, ctx, observed_at=created, notes=out)
-    if record is not None:
-        out.append(record)
-    key = record.source_key if record is not None else None
-    occurred = paid_at or created
-    if index is not None:
-        index[order_id] = (key, occurred)
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    hm: HeaderMap
+    filename: str
+    shop_id: str | None
+    quantities: Mapping[str, int] | None
+    index: OrderIndex | None
+
+    def read(self, line: int, row: list[str]) -> list[Parsed]:
+        hm = self.hm
+        order_id = m.order_no(hm, row, "order_id")
+        status = m.status_of(hm.get(row, "status"), hm.column("status"), STATUSES)
+        created = m.when_required(hm, row, "created_at")
+        paid_at = m.when(hm, row, "paid_at")
+        paid = m.fen(hm, row, "paid", need=True) or 0
+        shipping = m.fen(hm, row, "shipping") or 0
+        refund = m.fen(hm, row, "refund") or 0
+        confirmed_at = m.when(hm, row, "confirmed_at")
+        if self.quantities is not None:
+            quantity = self.quantities.get(order_id, 0)
+        else:
+            quantity = m.count(hm, row, "quantity")
+        out: list[Parsed] = []
+        record = self._buyer(row, line, created, out)
+        key = record.source_key if record is not None else None
+        if record is not None:
+            out.append(record)
+        occurred = paid_at or created
+        if self.index is not None:
+            self.index[order_id] = (key, occurred)
+            return out
+        if status is not None:
+            out.append(
+                Activity(
+                    source=SOURCE,
+                    external_id=order_id,
+                    kind=ActivityKind.PURCHASE,
+                    business_line=BUSINESS_LINE,
+                    occurred_at=occurred,
+                    status=status,
+                    source_key=key,
+                    # 买家实际支付金额 includes postage; a closed unpaid order can show 0 paid.
+                    amount_fen=max(paid - shipping, 0),
+                    quantity=quantity,
+                    details={"shipping_fen": shipping, "paid_fen": paid},
+                )
+            )
+        if refund > 0:
+            out.append(
+                refund_activity(order_id, key, refund, max(confirmed_at or occurred, occurred))
+            )
         return out
-    if status is not None:
-        out.append(
-            Activity(
-                source=SOURCE,
-                external_id=order_id,
-                kind=ActivityKind.PURCHASE,
-                business_line=BUSINESS_LINE,
-                occurred_at=occurred,
-                status=status,
-                source_key=key,
-                # 买家实际支付金额 includes postage; a closed unpaid order can show 0 paid.
-                amount_fen=max(paid - shipping, 0),
-                quantity=quantity,
-                details={"shipping_fen": shipping, "paid_fen": paid},
-            )
+
+    def _buyer(
+        self, row: Sequence[str], line: int, observed_at: datetime, notes: list[Parsed]
+    ) -> SourceRecord | None:
+        hm = self.hm
+        nick = hm.get(row, "buyer_nick")
+        ouid = hm.get(row, "ouid")
+        shop = hm.get(row, "shop_id") or self.shop_id
+        identifiers: list[Identifier] = []
+        if ouid and not shop:
+            reason = "ouid ignored: no 店铺Id column or shop_id to scope it"
+            notes.append(m.note(self.filename, line, hm.column("ouid"), reason, row))
+            ouid = None
+        if ouid:
+            identifiers.append(Identifier(IdentifierKind.TAOBAO_OUID, ouid, scope=shop))
+        clear_nick = nick if nick and not is_masked(nick) else None
+        if clear_nick:
+            identifiers.append(Identifier(IdentifierKind.TAOBAO_NICK, clear_nick))
+        phone = None
+        mobile = hm.get(row, "mobile")
+        if mobile is not None:
+            try:
+                phone = m.receiver_phone(mobile)
+            except ValueError as exc:
+                reason = f"phone ignored: {exc}"
+                notes.append(m.note(self.filename, line, hm.column("mobile"), reason, row))
+        if phone is not None:
+            identifiers.append(phone)
+        receiver = hm.get(row, "receiver")
+        address = parse_address(hm.get(row, "address"))
+        area = (address.province, address.city) if address else ()
+        key = (
+            ouid
+            or clear_nick
+            or m.receiver_key(phone=phone, name=receiver, extra=(nick or "", *area))
         )
-    if refund > 0:
-        out.append(_refund(order_id, key, refund, max(confirmed_at or occurred, occurred)))
-    return out
-
-
-# -- XLSX ------------------------------------------------------------------------------------
-
-
-def _parse_xlsx(stream: BinaryIO, *, filename: str, shop_id: str | None) -> Iterator[Parsed]:
-    with warnings.catch_warnings():
-        # Vendor workbooks often lack a default style; that is not a problem for reading values.
-        warnings.simplefilter("ignore", UserWarning)
-        book = openpyxl.load_workbook(stream, read_only=True, data_only=True)
-    try:
-        main, sub = None, None
-        for ws in book.worksheets:
-            names = {c.strip() for c in next(_sheet_rows(ws), (1, []))[1]}
-            if "子订单编号" in names and sub is None:
-                sub = ws
-            elif "订单编号" in names and main is None:
-                main = ws
-        if main is None:
-            first = book.worksheets[0] if book.worksheets else None
-            header = next(_sheet_rows(first), (1, []))[1] if first is not None else []
-            _order_header(header, filename)  # raises, naming the expected headers
-            return
-        main_file = f"{filename}[{main.title}]"
-        rows = _sheet_rows(main)
-        hm = _order_header(next(rows, (1, []))[1], main_file)
-        index: dict[str, tuple[str | None, datetime]] | None = {} if sub is not None else None
-        yield from _order_rows(rows, hm, _Ctx(main_file, shop_id), quantities=None, index=index)
-        if sub is not None and index is not None:
-            yield from _sub_order_rows(sub, index, f"{filename}[{sub.title}]")
-    finally:
-        book.close()
-
-
-def _sub_order_rows(
-    ws: Any, index: Mapping[str, tuple[str | None, datetime]], filename: str
-) -> Iterator[Parsed]:
-    rows = _sheet_rows(ws)
-    hm = resolve_header(
-        next(rows, (1, []))[1],
-        SUB_ORDER_SYNONYMS,
-        SUB_ORDER_REQUIRED,
-        connector="taobao sub-order sheet",
-        filename=filename,
-    )
-    for line, row in rows:
-        if not any(c.strip() for c in row):
-            continue
-        try:
-            yield from _sub_order_row(hm, row, index)
-        except FieldError as exc:
-            yield row_error(filename, line, exc.reason, column=exc.column, raw=row)
-        except RecordError as exc:
-            yield row_error(filename, line, exc.reason, column=exc.field, raw=row)
-
-
-def _sub_order_row(
-    hm: HeaderMap, row: Sequence[str], index: Mapping[str, tuple[str | None, datetime]]
-) -> list[Parsed]:
-    sub_id = _order_no(hm, row, "sub_order_id")
-    order_id = _order_no(hm, row, "order_id")
-    if order_id not in index:
-        raise FieldError(hm.column("order_id"), "main order is missing or unreadable in the main sheet")
-    key, main_time = index[order_id]
-    status = _status(hm, row)
-    paid = _fen(hm, row, "paid", required=True) or 0
-    refund = _fen(hm, row, "refund")
-    refunded = (hm.get(row, "refund_status") or "") in ("退款成功", "SUCCESS")
-    occurred = _when(hm, row, "paid_at") or _when(hm, row, "created_at") or main_time
-    latest = max(occurred, _when(hm, row, "shipped_at") or occurred)
-    quantity = _count(hm, row, "quantity") if hm.get(row, "quantity") else 0
-    out: list[Parsed] = []
-    if status is not None:
-        out.append(
-            Activity(
-                source=SOURCE,
-                external_id=sub_id,
-                kind=ActivityKind.PURCHASE,
-                business_line=BUSINESS_LINE,
-                occurred_at=occurred,
-                status=status,
-                source_key=key,
-                amount_fen=paid,  # postage is charged on the main order, not the sub-order
-                quantity=quantity,
-                details={"order_id": order_id, "item_id": hm.get(row, "item_id") or ""},
-            )
+        if key is None:
+            return None
+        return SourceRecord(
+            source=SOURCE,
+            source_key=key,
+            business_line=BUSINESS_LINE,
+            observed_at=observed_at,
+            identifiers=tuple(identifiers),
+            name=receiver,
+            address=address,
         )
-    if refunded and refund != 0:
-        # 退款成功 without 退款金额 means the whole sub-order was refunded.
-        out.append(_refund(sub_id, key, paid if refund is None else refund, latest))
-    return out
 
 
-def _sheet_rows(ws: Any) -> Iterator[tuple[int, list[str]]]:
-    for line, values in enumerate(ws.iter_rows(values_only=True), start=1):
-        yield line, [_cell_text(v) for v in values]
-
-
-def _cell_text(value: object) -> str:
-    """Cells as the text a CSV would hold; a float id above 2**53 stays visibly broken (3e+18)."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return str(value)
-
-
-# -- shared pieces ---------------------------------------------------------------------------
-
-
-def _refund(original: str, key: str | None, amount_fen: int, when: datetime) -> Activity:
+def refund_activity(original: str, key: str | None, amount_fen: int, when: datetime) -> Activity:
     return Activity(
         source=SOURCE,
         external_id=f"{original}:refund",
@@ -409,67 +299,7 @@ def _refund(original: str, key: str | None, amount_fen: int, when: datetime) -> 
     )
 
 
-def _buyer(
-    hm: HeaderMap,
-    row: Sequence[str],
-    line: int,
-    ctx: _Ctx,
-    *,
-    observed_at: datetime,
-    notes: list[Parsed],
-) -> SourceRecord | None:
-    nick = hm.get(row, "buyer_nick")
-    ouid = hm.get(row, "ouid")
-    shop = hm.get(row, "shop_id") or ctx.shop_id
-    identifiers: list[Identifier] = []
-    if ouid and not shop:
-        notes.append(_note(ctx, line, hm.column("ouid"), "ouid ignored: no 店铺Id column or shop_id to scope it", row))
-        ouid = None
-    if ouid:
-        identifiers.append(Identifier(IdentifierKind.TAOBAO_OUID, ouid, scope=shop))
-    clear_nick = nick if nick and not is_masked(nick) else None
-    if clear_nick:
-        identifiers.append(Identifier(IdentifierKind.TAOBAO_NICK, clear_nick))
-    phone = _phone(hm, row, line, ctx, notes)
-    if phone is not None:
-        identifiers.append(phone)
-    receiver = hm.get(row, "receiver")
-    address = _address(hm.get(row, "address"))
-    key = ouid or clear_nick or _receiver_key(nick, phone, receiver, address)
-    if key is None:
-        return None
-    return SourceRecord(
-        source=SOURCE,
-        source_key=key,
-        business_line=BUSINESS_LINE,
-        observed_at=observed_at,
-        identifiers=tuple(identifiers),
-        name=receiver,
-        address=address,
-    )
-
-
-def _phone(
-    hm: HeaderMap, row: Sequence[str], line: int, ctx: _Ctx, notes: list[Parsed]
-) -> Identifier | None:
-    raw = hm.get(row, "mobile")
-    if raw is None:
-        return None
-    try:
-        if is_masked(raw):
-            return Identifier(IdentifierKind.PHONE_MASKED, masked_phone_pattern(raw))
-        return Identifier(IdentifierKind.PHONE, phone_e164(raw))
-    except ValueError as exc:
-        # The order itself is fine; only this weak identifier is lost, and the report says so.
-        notes.append(_note(ctx, line, hm.column("mobile"), f"phone ignored: {exc}", row))
-        return None
-
-
-def _note(ctx: _Ctx, line: int, column: str, reason: str, row: Sequence[str]) -> RowError:
-    return row_error(ctx.filename, line, reason, column=column, raw=row, code="FIELD_IGNORED")
-
-
-def _address(raw: str | None) -> Address | None:
+def parse_address(raw: str | None) -> Address | None:
     """``浙江省 杭州市 西湖区 ****** (000000)`` → province/city/district; the rest is dropped."""
     if not raw:
         return None
@@ -482,81 +312,6 @@ def _address(raw: str | None) -> Address | None:
         district=parts[2] if len(parts) > 2 else None,
         country="CN",
     )
-
-
-def _receiver_key(
-    nick: str | None, phone: Identifier | None, receiver: str | None, address: Address | None
-) -> str | None:
-    """A weak, stable key from masked values only, so the digest cannot be reversed to PII."""
-    masked_phone = None
-    if phone is not None:
-        masked_phone = phone.value if "*" in phone.value else mask_phone(phone.value)
-    parts = [
-        nick or "",
-        masked_phone or "",
-        mask_name(receiver) if receiver else "",
-        address.province or "" if address else "",
-        address.city or "" if address else "",
-    ]
-    if not any(parts[:3]):
-        return None
-    return "rcv:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-def _status(hm: HeaderMap, row: Sequence[str]) -> ActivityStatus | None:
-    raw = hm.get(row, "status")
-    if raw is None:
-        raise FieldError(hm.column("status"), "is empty")
-    text = unicodedata.normalize("NFKC", raw).replace(" ", "")
-    for prefix, status in _STATUSES:
-        if text.startswith(prefix):
-            return status
-    raise FieldError(hm.column("status"), f"unknown order status {raw!r}")
-
-
-def _order_no(hm: HeaderMap, row: Sequence[str], fld: str) -> str:
-    value = hm.get(row, fld)
-    if value is None:
-        raise FieldError(hm.column(fld), "is empty")
-    if not _ORDER_NO.fullmatch(value):
-        raise FieldError(hm.column(fld), "is not an order number (was it saved as a number?)")
-    return value
-
-
-def _fen(hm: HeaderMap, row: Sequence[str], fld: str, *, required: bool = False) -> int | None:
-    value = hm.get(row, fld)
-    if value is None:
-        if required:
-            raise FieldError(hm.column(fld), "is empty")
-        return None
-    try:
-        fen = yuan_to_fen(value)
-    except ValueError as exc:
-        raise FieldError(hm.column(fld), str(exc)) from None
-    if fen < 0:
-        raise FieldError(hm.column(fld), "must not be negative")
-    return fen
-
-
-def _count(hm: HeaderMap, row: Sequence[str], fld: str) -> int:
-    value = hm.get(row, fld) or ""
-    if not value.isdigit():
-        raise FieldError(hm.column(fld), f"not a whole number: {value!r}")
-    return int(value)
-
-
-def _when(
-    hm: HeaderMap, row: Sequence[str], fld: str, *, required: bool = False
-) -> datetime | None:
-    value = hm.get(row, fld)
-    if value is None:
-        if required:
-            raise FieldError(hm.column(fld), "is empty")
-        return None
-    try:
-        return local_naive_to_aware(parse_datetime(value))
-    except ValueError as exc:
-        raise FieldError(hm.column(fld), str(exc)) from None
 
 
 def _is_zip(stream: BinaryIO, filename: str) -> bool:

@@ -26,7 +26,7 @@ from hub.core.errors import DatabaseUnavailable, HubError, NotAuthenticated, Not
 from hub.core.migrate import head_revision
 from hub.core.pii import KeyRing
 from hub.core.settings import Env, Settings
-from hub.core.telemetry import reset_request_id, set_request_id, setup_logging, setup_telemetry
+from hub.core.telemetry import reset_request_id, set_request_id
 from hub.core.tokens import ANONYMOUS, Principal, TokenVerifier
 from schema import build_schema
 from schema.context import Context
@@ -170,8 +170,7 @@ def build_services(settings: Settings) -> Services:
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
-    setup_logging(settings.log_level, settings.log_json)
-    setup_telemetry(settings.otel_exporter.value)
+    """The ASGI app. Process-wide logging and telemetry are set up by the caller (`hub serve`)."""
     svc = services or build_services(settings)
     head = head_revision()
 

@@ -21,7 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -65,6 +65,10 @@ def _serve(settings: Settings, url: str, host: str, port: int) -> None:
     import uvicorn
 
     from hub.app import create_app
+    from hub.core.telemetry import setup_logging, setup_telemetry
+
+    setup_logging(settings.log_level, settings.log_json)
+    setup_telemetry(settings.otel_exporter.value)
 
     try:
         asyncio.run(_check_migrated(url))
@@ -156,3 +160,7 @@ def schema_export() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

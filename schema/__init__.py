@@ -11,12 +11,13 @@ from pathlib import Path
 import strawberry
 from strawberry.tools import merge_types
 
+from schema.audit.queries import AuditQuery
 from schema.limits import extensions
 from schema.viewer.queries import ViewerQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (ViewerQuery,))
+Query = merge_types("Query", (ViewerQuery, AuditQuery))
 
 
 def build_schema(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
@@ -35,17 +37,19 @@ def should_mask(error: GraphQLError) -> bool:
 
 def extensions(
     *, max_depth: int, max_tokens: int, max_aliases: int, introspection: bool
-) -> list[SchemaExtension | type[SchemaExtension]]:
-    exts: list[SchemaExtension | type[SchemaExtension]] = [
-        ParserCache(maxsize=512),
-        ValidationCache(maxsize=512),
-        MaxTokensLimiter(max_token_count=max_tokens),
-        MaxAliasesLimiter(max_alias_count=max_aliases),
-        QueryDepthLimiter(max_depth=max_depth),
-        MaskErrors(should_mask_error=should_mask, error_message="Internal error."),
+) -> list[Callable[[], SchemaExtension]]:
+    """Factories, so each request gets fresh extension state (the parse/validation caches are
+    module-level in strawberry and shared regardless)."""
+    exts: list[Callable[[], SchemaExtension]] = [
+        lambda: ParserCache(maxsize=512),
+        lambda: ValidationCache(maxsize=512),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal error."),
     ]
     if not introspection:
-        exts.append(DisableIntrospection())
+        exts.append(DisableIntrospection)
     return exts
 
 

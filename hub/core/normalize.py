@@ -52,7 +52,7 @@ def phone_e164(raw: str, default_region: str = "CN") -> str:
     try:
         parsed = phonenumbers.parse(digits, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"phone does not parse ({exc.error_type.name})") from None
+        raise ValueError(f"phone does not parse (error {exc.error_type})") from None
     if not phonenumbers.is_possible_number(parsed):
         raise ValueError("phone has the wrong number of digits")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

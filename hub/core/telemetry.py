@@ -80,6 +80,7 @@ def setup_logging(level: str = "INFO", json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs command lines at INFO
 
 
 def setup_telemetry(

@@ -37,31 +37,109 @@ UTF8_BOM = "utf-8-sig"
 UTF8 = "utf-8"
 
 # §1a, the full 37-column legacy header.
-TAOBAO_ORDERS_HEADER = (
-    "订单编号,买家会员名,买家支付宝账号,买家应付货款,买家应付邮费,买家支付积分,总金额,返点积分,"
-    "买家实际支付金额,买家实际支付积分,订单状态,买家留言,收货人姓名,收货地址,运送方式,联系电话,"
-    "联系手机,订单创建时间,订单付款时间,宝贝标题,宝贝种类,物流单号,物流公司,订单备注,宝贝总数量,"
-    "店铺Id,店铺名称,订单关闭原因,卖家服务费,买家服务费,发票抬头,是否手机订单,分阶段订单信息,"
-    "定金排名,修改后的sku,修改后的收货地址,异常信息"
-).split(",")
+TAOBAO_ORDERS_HEADER = [
+    "订单编号",
+    "买家会员名",
+    "买家支付宝账号",
+    "买家应付货款",
+    "买家应付邮费",
+    "买家支付积分",
+    "总金额",
+    "返点积分",
+    "买家实际支付金额",
+    "买家实际支付积分",
+    "订单状态",
+    "买家留言",
+    "收货人姓名",
+    "收货地址",
+    "运送方式",
+    "联系电话",
+    "联系手机",
+    "订单创建时间",
+    "订单付款时间",
+    "宝贝标题",
+    "宝贝种类",
+    "物流单号",
+    "物流公司",
+    "订单备注",
+    "宝贝总数量",
+    "店铺Id",
+    "店铺名称",
+    "订单关闭原因",
+    "卖家服务费",
+    "买家服务费",
+    "发票抬头",
+    "是否手机订单",
+    "分阶段订单信息",
+    "定金排名",
+    "修改后的sku",
+    "修改后的收货地址",
+    "异常信息",
+]
 # §1a items file.
-TAOBAO_ITEMS_HEADER = "订单编号,标题,价格,购买数量,外部系统编号,商品属性,套餐信息,备注,订单状态,商家编码".split(
-    ","
-)
+TAOBAO_ITEMS_HEADER = [
+    "订单编号",
+    "标题",
+    "价格",
+    "购买数量",
+    "外部系统编号",
+    "商品属性",
+    "套餐信息",
+    "备注",
+    "订单状态",
+    "商家编码",
+]
 # §2 synthetic hub-normalised membership layout.
-TAOBAO_MEMBERS_HEADER = (
-    "platform,shop_id,ouid,omid,mix_nick,mobile,mobile_sha256,bind_status,grade,joined_at".split(",")
-)
+TAOBAO_MEMBERS_HEADER = [
+    "platform",
+    "shop_id",
+    "ouid",
+    "omid",
+    "mix_nick",
+    "mobile",
+    "mobile_sha256",
+    "bind_status",
+    "grade",
+    "joined_at",
+]
 # §3a: the columns of the document's sample (one row per sub-order).
-DOUYIN_ORDERS_HEADER = (
-    "主订单编号,子订单编号,选购商品,商品规格,商品数量,商品ID,商家编码,商品单价,订单应付金额,运费,"
-    "收件人,收件人手机号,省,市,区,街道,详细地址,订单提交时间,支付完成时间,订单状态,售后状态,"
-    "达人ID,达人昵称,APP渠道"
-).split(",")
+DOUYIN_ORDERS_HEADER = [
+    "主订单编号",
+    "子订单编号",
+    "选购商品",
+    "商品规格",
+    "商品数量",
+    "商品ID",
+    "商家编码",
+    "商品单价",
+    "订单应付金额",
+    "运费",
+    "收件人",
+    "收件人手机号",
+    "省",
+    "市",
+    "区",
+    "街道",
+    "详细地址",
+    "订单提交时间",
+    "支付完成时间",
+    "订单状态",
+    "售后状态",
+    "达人ID",
+    "达人昵称",
+    "APP渠道",
+]
 # §4
-DOUYIN_MEMBERS_HEADER = (
-    "platform,shop_id,open_id,union_id,mobile,mobile_encrypted,is_member,joined_at".split(",")
-)
+DOUYIN_MEMBERS_HEADER = [
+    "platform",
+    "shop_id",
+    "open_id",
+    "union_id",
+    "mobile",
+    "mobile_encrypted",
+    "is_member",
+    "joined_at",
+]
 # §5 plus signed_up_at; these are the NDJSON object keys.
 APP_ACCOUNT_FIELDS = (
     "app_id",
@@ -92,17 +170,41 @@ APP_ORDER_FIELDS = (
 )
 APP_ORDER_STATUSES = ("completed", "paid", "cancelled", "refunded")
 # Brief: card enrolments with English header names.
-POS_MEMBERS_HEADER = "card_no,phone,name,birthday,gender,store_id,enrolled_at".split(",")
+POS_MEMBERS_HEADER = ["card_no", "phone", "name", "birthday", "gender", "store_id", "enrolled_at"]
 # §7 hub-normalised receipt lines; a RETURN's original_serial_num points at the SALE's serial_num.
-POS_RECEIPTS_HEADER = (
-    "store_id,pos_no,serial_num,trd_time,trd_type,member_card_num,member_mobile,line,"
-    "item_barcode,qty,deal_amt_fen,pay_type,original_serial_num"
-).split(",")
+POS_RECEIPTS_HEADER = [
+    "store_id",
+    "pos_no",
+    "serial_num",
+    "trd_time",
+    "trd_type",
+    "member_card_num",
+    "member_mobile",
+    "line",
+    "item_barcode",
+    "qty",
+    "deal_amt_fen",
+    "pay_type",
+    "original_serial_num",
+]
 # §6a stay extract.
-HOTEL_STAYS_HEADER = (
-    "hotel_id,confirmation_no,profile_id,arrival,departure,room_nights,room_type,rate_code,market,"
-    "channel,room_revenue,fb_revenue,other_revenue,currency,status"
-).split(",")
+HOTEL_STAYS_HEADER = [
+    "hotel_id",
+    "confirmation_no",
+    "profile_id",
+    "arrival",
+    "departure",
+    "room_nights",
+    "room_type",
+    "rate_code",
+    "market",
+    "channel",
+    "room_revenue",
+    "fb_revenue",
+    "other_revenue",
+    "currency",
+    "status",
+]
 TRUTH_HEADER = ["source", "source_key", "person_id"]
 
 
@@ -137,7 +239,7 @@ TRUTH_KEYS: dict[str, TruthKey] = {
     SOURCE_HOTEL: TruthKey(
         SOURCE_HOTEL,
         HOTEL_PROFILES,
-        'profileIdList[0].id (= profile_id in the stays file); PMS duplicates get one row each',
+        "profileIdList[0].id (= profile_id in the stays file); PMS duplicates get one row each",
     ),
 }
 

@@ -63,7 +63,7 @@ class Section:
     def choice(self, key: str, choices: tuple[str, ...], *, default: object = _MISSING) -> str:
         value = self._get(key, default)
         if value not in choices:
-            allowed = ", ".join(repr(c) for c in choices)
+            allowed = ", ".join(repr(str(c)) for c in choices)
             raise fail(self.at(key), f"must be one of {allowed}")
         return str(value)
 
@@ -98,7 +98,7 @@ class Section:
 
     def named_sections(self, key: str, *, limit: int) -> list[tuple[str, Section]]:
         table = self.section(key)
-        keys = table.keys()
+        keys = table.names()
         if not keys:
             raise fail(table.path, "must declare at least one entry")
         if len(keys) > limit:
@@ -114,7 +114,7 @@ class Section:
                 raise fail(f"{self.at(key)}[{i}]", "must be non-blank text")
         return tuple(value)
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         self._seen.update(self._data)
         return list(self._data)
 

@@ -6,7 +6,10 @@
         ├── UnknownBusinessLine     a line the program does not declare
         ├── UnknownTier             a tier code the program does not declare
         ├── InvalidActivity         an activity's amounts or details cannot be earned on
-        └── RefundExceedsOriginal   refunds add up to more than the original amount
+        ├── RefundExceedsOriginal   refunds add up to more than the original amount
+        ├── UnknownBenefit          a benefit code the program does not declare
+        ├── NotEntitled             the member's tier is below the benefit's minimum tier
+        └── QuotaExhausted          the benefit's quota for this period is used up
 
 Configuration problems (a bad program file) are ``hub.core.errors.ConfigError``: they stop
 start-up, while these are raised while the hub runs. Messages carry amounts and codes, never PII.
@@ -66,3 +69,30 @@ class RefundExceedsOriginal(LoyaltyError):
         )
         self.original_fen = original_fen
         self.refunded_fen = refunded_fen
+
+
+class UnknownBenefit(LoyaltyError):
+    code = "UNKNOWN_BENEFIT"
+
+    def __init__(self, benefit: str) -> None:
+        super().__init__(f"benefit {benefit!r} is not declared in the loyalty program")
+        self.benefit = benefit
+
+
+class NotEntitled(LoyaltyError):
+    code = "NOT_ENTITLED"
+
+    def __init__(self, *, benefit: str, tier: str, min_tier: str) -> None:
+        super().__init__(f"benefit {benefit!r} needs tier {min_tier} or above, member is {tier}")
+        self.benefit = benefit
+        self.tier = tier
+        self.min_tier = min_tier
+
+
+class QuotaExhausted(LoyaltyError):
+    code = "QUOTA_EXHAUSTED"
+
+    def __init__(self, *, benefit: str, quota: int) -> None:
+        super().__init__(f"benefit {benefit!r} was already claimed {quota} times this period")
+        self.benefit = benefit
+        self.quota = quota

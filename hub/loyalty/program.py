@@ -144,7 +144,8 @@ def _zone(sec: Section, key: str, *, default: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise fail(sec.at(key), f"unknown time zone {name!r} (an IANA name like 'Asia/Shanghai')")
+        reason = f"unknown time zone {name!r} (an IANA name like 'Asia/Shanghai')"
+        raise fail(sec.at(key), reason) from None
 
 
 def _code(value: str, path: str, *, line: bool = False) -> str:
@@ -196,7 +197,9 @@ def _tiers(root: Section) -> tuple[Tier, ...]:
         if any(t.code == tier.code for t in tiers):
             raise fail(sec.at("code"), f"tier {tier.code!r} is declared twice")
         if rank == 0 and (tier.growth_threshold or tier.retention_growth):
-            raise fail(sec.path, "the lowest tier needs growth_threshold = 0 and retention_growth = 0")
+            raise fail(
+                sec.path, "the lowest tier needs growth_threshold = 0 and retention_growth = 0"
+            )
         if tiers and tier.growth_threshold <= tiers[-1].growth_threshold:
             raise fail(
                 sec.at("growth_threshold"),
@@ -221,7 +224,7 @@ def _earn_rules(
         rates = {k: sec.decimal(k) if k in sec else Decimal(0) for k in _RATES}
         multipliers = sec.section("multipliers", default={})
         factors: dict[str, Decimal] = {}
-        for tier in multipliers.keys():
+        for tier in multipliers.names():
             _known(tier, tier_codes, multipliers.at(tier), "tier")
             factors[tier] = multipliers.decimal(tier)
             if factors[tier] > MAX_MULTIPLIER:
@@ -298,7 +301,7 @@ def _benefits(
 
 def _settlement(sec: Section, lines: Mapping[str, BusinessLine]) -> Mapping[str, Decimal]:
     prices: dict[str, Decimal] = {}
-    for code in sec.keys():
+    for code in sec.names():
         _known(code, lines, sec.at(code), "business line")
         prices[code] = sec.decimal(code)
     for code in lines:

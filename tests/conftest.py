@@ -1,0 +1,113 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+The server is ``HUB_TEST_DATABASE_URL`` when set, otherwise an embedded one (pgserver) under
+``.hub/test-pg``. Each pytest run creates its own database (so parallel runs never collide),
+migrates it to head once, and empties the tables after every test that used it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from hub.core.db import Database, embedded_url, plain_url
+from hub.core.migrate import upgrade
+from hub.core.pii import KeyRing
+from hub.core.settings import Env, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEYS = {
+    "hash_keys": {"h1": base64.urlsafe_b64encode(b"h" * 32).decode()},
+    "hash_key_id": "h1",
+    "enc_keys": {"k1": base64.urlsafe_b64encode(b"k" * 32).decode()},
+    "enc_key_id": "k1",
+}
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def _with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(plain_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+async def _admin(url: str, sql: str) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(plain_url(url))
+    host = parse_qs(parts.query).get("host", [None])[0]
+    conn = await asyncpg.connect(dsn=plain_url(url).split("?")[0], host=host) if host else await asyncpg.connect(dsn=plain_url(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return os.environ.get("HUB_TEST_DATABASE_URL") or embedded_url(ROOT / ".hub" / "test-pg")
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    name = f"hub_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    url = _with_database(server_url, name)
+    upgrade(url)
+    yield url
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def keyring() -> KeyRing:
+    return KeyRing.from_mapping(TEST_KEYS)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        env=Env.TEST,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        jwt_secret=JWT_SECRET,  # type: ignore[arg-type]
+        hash_keys=TEST_KEYS["hash_keys"],
+        hash_key_id="h1",
+        encryption_keys=TEST_KEYS["enc_keys"],
+        encryption_key_id="k1",
+        log_json=True,
+    )
+
+
+async def _truncate_all(db: Database) -> None:
+    async with db.unit_of_work() as session:
+        tables = (
+            await session.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalars().all()
+        if tables:
+            await session.execute(
+                text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+            )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url, pool_size=5, max_overflow=5)
+    try:
+        yield database
+    finally:
+        await _truncate_all(database)
+        await database.dispose()
