@@ -143,7 +143,9 @@ class Services:
             raise NotAuthenticated("Authorization header must be 'Bearer <token>'")
         return self.verifier.verify(token.strip())
 
-    def context(self, principal: Principal, *, request: Any = None, response: Any = None) -> Context:
+    def context(
+        self, principal: Principal, *, request: Any = None, response: Any = None
+    ) -> Context:
         from hub.core.telemetry import current_request_id
 
         return Context(

@@ -79,7 +79,9 @@ def _serve(settings: Settings, url: str, host: str, port: int) -> None:
     application = create_app(settings)
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql)")
     # Measured here: uvloop gave 6-9x worse p99 at saturation than the asyncio loop.
-    uvicorn.run(application, host=host, port=port, loop="asyncio", log_level="warning", access_log=False)
+    uvicorn.run(
+        application, host=host, port=port, loop="asyncio", log_level="warning", access_log=False
+    )
 
 
 @app.command()
@@ -104,15 +106,21 @@ def demo(
     upgrade(url)
     secret = settings.jwt_signing_secret()
     tokens = {
-        "agent (hotel)": issue_token(secret=secret, role=Role.AGENT, subject="demo-agent", business_line="hotel"),
-        "partner (store)": issue_token(secret=secret, role=Role.PARTNER, subject="demo-pos", business_line="store"),
+        "agent (hotel)": issue_token(
+            secret=secret, role=Role.AGENT, subject="demo-agent", business_line="hotel"
+        ),
+        "partner (store)": issue_token(
+            secret=secret, role=Role.PARTNER, subject="demo-pos", business_line="store"
+        ),
         "admin": issue_token(secret=secret, role=Role.ADMIN, subject="demo-admin"),
     }
     h, p = host or settings.host, port or settings.port
     console.print(f"\n[bold]Member Hub demo[/bold]: GraphiQL at http://{h}:{p}/graphql")
     for label, token in tokens.items():
         console.print(f"  {label} token: {token}")
-    console.print('  try: { viewer { role businessLine memberId } } with header Authorization: Bearer <token>\n')
+    console.print(
+        "  try: { viewer { role businessLine memberId } } with header Authorization: Bearer <token>\n"
+    )
     _serve(settings, url, h, p)
 
 
@@ -121,7 +129,9 @@ def token(
     role: Annotated[Role, typer.Option(help="member, partner, agent or admin.")],
     subject: Annotated[str, typer.Option(help="Principal id written into the token.")] = "dev",
     member_id: Annotated[int | None, typer.Option(help="Member id (member tokens).")] = None,
-    business_line: Annotated[str | None, typer.Option(help="Business line (partner/agent).")] = None,
+    business_line: Annotated[
+        str | None, typer.Option(help="Business line (partner/agent).")
+    ] = None,
     ttl_hours: Annotated[int, typer.Option(min=1, max=720, help="Lifetime in hours.")] = 12,
 ) -> None:
     """Print a dev/demo token (HS256). Production tokens come from your identity provider."""

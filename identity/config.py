@@ -119,6 +119,7 @@ class MatchingConfig:
     model: ModelConfig
     fields: tuple[FieldConfig, ...]
     source_priority: tuple[str, ...]
+    keys_by_name: Mapping[str, KeyRule]
 
     def key_rule(self, kind: IdentifierKind) -> KeyRule:
         return self.keys[kind]
@@ -241,7 +242,7 @@ def _field(name: str, r: _Reader) -> FieldConfig:
     return FieldConfig(name, comparator, tuple(levels), r.get("weak", bool, False), tf, params)
 
 
-def parse_config(data: Mapping[str, Any]) -> MatchingConfig:
+def parse_config(data: Mapping[str, Any]) -> MatchingConfig:  # noqa: C901 - one flat validation pass
     """Validate a parsed TOML document (see ``default_matching.toml`` for every setting)."""
     root = _Reader(data, "")
     root.unknown({"version", "keys", "placeholders", "limits", "blocking", "thresholds", "model",
@@ -305,8 +306,10 @@ def parse_config(data: Mapping[str, Any]) -> MatchingConfig:
         raise ConfigError("fields: at least one field comparison is required")
     sv = root.sub("survivorship", required=False)
     sv.unknown({"source_priority"})
+    keys = _keys(root)
     return MatchingConfig(
-        keys=_keys(root),
+        keys=keys,
+        keys_by_name={k.value: v for k, v in keys.items()},
         placeholder_values=frozenset(v.lower() for v in ph.strings("values", [])),
         placeholder_patterns=tuple(patterns),
         placeholder_names=frozenset(v.lower() for v in ph.strings("names", [])),

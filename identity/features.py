@@ -157,6 +157,9 @@ class FeatureExtractor:
                 if rule.conflict != "none":
                     when = ident.verified_at or record.observed_at
                     group = ident.kind.value + (f"@{ident.scope}" if scope else "")
+                    if ident.kind is IdentifierKind.ID_DOCUMENT:
+                        # a passport and a resident ID of one person are no conflict
+                        group = f"{ident.kind.value}:{ident.value.split(':', 1)[0]}"
                     conflicts.append((group, digest, when.timestamp()))
         f.strong = tuple(sorted(set(strong)))
         f.conflicts = tuple(sorted(set(conflicts)))

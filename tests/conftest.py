@@ -45,7 +45,11 @@ async def _admin(url: str, sql: str) -> None:
 
     parts = urlsplit(plain_url(url))
     host = parse_qs(parts.query).get("host", [None])[0]
-    conn = await asyncpg.connect(dsn=plain_url(url).split("?")[0], host=host) if host else await asyncpg.connect(dsn=plain_url(url))
+    conn = (
+        await asyncpg.connect(dsn=plain_url(url).split("?")[0], host=host)
+        if host
+        else await asyncpg.connect(dsn=plain_url(url))
+    )
     try:
         await conn.execute(sql)
     finally:
@@ -90,16 +94,22 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def _truncate_all(db: Database) -> None:
     async with db.unit_of_work() as session:
         tables = (
-            await session.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
+            (
+                await session.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
                 )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if tables:
             await session.execute(
-                text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
             )
 
 

@@ -13,9 +13,15 @@ from tests.conftest import JWT_SECRET
 HUB = [sys.executable, "-m", "hub.cli"]
 
 
-def _run(args: list[str], env: dict[str, str], timeout: int = 60) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], env: dict[str, str], timeout: int = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*HUB, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+        [*HUB, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 
@@ -33,7 +39,9 @@ def test_token_prints_a_verifiable_agent_token(tmp_path: Path) -> None:
         {"HUB_DATA_DIR": str(tmp_path), "HUB_JWT_SECRET": JWT_SECRET},
     )
     assert result.returncode == 0, result.stderr
-    claims = jwt.decode(result.stdout.strip(), JWT_SECRET, algorithms=["HS256"], audience="member-hub")
+    claims = jwt.decode(
+        result.stdout.strip(), JWT_SECRET, algorithms=["HS256"], audience="member-hub"
+    )
     assert claims["role"] == "agent"
     assert claims["line"] == "hotel"
 

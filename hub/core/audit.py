@@ -79,7 +79,11 @@ async def record_audit(
 
 
 async def list_audit(
-    *, session: AsyncSession, subject: str | None = None, action: str | None = None, limit: int = 100
+    *,
+    session: AsyncSession,
+    subject: str | None = None,
+    action: str | None = None,
+    limit: int = 100,
 ) -> list[AuditRow]:
     rows = await session.execute(
         text(

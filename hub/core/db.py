@@ -21,7 +21,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from hub.core.errors import DatabaseUnavailable, NotMigrated
 
@@ -41,7 +46,7 @@ def embedded_url(data_dir: Path) -> str:
         import pgserver
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        _embedded[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+        _embedded[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(_embedded[pgdata].get_uri())
 
 

@@ -65,7 +65,9 @@ class KeyRing:
                     raise ConfigError(f"{label} key {kid!r} must be 32 bytes (base64 of 32 bytes)")
 
     # -- keyed hashing -------------------------------------------------------------------------
-    def hash(self, kind: str, value: str, scope: str | None = None, key_id: str | None = None) -> str:
+    def hash(
+        self, kind: str, value: str, scope: str | None = None, key_id: str | None = None
+    ) -> str:
         kid = key_id or self.hash_key_id
         try:
             key = self.hash_keys[kid]
@@ -142,6 +144,7 @@ def load_or_create_keyring(path: Path) -> KeyRing:
 
 # -- masking ------------------------------------------------------------------------------------
 
+
 def mask_phone(value: str) -> str:
     """``+8613812345678`` / ``13812345678`` → ``138****5678``; short numbers keep two at each end."""
     digits = re.sub(r"\D", "", value)
@@ -198,5 +201,8 @@ def mask_text(text: str, limit: int = 300) -> str:
     leaking a phone or ID number through a report.
     """
     masked = _EMAILS.sub(lambda m: mask_email(m.group(0)), text)
-    masked = _LONG_DIGITS.sub(lambda m: mask_phone(m.group(0)) if len(m.group(0)) < 15 else mask_id_number(m.group(0)), masked)
+    masked = _LONG_DIGITS.sub(
+        lambda m: mask_phone(m.group(0)) if len(m.group(0)) < 15 else mask_id_number(m.group(0)),
+        masked,
+    )
     return masked if len(masked) <= limit else masked[:limit] + "…"

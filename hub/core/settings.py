@@ -12,7 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.core.errors import ConfigError
@@ -171,4 +178,6 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
     except json.JSONDecodeError as exc:  # malformed JSON in a dict-valued variable
-        raise ConfigError(f"invalid settings: a JSON-valued variable does not parse ({exc.msg})") from None
+        raise ConfigError(
+            f"invalid settings: a JSON-valued variable does not parse ({exc.msg})"
+        ) from None

@@ -28,9 +28,9 @@ def tab_text(value: str) -> str:
 
 
 def csv_field(value: str) -> str:
-    if value.startswith('="') and value.endswith('"') and '"' not in value[2:-1]:
-        return value
     if _NEEDS_QUOTES.isdisjoint(value):
+        return value
+    if value.startswith('="') and value.endswith('"') and '"' not in value[2:-1]:
         return value
     return '"' + value.replace('"', '""') + '"'
 

@@ -1,8 +1,8 @@
 """What an activity earns: points, growth, when they become available and when they expire.
 
-Pure functions over the program; the ledger posts what they return. Integer inputs, exact
-rational arithmetic (``Fraction``) and one declared rounding: **floor**, applied once per
-activity after the tier multiplier, so 1.5 points per yuan on 0.99 yuan at ×1.3 is
+Pure functions over the program; the ledger posts what they return. Integer arithmetic only
+(rates are scaled to integers, see ``model.ScaledRates``) and one declared rounding: **floor**,
+applied once per activity after the tier multiplier, so 1.5 points per yuan on 0.99 yuan at ×1.3 is
 floor(1.9305) = 1 point, never the sum of separately rounded parts.
 
 Pending: points wait ``pending_days`` after the order (e-commerce return window) or after the
@@ -13,21 +13,20 @@ Expiry is counted from the moment points become available (``pending_until`` or 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from fractions import Fraction
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from hub.core.records import ActivityKind, ActivityStatus
 from hub.loyalty import expiry
 from hub.loyalty.errors import InvalidActivity, RefundExceedsOriginal
-from hub.loyalty.model import BusinessLine, EarnRule, PendingFrom, Program
+from hub.loyalty.model import RATE_SCALE, BusinessLine, EarnRule, PendingFrom, Program
 from hub.loyalty.periods import midnight
 
 FEN_PER_YUAN = 100
+_UNIT = FEN_PER_YUAN * RATE_SCALE
 DEPARTURE_KEY = "departure"
 
 
@@ -76,22 +75,25 @@ def points_for(activity: ActivityLike, program: Program, tier_code: str) -> Earn
     if rule is None or activity.status is ActivityStatus.CANCELLED:
         return NOTHING
 
+    rates = rule.scaled
     basis_fen = earning_basis_fen(activity, rule)
-    yuan = Fraction(basis_fen, FEN_PER_YUAN) if basis_fen >= rule.min_amount_fen else Fraction(0)
+    per_yuan_fen = basis_fen if basis_fen >= rule.min_amount_fen else 0
     nights = activity.quantity
-    multiplier = Fraction(rule.multipliers.get(tier_code, 1))
+    multiplier = rates.multipliers.get(tier_code, RATE_SCALE)
+    # Everything in units of 1 / (FEN_PER_YUAN × RATE_SCALE) of a point, so one floor division
+    # at the end is the only rounding.
     raw_points = (
-        yuan * Fraction(rule.points_per_yuan)
-        + nights * Fraction(rule.points_per_night)
-        + rule.fixed_points
+        per_yuan_fen * rates.points_per_yuan
+        + nights * rates.points_per_night * FEN_PER_YUAN
+        + rule.fixed_points * FEN_PER_YUAN * RATE_SCALE
     )
     raw_growth = (
-        yuan * Fraction(rule.growth_per_yuan)
-        + nights * Fraction(rule.growth_per_night)
-        + rule.fixed_growth
+        per_yuan_fen * rates.growth_per_yuan
+        + nights * rates.growth_per_night * FEN_PER_YUAN
+        + rule.fixed_growth * FEN_PER_YUAN * RATE_SCALE
     )
-    points = _capped(math.floor(raw_points * multiplier), rule.max_points)
-    growth = _capped(math.floor(raw_growth), rule.max_growth)
+    points = _capped(raw_points * multiplier // (_UNIT * RATE_SCALE), rule.max_points)
+    growth = _capped(raw_growth // _UNIT, rule.max_growth)
     if points == 0 and growth == 0:
         return Earning(0, 0, None, None, rule)
     pending = pending_until(activity, line)

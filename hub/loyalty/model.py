@@ -60,6 +60,27 @@ class BusinessLine:
     redemption_fen_per_point: Decimal | None  # None: members cannot spend points at this line
 
 
+RATE_SCALE = 10**6  # rates have at most 6 decimal places (validated), so scaled they are ints
+
+
+def scale_rate(value: Decimal) -> int:
+    scaled = value * RATE_SCALE
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} has more than 6 decimal places")
+    return int(scaled)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaledRates:
+    """A rule's rates × ``RATE_SCALE`` as integers, so earning never touches decimals."""
+
+    points_per_yuan: int
+    points_per_night: int
+    growth_per_yuan: int
+    growth_per_night: int
+    multipliers: Mapping[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class EarnRule:
     index: int  # position in the file, so errors and provenance can point at it
@@ -71,11 +92,24 @@ class EarnRule:
     growth_per_yuan: Decimal = Decimal(0)
     growth_per_night: Decimal = Decimal(0)
     fixed_growth: int = 0
-    min_amount_fen: int = 0
+    min_amount_fen: int = 0  # below this the per-yuan part earns nothing
     max_points: int | None = None  # cap per activity, after the tier multiplier
     max_growth: int | None = None
     exclude: tuple[str, ...] = ()  # details keys (fen) taken out of amount_fen before earning
     multipliers: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))
+    scaled: ScaledRates = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scaled = ScaledRates(
+            points_per_yuan=scale_rate(self.points_per_yuan),
+            points_per_night=scale_rate(self.points_per_night),
+            growth_per_yuan=scale_rate(self.growth_per_yuan),
+            growth_per_night=scale_rate(self.growth_per_night),
+            multipliers=MappingProxyType(
+                {tier: scale_rate(m) for tier, m in self.multipliers.items()}
+            ),
+        )
+        object.__setattr__(self, "scaled", scaled)
 
 
 @dataclass(frozen=True, slots=True)

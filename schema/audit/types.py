@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -31,5 +32,5 @@ class AuditEntry:
             subject=row.subject,
             reason=row.reason,
             request_id=row.request_id,
-            details=row.details,
+            details=cast(JSON, row.details),
         )

@@ -30,8 +30,12 @@ async def test_unit_of_work_rolls_back_everything_on_error(db: Database) -> None
 async def test_audit_log_rejects_update_and_delete(db: Database) -> None:
     async with db.unit_of_work() as session:
         await record_audit(
-            session=session, actor=Actor("a1", "agent"), action="member.unmask",
-            subject="member:1", reason="customer called", details={"member_id": 1},
+            session=session,
+            actor=Actor("a1", "agent"),
+            action="member.unmask",
+            subject="member:1",
+            reason="customer called",
+            details={"member_id": 1},
         )
     for sql in ("UPDATE audit_log SET reason = 'x'", "DELETE FROM audit_log"):
         with pytest.raises(DBAPIError, match="append-only"):
@@ -43,7 +47,9 @@ async def test_audit_refuses_pii_looking_details(db: Database) -> None:
     with pytest.raises(ValueError, match="looks like PII"):
         async with db.unit_of_work() as session:
             await record_audit(
-                session=session, actor=Actor("a1", "agent"), action="x",
+                session=session,
+                actor=Actor("a1", "agent"),
+                action="x",
                 details={"phone": "13800000001"},
             )
 

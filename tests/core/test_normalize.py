@@ -7,8 +7,14 @@ from hub.core import normalize as n
 
 @pytest.mark.parametrize(
     ("raw", "cleaned"),
-    [('="3000000000000000001"', "3000000000000000001"), ("6900000000000000001\t", "6900000000000000001"),
-     ("'3000000000000000011", "3000000000000000011"), ("-", None), ("  ", None), (None, None)],
+    [
+        ('="3000000000000000001"', "3000000000000000001"),
+        ("6900000000000000001\t", "6900000000000000001"),
+        ("'3000000000000000011", "3000000000000000011"),
+        ("-", None),
+        ("  ", None),
+        (None, None),
+    ],
 )
 def test_clean_cell_unwraps_exporter_tricks(raw: str | None, cleaned: str | None) -> None:
     assert n.clean_cell(raw) == cleaned
@@ -16,8 +22,12 @@ def test_clean_cell_unwraps_exporter_tricks(raw: str | None, cleaned: str | None
 
 @pytest.mark.parametrize(
     ("raw", "e164"),
-    [("13800000001", "+8613800000001"), ("+86 138 0000 0001", "+8613800000001"),
-     ("86-13800000001", "+8613800000001"), ("+44 20 7946 0000", "+442079460000")],
+    [
+        ("13800000001", "+8613800000001"),
+        ("+86 138 0000 0001", "+8613800000001"),
+        ("86-13800000001", "+8613800000001"),
+        ("+44 20 7946 0000", "+442079460000"),
+    ],
 )
 def test_phone_e164(raw: str, e164: str) -> None:
     assert n.phone_e164(raw) == e164
@@ -45,7 +55,9 @@ def test_cn_id_number_verifies_the_check_digit() -> None:
     assert n.document_number("passport", "e 1234 567") == "PASSPORT:E1234567"
 
 
-@pytest.mark.parametrize(("raw", "fen"), [("128.00", 12800), ("59.9元", 5990), ("¥1,280.5", 128050), ("0", 0)])
+@pytest.mark.parametrize(
+    ("raw", "fen"), [("128.00", 12800), ("59.9元", 5990), ("¥1,280.5", 128050), ("0", 0)]
+)
 def test_yuan_to_fen(raw: str, fen: int) -> None:
     assert n.yuan_to_fen(raw) == fen
 

@@ -20,7 +20,10 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def _record(**kw: object) -> SourceRecord:
     base: dict[str, object] = {
-        "source": "pos", "source_key": "88000000001", "business_line": "store", "observed_at": NOW,
+        "source": "pos",
+        "source_key": "88000000001",
+        "business_line": "store",
+        "observed_at": NOW,
     }
     base.update(kw)
     return SourceRecord(**base)  # type: ignore[arg-type]
@@ -29,7 +32,9 @@ def _record(**kw: object) -> SourceRecord:
 def test_a_valid_source_record_is_built() -> None:
     rec = _record(
         identifiers=(Identifier(IdentifierKind.PHONE, "+8613800000001", verified=True),),
-        name="测试甲", birthday=date(1990, 1, 1), consents={"marketing": True},
+        name="测试甲",
+        birthday=date(1990, 1, 1),
+        consents={"marketing": True},
     )
     assert rec.identifiers[0].verified
 
@@ -63,8 +68,12 @@ def test_identifier_rules() -> None:
 
 def _activity(**kw: object) -> Activity:
     base: dict[str, object] = {
-        "source": "taobao", "external_id": "3000000000000000001", "kind": ActivityKind.PURCHASE,
-        "business_line": "taobao", "occurred_at": NOW, "status": ActivityStatus.CONFIRMED,
+        "source": "taobao",
+        "external_id": "3000000000000000001",
+        "kind": ActivityKind.PURCHASE,
+        "business_line": "taobao",
+        "occurred_at": NOW,
+        "status": ActivityStatus.CONFIRMED,
         "amount_fen": 12800,
     }
     base.update(kw)

@@ -65,7 +65,9 @@ def test_production_reads_keys_from_a_secrets_folder(
     (secrets / "hub_hash_key_id").write_text("h1")
     (secrets / "hub_encryption_keys").write_text(json.dumps({"k1": key}))
     (secrets / "hub_encryption_key_id").write_text("k1")
-    (secrets / "hub_jwt_public_key").write_text("-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----")
+    (secrets / "hub_jwt_public_key").write_text(
+        "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----"
+    )
     monkeypatch.setenv("HUB_SECRETS_DIR", str(secrets))
     monkeypatch.setenv("HUB_ENV", "prod")
     monkeypatch.setenv("HUB_DATABASE_URL", "postgresql://u@db/hub")

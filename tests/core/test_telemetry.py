@@ -19,7 +19,9 @@ def test_json_log_lines_carry_trace_and_request_ids_and_mask_pii() -> None:
     token = set_request_id("req-1")
     try:
         with tracer.start_as_current_span("work") as span:
-            record = logging.LogRecord("hub.x", logging.INFO, __file__, 1, "lookup %s", ("13812345678",), None)
+            record = logging.LogRecord(
+                "hub.x", logging.INFO, __file__, 1, "lookup %s", ("13812345678",), None
+            )
             line = json.loads(JsonFormatter().format(record))
             trace_id = format(span.get_span_context().trace_id, "032x")
     finally:

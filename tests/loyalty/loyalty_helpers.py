@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # A small program whose numbers make the arithmetic in the tests easy to follow.

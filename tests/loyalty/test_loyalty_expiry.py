@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,6 +12,12 @@ from hub.loyalty.expiry import after_days, end_of_month, end_of_next_year, expir
 from hub.loyalty.model import ExpiryKind, ExpiryPolicy
 
 NEW_YORK = ZoneInfo("America/New_York")
+# hypothesis takes naive bounds and attaches the zone itself
+EARNED = st.datetimes(
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2090, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
 
 
 def test_new_year_eve_in_shanghai_counts_as_that_year():
@@ -83,32 +89,19 @@ def test_naive_earned_at_is_a_bug():
         end_of_next_year(datetime(2026, 1, 1), tz=SHANGHAI)  # noqa: DTZ001
 
 
-@given(
-    st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    )
-)
+@given(EARNED)
 def test_end_of_next_year_is_new_year_midnight_two_local_years_on(earned):
     expiry = end_of_next_year(earned, tz=SHANGHAI)
     local = earned.astimezone(SHANGHAI)
-    assert expiry.astimezone(SHANGHAI).replace(tzinfo=None) == datetime(local.year + 2, 1, 1)
+    assert expiry == shanghai(local.year + 2, 1, 1)
     assert timedelta(days=365) < expiry - earned <= timedelta(days=731)
 
 
-@given(
-    st.datetimes(
-        min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)
-    ),
-    st.integers(0, 120),
-)
+@given(EARNED, st.integers(0, 120))
 def test_end_of_month_is_a_first_of_month_after_earning(earned, months):
     expiry = end_of_month(earned, months, tz=SHANGHAI).astimezone(SHANGHAI)
     local = earned.astimezone(SHANGHAI).date()
     assert expiry.day == 1
     assert (expiry.hour, expiry.minute) == (0, 0)
     assert (expiry.year * 12 + expiry.month) - (local.year * 12 + local.month) == months + 1
-    assert (
-        expiry.date()
-        > local
-        >= date(expiry.year, expiry.month, 1) - timedelta(days=31 * (months + 1))
-    )
+    assert expiry.date() > local

@@ -47,8 +47,11 @@ def token_for(name: str) -> str:
     p = PRINCIPALS[name]
     assert p.role is not None
     return issue_token(
-        secret=JWT_SECRET, role=p.role, subject=p.subject,
-        member_id=p.member_id, business_line=p.business_line,
+        secret=JWT_SECRET,
+        role=p.role,
+        subject=p.subject,
+        member_id=p.member_id,
+        business_line=p.business_line,
     )
 
 

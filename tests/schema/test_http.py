@@ -38,7 +38,11 @@ async def test_oversized_bodies_get_413(settings: Settings, services: Services) 
     small = settings.model_copy(update={"max_body_bytes": 2048})
     app = create_app(small, services=services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        response = await c.post("/graphql", content=b"{" + b" " * 5000 + b"}", headers={"content-type": "application/json"})
+        response = await c.post(
+            "/graphql",
+            content=b"{" + b" " * 5000 + b"}",
+            headers={"content-type": "application/json"},
+        )
     assert response.status_code == 413
     assert response.json()["error"] == "LIMIT_EXCEEDED"
 
@@ -48,6 +52,8 @@ async def test_graphiql_only_in_dev(settings: Settings, services: Services) -> N
 
     for env, expected in ((Env.DEV, 200), (Env.TEST, 404)):
         app = create_app(settings.model_copy(update={"env": env}), services=services)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
             response = await c.get("/graphql", headers={"accept": "text/html"})
         assert response.status_code == expected, env

@@ -31,7 +31,9 @@ async def test_a_1000_alias_query_is_a_validation_error(execute: Any) -> None:
     query = "{ " + " ".join(f"a{i}: viewer {{ role }}" for i in range(1000)) + " }"
     result = await execute(query, as_="admin")
     assert result.data is None
-    assert any("aliases" in e.message.lower() or "token" in e.message.lower() for e in result.errors)
+    assert any(
+        "aliases" in e.message.lower() or "token" in e.message.lower() for e in result.errors
+    )
 
 
 async def test_1000_aliases_over_http_is_not_a_500(client: Any) -> None:
@@ -73,4 +75,6 @@ async def test_internal_errors_are_masked() -> None:
 
 
 def test_checked_in_sdl_matches_the_code() -> None:
-    assert SDL_PATH.read_text() == export_sdl(), "run `make schema` and commit schema/schema.graphql"
+    assert SDL_PATH.read_text() == export_sdl(), (
+        "run `make schema` and commit schema/schema.graphql"
+    )
