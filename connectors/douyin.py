@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from connectors import marketplace as m
 from connectors.base import HeaderMap, csv_rows, resolve_header
@@ -99,28 +99,28 @@ def looks_like(header: Sequence[str]) -> bool:
 def parse(stream: BinaryIO, *, filename: str, shop_id: str | None = None) -> Iterator[Parsed]:
     """The export CSV or API JSON. ``shop_id`` is recorded on CSV activities and scopes API
     open ids when the orders lack ``shop_id``."""
-    own = not isinstance(stream, io.BufferedReader)
-    buffered = io.BufferedReader(stream) if own else stream  # type: ignore[arg-type]
-    try:
-        head = buffered.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
-        if head[:1] in (b"[", b"{"):
-            from connectors import douyin_api  # it builds on this module's constants
+    if stream.seekable():
+        pos = stream.tell()
+        head = stream.read(64)
+        stream.seek(pos)
+    else:
+        # A pipe cannot be rewound; a buffered reader can peek without consuming.
+        buffered = io.BufferedReader(cast(io.RawIOBase, stream))
+        head = buffered.peek(64)[:64]
+        stream = cast(BinaryIO, buffered)
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
+        from connectors import douyin_api  # it builds on this module's purchase/refund
 
-            yield from douyin_api.parse(buffered, filename=filename, shop_id=shop_id)
-        else:
-            yield from _parse_csv(buffered, filename=filename, shop_id=shop_id)
-    finally:
-        if own and not buffered.closed:
-            buffered.detach()  # the caller owns the stream
+        yield from douyin_api.parse(stream, filename=filename, shop_id=shop_id)
+    else:
+        yield from _parse_csv(stream, filename=filename, shop_id=shop_id)
 
 
 def _parse_csv(stream: BinaryIO, *, filename: str, shop_id: str | None) -> Iterator[Parsed]:
     rows = csv_rows(stream)
     header = [h.replace("\t", "") for h in next(rows, (1, []))[1]]
     hm = resolve_header(header, SYNONYMS, REQUIRED, connector="douyin order", filename=filename)
-    yield from m.map_rows(
-        rows, filename, lambda line, row: _row(hm, row, line, filename, shop_id)
-    )
+    yield from m.map_rows(rows, filename, lambda line, row: _row(hm, row, line, filename, shop_id))
 
 
 def _row(
@@ -161,7 +161,11 @@ def _row(
     details = {
         "order_id": order_id,
         "shipping_fen": shipping,
-        **{f: v for f in ("product_id", "sku_code", "channel", "influencer_id") if (v := hm.get(row, f))},
+        **{
+            f: v
+            for f in ("product_id", "sku_code", "channel", "influencer_id")
+            if (v := hm.get(row, f))
+        },
         **({"shop_id": shop_id} if shop_id else {}),
     }
     if status is not None:
@@ -210,4 +214,3 @@ def refund(sub_id: str, key: str | None, occurred: datetime, amount_fen: int) ->
         original_external_id=sub_id,
         details={"refund_time_known": False},
     )
-

@@ -55,8 +55,17 @@ class BadField(ValueError):
         self.reason = reason
 
 
-def local_time(raw: str, column: str, *, tz: ZoneInfo = SHANGHAI) -> datetime:
+def local_time(
+    raw: str, column: str, *, tz: ZoneInfo = SHANGHAI, formats: tuple[str, ...] = ()
+) -> datetime:
     """A timestamp as written; no offset in the data means wall-clock time in ``tz``."""
+    for fmt in formats:
+        try:
+            return local_naive_to_aware(datetime.strptime(raw.strip(), fmt), tz)  # noqa: DTZ007
+        except ValueError:
+            continue
+    if formats:
+        raise BadField(column, "does not match the configured date/time formats")
     try:
         return local_naive_to_aware(normalize.parse_datetime(raw), tz)
     except ValueError:
@@ -116,24 +125,31 @@ def birthday(raw: str | None, column: str, formats: tuple[str, ...] = ()) -> dat
     placeholder = _PLACEHOLDER_DATE.match(text)
     if placeholder and int(placeholder.group(1)) in _PLACEHOLDER_YEARS:
         return None
+    value: date | None = None
     for fmt in formats:
         try:
-            return datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a date, no zone
+            value = datetime.strptime(text, fmt).date()  # noqa: DTZ007 - a date, no zone
+            break
         except ValueError:
             continue
-    if formats:
+    if formats and value is None:
         raise BadField(column, "does not match the configured date formats")
-    if re.fullmatch(r"\d{8}", text):
-        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    try:
-        value = normalize.parse_date(text)
-    except ValueError:
-        raise BadField(column, "is not a date") from None
+    if value is None:
+        value = _iso_date(text, column)
     if value.year in _PLACEHOLDER_YEARS:
         return None
     if not 1900 < value.year <= 2100:
         raise BadField(column, "year is out of range")
     return value
+
+
+def _iso_date(text: str, column: str) -> date:
+    if re.fullmatch(r"\d{8}", text):
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        return normalize.parse_date(text)
+    except ValueError:
+        raise BadField(column, "is not a date") from None
 
 
 def phone(

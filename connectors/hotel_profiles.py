@@ -254,7 +254,7 @@ def ota_profiles(stream: BinaryIO, *, filename: str, pms_id: str) -> Iterator[Pe
                 if name == "Errors" and len(stack) == 1:
                     raise ImportFormatError(f"{filename} is an OTA error response, not profiles")
                 if name == "ProfileInfo":
-                    start_line = reader.line + 1
+                    start_line = reader.line  # the line holding this start tag was just fed
                 stack.append(elem)
                 continue
             stack.pop()

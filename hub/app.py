@@ -23,7 +23,7 @@ from strawberry.asgi import GraphQL
 
 from hub.core.db import Database, resolve_url
 from hub.core.errors import DatabaseUnavailable, HubError, NotAuthenticated, NotMigrated
-from hub.core.migrate import head_revision
+from hub.core.migrate import head_revision, known_revisions
 from hub.core.pii import KeyRing
 from hub.core.settings import Env, Settings
 from hub.core.telemetry import reset_request_id, set_request_id
@@ -175,6 +175,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     """The ASGI app. Process-wide logging and telemetry are set up by the caller (`hub serve`)."""
     svc = services or build_services(settings)
     head = head_revision()
+    known = known_revisions()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -182,7 +183,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     async def readyz(request: Request) -> Response:
         try:
             await svc.db.ping()
-            await svc.db.require_migrated(head)
+            await svc.db.require_migrated(head, known)
         except (DatabaseUnavailable, NotMigrated) as exc:
             return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
         except HubError as exc:  # pragma: no cover - defensive

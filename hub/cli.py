@@ -12,7 +12,7 @@ from rich.console import Console
 
 from hub.core.db import Database, resolve_url
 from hub.core.errors import HubError
-from hub.core.migrate import head_revision, upgrade
+from hub.core.migrate import head_revision, known_revisions, upgrade
 from hub.core.settings import Settings, load_settings
 from hub.core.tokens import Role, issue_token
 
@@ -47,7 +47,7 @@ async def _check_migrated(url: str) -> None:
     db = Database(url, pool_size=1, max_overflow=0)
     try:
         await db.ping()
-        await db.require_migrated(head_revision())
+        await db.require_migrated(head_revision(), known_revisions())
     finally:
         await db.dispose()
 

@@ -29,9 +29,11 @@ _FEATURE: dict[str, Callable[[Features], tuple[str, ...]]] = {
     "name_key": lambda f: _one(f.name_key),
     "name_initial": lambda f: _one(f.name_initial),
     "surname_key": lambda f: _one(f.surname_key),
-    "birthdate": lambda f: () if f.birth is None else ("%04d%02d%02d" % f.birth,),
+    "birthdate": lambda f: (
+        () if f.birth is None else (f"{f.birth[0]:04d}{f.birth[1]:02d}{f.birth[2]:02d}",)
+    ),
     "birth_year": lambda f: () if f.birth is None else (str(f.birth[0]),),
-    "birth_md": lambda f: () if f.birth is None else ("%02d%02d" % f.birth[1:],),
+    "birth_md": lambda f: () if f.birth is None else (f"{f.birth[1]:02d}{f.birth[2]:02d}",),
     "city": lambda f: _one(f.city),
     "district": lambda f: _one(f.district if f.city is not None else None),
     "postcode": lambda f: _one(f.postcode),
@@ -104,8 +106,11 @@ class BlockIndex:
         for ka, kb in zip(a, b, strict=True):
             if not ka or not kb:
                 continue
-            shared = [k for k in ka if k in kb and self.valid(k)] if len(kb) < 4 else \
-                [k for k in ka if k in set(kb) and self.valid(k)]
+            shared = (
+                [k for k in ka if k in kb and self.valid(k)]
+                if len(kb) < 4
+                else [k for k in ka if k in set(kb) and self.valid(k)]
+            )
             if shared:
                 return min(shared)
         return None

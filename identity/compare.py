@@ -126,7 +126,11 @@ def _phone_mask(a: Features, b: Features) -> int:
 
 
 def _name_masked(a: Features, b: Features) -> int:
-    if a.name_masked is None or b.name_masked is None or (a.name is not None and b.name is not None):
+    if (
+        a.name_masked is None
+        or b.name_masked is None
+        or (a.name is not None and b.name is not None)
+    ):
         return NULL
     return 0 if a.name_masked == b.name_masked else 1
 

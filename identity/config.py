@@ -146,8 +146,15 @@ class _Reader:
             raise ConfigError(f"{self._where(key)}: must be a table")
         return _Reader(value, self._where(key))
 
-    def get(self, key: str, kind: type, default: Any = ..., *, low: float | None = None,
-            high: float | None = None) -> Any:
+    def get(
+        self,
+        key: str,
+        kind: type,
+        default: Any = ...,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> Any:
         if key not in self.data:
             if default is ...:
                 raise ConfigError(f"{self._where(key)}: is required")
@@ -167,7 +174,9 @@ class _Reader:
     def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
         value = self.get(key, str, default)
         if value not in options:
-            raise ConfigError(f"{self._where(key)}: must be one of {', '.join(options)}, got {value!r}")
+            raise ConfigError(
+                f"{self._where(key)}: must be one of {', '.join(options)}, got {value!r}"
+            )
         return str(value)
 
     def strings(self, key: str, default: Any = ...) -> tuple[str, ...]:
@@ -187,7 +196,9 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
     valid = {k.value for k in IdentifierKind}
     for name in section.data:
         if name not in valid:
-            raise ConfigError(f"keys.{name}: not an identifier kind (one of {', '.join(sorted(valid))})")
+            raise ConfigError(
+                f"keys.{name}: not an identifier kind (one of {', '.join(sorted(valid))})"
+            )
     rules = {}
     for kind in IdentifierKind:
         r = section.sub(kind.value, required=False)
@@ -223,30 +234,51 @@ def _field(name: str, r: _Reader) -> FieldConfig:
     for lvl in expected:
         lr = levels_r.sub(lvl)
         lr.unknown({"m", "u"})
-        levels.append(Level(lvl, lr.get("m", float, low=1e-9, high=1.0), lr.get("u", float, low=1e-12, high=1.0)))
+        levels.append(
+            Level(
+                lvl, lr.get("m", float, low=1e-9, high=1.0), lr.get("u", float, low=1e-12, high=1.0)
+            )
+        )
     params = dict(r.sub("params", required=False).data)
     if comparator == "identifier":
         kinds = r.sub("params").strings("kinds")
         valid = {k.value for k in IdentifierKind}
         bad = [k for k in kinds if k not in valid]
         if bad or not kinds:
-            raise ConfigError(f"fields.{name}.params.kinds: unknown identifier kind(s) {bad or '(empty)'}")
+            raise ConfigError(
+                f"fields.{name}.params.kinds: unknown identifier kind(s) {bad or '(empty)'}"
+            )
     if comparator == "text" and params.get("feature") not in TEXT_FEATURES:
-        raise ConfigError(f"fields.{name}.params.feature: must be one of {', '.join(sorted(TEXT_FEATURES))}")
+        raise ConfigError(
+            f"fields.{name}.params.feature: must be one of {', '.join(sorted(TEXT_FEATURES))}"
+        )
     for p in ("fuzzy_high", "fuzzy_low"):
         if p in params:
             r.sub("params").get(p, float, low=0.0, high=1.0)
     tf = r.get("tf", bool, False)
     if tf and comparator not in ("name", "text"):
-        raise ConfigError(f"fields.{name}.tf: term-frequency adjustment needs a name or text comparator")
+        raise ConfigError(
+            f"fields.{name}.tf: term-frequency adjustment needs a name or text comparator"
+        )
     return FieldConfig(name, comparator, tuple(levels), r.get("weak", bool, False), tf, params)
 
 
 def parse_config(data: Mapping[str, Any]) -> MatchingConfig:  # noqa: C901 - one flat validation pass
     """Validate a parsed TOML document (see ``default_matching.toml`` for every setting)."""
     root = _Reader(data, "")
-    root.unknown({"version", "keys", "placeholders", "limits", "blocking", "thresholds", "model",
-                  "fields", "survivorship"})
+    root.unknown(
+        {
+            "version",
+            "keys",
+            "placeholders",
+            "limits",
+            "blocking",
+            "thresholds",
+            "model",
+            "fields",
+            "survivorship",
+        }
+    )
     if root.get("version", int, 1) != 1:
         raise ConfigError("version: only version 1 is understood")
     ph = root.sub("placeholders", required=False)
@@ -256,13 +288,27 @@ def parse_config(data: Mapping[str, Any]) -> MatchingConfig:  # noqa: C901 - one
         try:
             patterns.append(re.compile(text))
         except re.error as exc:
-            raise ConfigError(f"placeholders.patterns[{i}]: not a regular expression ({exc})") from None
+            raise ConfigError(
+                f"placeholders.patterns[{i}]: not a regular expression ({exc})"
+            ) from None
     lim = root.sub("limits")
-    lim.unknown({"max_cluster_size", "bridge_cluster_size", "recent_verification_days",
-                 "max_block_size", "phone_mask_styles"})
+    lim.unknown(
+        {
+            "max_cluster_size",
+            "bridge_cluster_size",
+            "recent_verification_days",
+            "max_block_size",
+            "phone_mask_styles",
+        }
+    )
     styles = lim.get("phone_mask_styles", list, [[3, 4], [2, 2]])
-    if not all(isinstance(s, list) and len(s) == 2 and all(isinstance(n, int) and 0 <= n <= 7 for n in s) for s in styles):
-        raise ConfigError("limits.phone_mask_styles: must be a list of [leading, trailing] digit counts (0-7)")
+    if not all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(n, int) and 0 <= n <= 7 for n in s)
+        for s in styles
+    ):
+        raise ConfigError(
+            "limits.phone_mask_styles: must be a list of [leading, trailing] digit counts (0-7)"
+        )
     limits = Limits(
         max_cluster_size=lim.get("max_cluster_size", int, low=2, high=100_000),
         bridge_cluster_size=lim.get("bridge_cluster_size", int, low=2, high=100_000),
@@ -279,18 +325,31 @@ def parse_config(data: Mapping[str, Any]) -> MatchingConfig:  # noqa: C901 - one
             raise ConfigError(f"blocking.rules[{i}]: must be a non-empty list of feature names")
         bad = [f for f in rule if f not in BLOCKING_FEATURES]
         if bad:
-            raise ConfigError(f"blocking.rules[{i}]: unknown feature(s) {', '.join(bad)} "
-                              f"(one of {', '.join(sorted(BLOCKING_FEATURES))})")
+            raise ConfigError(
+                f"blocking.rules[{i}]: unknown feature(s) {', '.join(bad)} "
+                f"(one of {', '.join(sorted(BLOCKING_FEATURES))})"
+            )
         rules.append(tuple(rule))
     th = root.sub("thresholds")
     th.unknown({"upper", "lower"})
     upper = th.get("upper", float, low=0.0, high=1.0)
     lower = th.get("lower", float, low=0.0, high=1.0)
     if not 0.0 < lower < upper < 1.0:
-        raise ConfigError(f"thresholds: need 0 < lower < upper < 1, got lower={lower} upper={upper}")
+        raise ConfigError(
+            f"thresholds: need 0 < lower < upper < 1, got lower={lower} upper={upper}"
+        )
     mo = root.sub("model")
-    mo.unknown({"prior", "em_max_iterations", "em_tolerance", "u_sample_pairs", "prior_weight_pairs",
-                "tf_max_adjust_bits", "random_seed"})
+    mo.unknown(
+        {
+            "prior",
+            "em_max_iterations",
+            "em_tolerance",
+            "u_sample_pairs",
+            "prior_weight_pairs",
+            "tf_max_adjust_bits",
+            "random_seed",
+        }
+    )
     model = ModelConfig(
         prior=mo.get("prior", float, low=1e-9, high=0.5),
         em_max_iterations=mo.get("em_max_iterations", int, 25, low=0, high=1000),
@@ -332,7 +391,9 @@ def load_config(path: Path | str | None = None) -> MatchingConfig:
         try:
             text = Path(path).read_text("utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read matching config {str(path)!r}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot read matching config {str(path)!r}: {exc.strerror}"
+            ) from None
         where = str(path)
     try:
         data = tomllib.loads(text)

@@ -29,7 +29,9 @@ from identity.config import MatchingConfig
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _NON_LETTER = re.compile(r"[^A-Z]+")
 _MASK = re.compile(r"[*＊•●]")
-_ADMIN_SUFFIX = re.compile(r"(特别行政区|维吾尔自治区|壮族自治区|回族自治区|自治区|自治州|省|市|区|县)$")
+_ADMIN_SUFFIX = re.compile(
+    r"(特别行政区|维吾尔自治区|壮族自治区|回族自治区|自治区|自治州|省|市|区|县)$"
+)
 
 
 def record_id(source: str, source_key: str) -> str:
@@ -117,14 +119,21 @@ class FeatureExtractor:
         out = set()
         for lead, trail in self.config.limits.phone_mask_styles:
             if len(digits) > lead + trail:
-                pattern = digits[:lead] + "*" * (len(digits) - lead - trail) + digits[len(digits) - trail:]
+                pattern = (
+                    digits[:lead]
+                    + "*" * (len(digits) - lead - trail)
+                    + digits[len(digits) - trail :]
+                )
                 out.add(self.keyring.hash("phone_mask", pattern))
         return out
 
     def extract(self, record: SourceRecord) -> Features:
         cfg = self.config
-        f = Features(record_id(record.source, record.source_key), record.source,
-                     record.observed_at.timestamp())
+        f = Features(
+            record_id(record.source, record.source_key),
+            record.source,
+            record.observed_at.timestamp(),
+        )
         strong: list[tuple[str, str]] = []
         conflicts: list[tuple[str, str, float]] = []
         ids: dict[str, set[str]] = {}

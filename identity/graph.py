@@ -107,7 +107,9 @@ class ClusterResult:
 
 
 class _Union:
-    def __init__(self, rids: Iterable[str], features: Mapping[str, Features], config: MatchingConfig) -> None:
+    def __init__(
+        self, rids: Iterable[str], features: Mapping[str, Features], config: MatchingConfig
+    ) -> None:
         self.parent: dict[str, str] = {}
         self.size: dict[str, int] = {}
         self.conf: dict[str, dict[str, dict[str, float]]] = {}

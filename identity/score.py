@@ -32,7 +32,7 @@ def bits(p: float) -> float:
 def probability(score_bits: float) -> float:
     if score_bits > 60:
         return 1.0
-    odds = 2.0**score_bits
+    odds: float = math.pow(2.0, score_bits)
     return odds / (1.0 + odds)
 
 
@@ -44,15 +44,19 @@ class Model:
     m: tuple[tuple[float, ...], ...]
     u: tuple[tuple[float, ...], ...]
     prior: float
-    tf: Mapping[int, Mapping[str, float]] = field(default_factory=dict)  # field index -> value -> freq
+    tf: Mapping[int, Mapping[str, float]] = field(
+        default_factory=dict
+    )  # field index -> value -> freq
     tf_default: float = 0.0  # frequency assumed for a value not in the table
     weights: tuple[tuple[float, ...], ...] = field(init=False, default=())
     weak: tuple[bool, ...] = field(init=False, default=())
     tf_level: tuple[frozenset[int], ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        w = tuple(tuple(math.log2(mi / ui) for mi, ui in zip(ml, ul, strict=True))
-                  for ml, ul in zip(self.m, self.u, strict=True))
+        w = tuple(
+            tuple(math.log2(mi / ui) for mi, ui in zip(ml, ul, strict=True))
+            for ml, ul in zip(self.m, self.u, strict=True)
+        )
         object.__setattr__(self, "weights", w)
         object.__setattr__(self, "weak", tuple(f.weak for f in self.config.fields))
         levels = tuple(
@@ -107,9 +111,14 @@ class Model:
         return {
             "prior": self.prior,
             "fields": {
-                f.name: {lvl.name: {"m": round(self.m[i][j], 6), "u": round(self.u[i][j], 8),
-                                    "bits": round(self.weights[i][j], 3)}
-                         for j, lvl in enumerate(f.levels)}
+                f.name: {
+                    lvl.name: {
+                        "m": round(self.m[i][j], 6),
+                        "u": round(self.u[i][j], 8),
+                        "bits": round(self.weights[i][j], 3),
+                    }
+                    for j, lvl in enumerate(f.levels)
+                }
                 for i, f in enumerate(self.config.fields)
             },
         }
@@ -117,16 +126,23 @@ class Model:
 
 def _smoothed(counts: Sequence[float], prior: Sequence[float], alpha: float) -> tuple[float, ...]:
     total = sum(counts)
-    est = [(c + alpha * p) / (total + alpha) if total + alpha > 0 else p
-           for c, p in zip(counts, prior, strict=True)]
+    est = [
+        (c + alpha * p) / (total + alpha) if total + alpha > 0 else p
+        for c, p in zip(counts, prior, strict=True)
+    ]
     floor = 1e-9
     est = [max(floor, e) for e in est]
     norm = sum(est)
     return tuple(e / norm for e in est)
 
 
-def estimate_u(model: Model, comparators: Sequence[Comparator], features: Sequence[Features],
-               pairs: int, seed: int) -> tuple[tuple[float, ...], ...]:
+def estimate_u(
+    model: Model,
+    comparators: Sequence[Comparator],
+    features: Sequence[Features],
+    pairs: int,
+    seed: int,
+) -> tuple[tuple[float, ...], ...]:
     """u from random pairs: almost all random pairs are different people."""
     n = len(features)
     if n < 2 or pairs == 0:
@@ -144,7 +160,9 @@ def estimate_u(model: Model, comparators: Sequence[Comparator], features: Sequen
     return tuple(_smoothed(c, u0, alpha) for c, u0 in zip(counts, model.u, strict=True))
 
 
-def em_m(model: Model, patterns: Mapping[Vector, int]) -> tuple[tuple[tuple[float, ...], ...], float]:
+def em_m(
+    model: Model, patterns: Mapping[Vector, int]
+) -> tuple[tuple[tuple[float, ...], ...], float]:
     """EM over pattern counts of blocked pairs, u fixed: returns (m, prior)."""
     cfg = model.config.model
     m = [list(x) for x in model.m]
@@ -171,14 +189,20 @@ def em_m(model: Model, patterns: Mapping[Vector, int]) -> tuple[tuple[tuple[floa
                     acc[i][level] += w
         new_m = [list(_smoothed(a, m0, alpha)) for a, m0 in zip(acc, model.m, strict=True)]
         new_prior = min(0.5, max(1e-6, matched / total))
-        delta = max(abs(x - y) for row, old in zip(new_m, m, strict=True) for x, y in zip(row, old, strict=True))
+        delta = max(
+            abs(x - y)
+            for row, old in zip(new_m, m, strict=True)
+            for x, y in zip(row, old, strict=True)
+        )
         m, prior = new_m, new_prior
         if delta < cfg.em_tolerance:
             break
     return tuple(tuple(x) for x in m), prior
 
 
-def term_frequencies(model: Model, features: Sequence[Features]) -> tuple[dict[int, dict[str, float]], float]:
+def term_frequencies(
+    model: Model, features: Sequence[Features]
+) -> tuple[dict[int, dict[str, float]], float]:
     n = len(features)
     idx = [i for i, f in enumerate(model.config.fields) if f.tf]
     if not idx or n == 0:
@@ -186,11 +210,15 @@ def term_frequencies(model: Model, features: Sequence[Features]) -> tuple[dict[i
     counts = Counter(f.tf_name for f in features if f.tf_name is not None)
     # Values seen once are left out to save memory; they, and unseen values, count as seen twice.
     table = {v: c / n for v, c in counts.items() if c >= 2}
-    return {i: table for i in idx}, 2.0 / n
+    return dict.fromkeys(idx, table), 2.0 / n
 
 
-def train_model(model: Model, comparators: Sequence[Comparator], features: Sequence[Features],
-                patterns: Mapping[Vector, int]) -> Model:
+def train_model(
+    model: Model,
+    comparators: Sequence[Comparator],
+    features: Sequence[Features],
+    patterns: Mapping[Vector, int],
+) -> Model:
     cfg = model.config.model
     u = estimate_u(model, comparators, features, cfg.u_sample_pairs, cfg.random_seed)
     with_u = replace(model, u=u)

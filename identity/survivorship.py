@@ -15,7 +15,7 @@ golden name is what it is. The function is pure; the resolver calls it on every 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -24,8 +24,12 @@ from identity.config import MatchingConfig
 from identity.features import record_id
 
 _MASK = ("*", "＊", "•", "●")
-GOLDEN_IDENTIFIERS = (IdentifierKind.PHONE, IdentifierKind.EMAIL, IdentifierKind.ID_DOCUMENT,
-                      IdentifierKind.WECHAT_UNIONID)
+GOLDEN_IDENTIFIERS = (
+    IdentifierKind.PHONE,
+    IdentifierKind.EMAIL,
+    IdentifierKind.ID_DOCUMENT,
+    IdentifierKind.WECHAT_UNIONID,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +52,23 @@ def _usable(value: Any) -> bool:
     return True
 
 
+def _clean_address(address: Address) -> Address:
+    if address.detail is not None and not _usable(address.detail):
+        return replace(address, detail=None)
+    return address
+
+
 def _ranker(config: MatchingConfig) -> Callable[[SourceRecord, bool], tuple[Any, ...]]:
     order = {s: i for i, s in enumerate(config.source_priority)}
     last = len(order)
 
     def rank(rec: SourceRecord, verified: bool) -> tuple[Any, ...]:
-        return (not verified, order.get(rec.source, last), -rec.observed_at.timestamp(),
-                record_id(rec.source, rec.source_key))
+        return (
+            not verified,
+            order.get(rec.source, last),
+            -rec.observed_at.timestamp(),
+            record_id(rec.source, rec.source_key),
+        )
 
     return rank
 
@@ -74,8 +88,14 @@ def build_golden(records: Iterable[SourceRecord], *, config: MatchingConfig) -> 
 
     for attr in ("name", "name_latin", "gender", "birthday"):
         pick(attr, [(r, getattr(r, attr), False) for r in recs])
-    pick("address", [(r, r.address, False) for r in recs
-                     if r.address is not None and _usable(r.address.city or r.address.province)])
+    pick(
+        "address",
+        [
+            (r, _clean_address(r.address), False)
+            for r in recs
+            if r.address is not None and _usable(r.address.city or r.address.province)
+        ],
+    )
     idents: dict[str, str] = {}
     for kind in GOLDEN_IDENTIFIERS:
         cands = [(r, i.value, i.verified) for r in recs for i in r.identifiers if i.kind is kind]

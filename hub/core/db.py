@@ -122,9 +122,11 @@ class Database:
             value = await conn.scalar(text("SELECT version_num FROM alembic_version"))
             return str(value) if value is not None else None
 
-    async def require_migrated(self, head: str) -> None:
+    async def require_migrated(self, head: str, known: frozenset[str] = frozenset()) -> None:
+        """At ``head``, or at a revision this code does not know (a newer release migrated
+        first during a rolling update: old pods must stay ready)."""
         current = await self.schema_revision()
-        if current != head:
+        if current != head and (current is None or current in known):
             raise NotMigrated(
                 f"database schema is at {current or 'nothing'}, the code needs {head}: "
                 "run `hub migrate` first"

@@ -30,6 +30,11 @@ def head_revision() -> str:
     return heads[0]
 
 
+def known_revisions() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config("postgresql://x/y"))
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 

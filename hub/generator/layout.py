@@ -150,23 +150,22 @@ APP_ACCOUNT_FIELDS = (
     "source",
     "signed_up_at",
 )
-# The document has no app order layout; this one is ours (amounts in fen like every API):
-# {"order_id", "app_id", "openid", "unionid", "placed_at", "paid_at", "status", "total_fen",
-#  "paid_fen", "items": [{"sku", "title", "qty", "unit_price_fen"}],
-#  "refund": null | {"refund_id", "amount_fen", "refunded_at"}}
-# status ∈ APP_ORDER_STATUSES; a refunded order keeps its paid amounts and carries the refund.
+# The document has no app order layout; this one matches connectors.member_app (amounts in fen
+# like every API). One object per line: {"order_id", "app_id", "openid", "unionid",
+# "created_at", "paid_at", "status", "amount_fen", "items": [{"sku", "title", "qty",
+# "unit_price_fen"}], "refund_of"}. A refund is its own line: status "refunded", a negative
+# amount_fen and refund_of = the original order_id (whose status stays "completed").
 APP_ORDER_FIELDS = (
     "order_id",
     "app_id",
     "openid",
     "unionid",
-    "placed_at",
+    "created_at",
     "paid_at",
     "status",
-    "total_fen",
-    "paid_fen",
+    "amount_fen",
     "items",
-    "refund",
+    "refund_of",
 )
 APP_ORDER_STATUSES = ("completed", "paid", "cancelled", "refunded")
 # Brief: card enrolments with English header names.
@@ -241,6 +240,20 @@ TRUTH_KEYS: dict[str, TruthKey] = {
         HOTEL_PROFILES,
         "profileIdList[0].id (= profile_id in the stays file); PMS duplicates get one row each",
     ),
+}
+
+# The ``SourceRecord.source`` each truth source's records carry, for scoring connector output
+# against the truth. Two truth sources share a connector source: the Taobao membership file is
+# read by connectors.taobao_members under source "taobao" (its ouids and the order file's nicks
+# never collide: ouids are "AAF" + 25 upper-case hex, nicks are lower-case pinyin, tb + digits
+# or Chinese). "douyin" is what the Douyin member connector is expected to use.
+CONNECTOR_SOURCE: dict[str, str] = {
+    SOURCE_TAOBAO: "taobao",
+    SOURCE_TAOBAO_MEMBERS: "taobao",
+    SOURCE_DOUYIN_MEMBERS: "douyin",
+    SOURCE_APP: "app",
+    SOURCE_POS: "pos",
+    SOURCE_HOTEL: "hotel",
 }
 
 

@@ -115,47 +115,53 @@ class AppEmitter:
     def _order(self, account: dict[str, Any], placed: datetime) -> None:
         rng, rates = self._rng, self._rates
         self._order_serial += 1
+        order_id = f"AO{self._order_serial:012d}"
         lines = basket(rng)
+        items = [
+            {
+                "sku": line.product.sku,
+                "title": line.product.title,
+                "qty": line.qty,
+                "unit_price_fen": line.product.price_fen,
+            }
+            for line in lines
+        ]
         total = sum(line.amount_fen for line in lines)
         coupon = 500 if total >= 9900 and rng.random() < 0.3 else 0
         draw = rng.random()
-        refund: dict[str, Any] | None = None
+        refunded = False
         if draw < rates.app_cancelled:
-            status, paid_at, paid = "cancelled", None, 0
+            status, paid_at, amount = "cancelled", None, total
         else:
             paid_at = timeline.dt_text(timeline.later(rng, placed, 5, 300))
-            paid = total - coupon
-            if draw < rates.app_cancelled + rates.app_refund:
-                status = "refunded"
-                refund = {
-                    "refund_id": f"AR{self._order_serial:012d}",
-                    "amount_fen": paid,
-                    "refunded_at": timeline.dt_text(timeline.later(rng, placed, 3600, 10 * 86400)),
-                }
-            elif timeline.PERIOD_END - placed < timeline.RETURN_WINDOW:
-                status = "paid"
-            else:
-                status = "completed"
+            amount = total - coupon
+            refunded = draw < rates.app_cancelled + rates.app_refund
+            recent = timeline.PERIOD_END - placed < timeline.RETURN_WINDOW
+            status = "paid" if recent and not refunded else "completed"
+        head = {key: account[key] for key in ("app_id", "openid", "unionid")}
         self._orders.write(
             {
-                "order_id": f"AO{self._order_serial:012d}",
-                "app_id": account["app_id"],
-                "openid": account["openid"],
-                "unionid": account["unionid"],
-                "placed_at": timeline.dt_text(placed),
+                "order_id": order_id,
+                **head,
+                "created_at": timeline.dt_text(placed),
                 "paid_at": paid_at,
                 "status": status,
-                "total_fen": total,
-                "paid_fen": paid,
-                "items": [
-                    {
-                        "sku": line.product.sku,
-                        "title": line.product.title,
-                        "qty": line.qty,
-                        "unit_price_fen": line.product.price_fen,
-                    }
-                    for line in lines
-                ],
-                "refund": refund,
+                "amount_fen": amount,
+                "items": items,
+                "refund_of": None,
             }
         )
+        if refunded:
+            # A refund is its own line pointing at the order, negative like the app writes it.
+            self._orders.write(
+                {
+                    "order_id": f"AR{self._order_serial:012d}",
+                    **head,
+                    "created_at": timeline.dt_text(timeline.later(rng, placed, 3600, 10 * 86400)),
+                    "paid_at": None,
+                    "status": "refunded",
+                    "amount_fen": -amount,
+                    "items": items,
+                    "refund_of": order_id,
+                }
+            )

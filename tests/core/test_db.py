@@ -7,7 +7,7 @@ from sqlalchemy.exc import DBAPIError
 from hub.core.audit import Actor, list_audit, record_audit
 from hub.core.db import Database
 from hub.core.errors import DatabaseUnavailable, NotMigrated
-from hub.core.migrate import head_revision
+from hub.core.migrate import head_revision, known_revisions
 
 
 async def test_unit_of_work_commits_on_success(db: Database) -> None:
@@ -55,9 +55,15 @@ async def test_audit_refuses_pii_looking_details(db: Database) -> None:
 
 
 async def test_require_migrated_passes_at_head_and_names_the_gap(db: Database) -> None:
-    await db.require_migrated(head_revision())
+    await db.require_migrated(head_revision(), known_revisions())
+    # The database is at a revision this code calls old: not ready.
     with pytest.raises(NotMigrated, match="run `hub migrate`"):
-        await db.require_migrated("9999")
+        await db.require_migrated("9999", known_revisions() | {"9999"} | {head_revision()})
+
+
+async def test_a_newer_unknown_schema_keeps_old_code_ready(db: Database) -> None:
+    # During a rolling update the new release migrates first; the old pods must stay ready.
+    await db.require_migrated("0000-old-code-head", known=frozenset({"0000-old-code-head"}))
 
 
 async def test_ping_reports_an_unreachable_server() -> None:

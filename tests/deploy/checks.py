@@ -138,8 +138,10 @@ _SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|_KEYS$|DATABASE_URL")
 def _depends(service: dict[str, Any]) -> dict[str, str]:
     raw = service.get("depends_on") or {}
     if isinstance(raw, list):  # short form: started only, no condition
-        return {name: "service_started" for name in raw}
-    return {name: str((spec or {}).get("condition", "service_started")) for name, spec in raw.items()}
+        return dict.fromkeys(raw, "service_started")
+    return {
+        name: str((spec or {}).get("condition", "service_started")) for name, spec in raw.items()
+    }
 
 
 def _env(service: dict[str, Any]) -> dict[str, str]:
@@ -168,7 +170,9 @@ def _is_dev_placeholder(name: str, value: str) -> bool:
 
 def compose_problems(doc: dict[str, Any]) -> list[str]:
     services: dict[str, Any] = doc.get("services") or {}
-    problems = [f"service {name!r} is missing" for name in REQUIRED_SERVICES if name not in services]
+    problems = [
+        f"service {name!r} is missing" for name in REQUIRED_SERVICES if name not in services
+    ]
     if problems:
         return problems
     db, migrate, hub = services["db"], services["migrate"], services["hub"]

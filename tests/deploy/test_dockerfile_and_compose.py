@@ -38,7 +38,8 @@ def _dockerfile() -> str:
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    doc: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return doc
 
 
 # -- Dockerfile ---------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ def test_dockerfile_check_catches_a_broken_copy(old: str, new: str, problem: str
 
 
 def test_dockerfile_check_rejects_a_single_stage_build() -> None:
-    single = "FROM python:3.11-slim\nCOPY . /app\nRUN pip install /app\nCMD [\"hub\", \"serve\"]\n"
+    single = 'FROM python:3.11-slim\nCOPY . /app\nRUN pip install /app\nCMD ["hub", "serve"]\n'
     assert dockerfile_problems(single, packages=_packages()) == [
         "not multi-stage: the runtime must not carry the build"
     ]

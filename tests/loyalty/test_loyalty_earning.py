@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -248,3 +250,19 @@ def test_partial_refunds_never_exceed_and_a_full_set_returns_exactly(original_po
         refunded_fen, taken = mark, taken + step
         assert taken <= original_points
     assert taken == original_points
+
+
+@given(
+    amount_fen=st.integers(0, 10**9),
+    nights=st.integers(0, 60),
+    tier=st.sampled_from(["V1", "V2", "V3"]),
+)
+def test_integer_earning_matches_exact_rational_arithmetic(program, amount_fen, nights, tier):
+    stay = activity("hotel", ActivityKind.STAY, amount_fen=amount_fen, quantity=nights)
+    rule = program.rule_for("hotel", "stay")
+    multiplier = Fraction(rule.multipliers.get(tier, 1))
+    exact = (
+        Fraction(amount_fen, 100) * Fraction(rule.points_per_yuan)
+        + nights * Fraction(rule.points_per_night)
+    ) * multiplier
+    assert points_for(stay, program, tier).points == math.floor(exact)

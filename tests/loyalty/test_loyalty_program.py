@@ -103,8 +103,12 @@ def test_broken_toml_is_a_config_error():
             "earn_rules[2].kind: must be one of 'purchase', 'stay', 'signup', 'other'",
         ),
         (
-            ('line = "hotel"\nkind = "stay"', 'line = "store"\nkind = "purchase"'),
-            "earn_rules[2]: repeats line/kind store/purchase of earn_rules[0]",
+            ('line = "taobao"\nkind = "purchase"', 'line = "store"\nkind = "purchase"'),
+            "earn_rules[1]: repeats line/kind store/purchase of earn_rules[0]",
+        ),
+        (
+            ("points_per_yuan = 1\n", "points_per_night = 1\n"),
+            "earn_rules[0].points_per_night: only applies to kind 'stay'",
         ),
         (
             ("V2 = 2", "V9 = 2"),

@@ -1,0 +1,229 @@
+"""Writing one batch: COPY into session-local staging tables, then set-based upserts.
+
+A batch is one transaction. Upserts only touch rows whose content hash changed, so importing
+the same data again writes nothing; an import killed between batches and run again ends in the
+same state as one clean run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.flows.ingest.rows import ActivityRow, RecordRow
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS stage_record (
+  seq int, source text, source_key text, business_line text, observed_at timestamptz,
+  content_hash text, pii_enc text, gender text, consents jsonb, attributes jsonb
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_identifier (
+  source text, source_key text, kind text, scope text, hash text, verified boolean,
+  verified_at timestamptz, masked text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_activity (
+  seq int, source text, external_id text, kind text, business_line text, source_key text,
+  amount_fen bigint, quantity integer, occurred_at timestamptz, status text,
+  original_external_id text, details jsonb, content_hash text
+) ON COMMIT DELETE ROWS;
+"""
+
+_UPSERT_RECORDS = """
+WITH up AS (
+  INSERT INTO source_record AS t
+    (source, source_key, business_line, observed_at, content_hash, pii_enc, gender, consents,
+     attributes)
+  SELECT source, source_key, business_line, observed_at, content_hash, pii_enc, gender, consents,
+         attributes
+  FROM stage_record ORDER BY source, source_key
+  ON CONFLICT (source, source_key) DO UPDATE SET
+    business_line = EXCLUDED.business_line, observed_at = EXCLUDED.observed_at,
+    content_hash = EXCLUDED.content_hash, pii_enc = EXCLUDED.pii_enc, gender = EXCLUDED.gender,
+    consents = EXCLUDED.consents, attributes = EXCLUDED.attributes
+  WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+  RETURNING t.id, t.source, t.source_key, t.observed_at, t.content_hash, (t.xmax = 0) AS inserted
+), del AS (
+  DELETE FROM source_identifier si USING up
+  WHERE si.source_record_id = up.id AND NOT up.inserted
+), obs AS (
+  INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
+  SELECT id, observed_at, content_hash, $1 FROM up
+  ON CONFLICT (source_record_id, content_hash) DO NOTHING
+)
+SELECT id, source, source_key, inserted FROM up
+"""
+
+# Identifiers of changed records are replaced wholesale (the delete above runs in the same
+# statement snapshot, so this second statement sees it).
+_INSERT_IDENTIFIERS = """
+INSERT INTO source_identifier (source_record_id, kind, scope, hash, verified, verified_at, masked)
+SELECT DISTINCT ON (r.id, s.kind, s.scope, s.hash)
+       r.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
+FROM stage_identifier s
+JOIN source_record r ON r.source = s.source AND r.source_key = s.source_key
+WHERE r.id = ANY($1::bigint[])
+ORDER BY r.id, s.kind, s.scope, s.hash, s.verified DESC
+"""
+
+_UPSERT_ACTIVITIES = """
+WITH up AS (
+  INSERT INTO activity AS t
+    (source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
+     status, original_external_id, details, content_hash)
+  SELECT source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
+         status, original_external_id, details, content_hash
+  FROM stage_activity ORDER BY source, external_id
+  ON CONFLICT (source, external_id) DO UPDATE SET
+    kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
+    source_key = EXCLUDED.source_key, amount_fen = EXCLUDED.amount_fen,
+    quantity = EXCLUDED.quantity, occurred_at = EXCLUDED.occurred_at, status = EXCLUDED.status,
+    original_external_id = EXCLUDED.original_external_id, details = EXCLUDED.details,
+    content_hash = EXCLUDED.content_hash, updated_at = now()
+  WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+  RETURNING t.id, t.source, t.external_id, t.status, t.amount_fen, t.content_hash,
+            (t.xmax = 0) AS inserted
+), ev AS (
+  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
+  SELECT id, status, amount_fen, content_hash, $1 FROM up
+  ON CONFLICT (activity_id, content_hash) DO NOTHING
+)
+SELECT id, source, external_id, inserted FROM up
+"""
+
+RECORD_COLUMNS = (
+    "seq",
+    "source",
+    "source_key",
+    "business_line",
+    "observed_at",
+    "content_hash",
+    "pii_enc",
+    "gender",
+    "consents",
+    "attributes",
+)
+IDENTIFIER_COLUMNS = (
+    "source",
+    "source_key",
+    "kind",
+    "scope",
+    "hash",
+    "verified",
+    "verified_at",
+    "masked",
+)
+ACTIVITY_COLUMNS = (
+    "seq",
+    "source",
+    "external_id",
+    "kind",
+    "business_line",
+    "source_key",
+    "amount_fen",
+    "quantity",
+    "occurred_at",
+    "status",
+    "original_external_id",
+    "details",
+    "content_hash",
+)
+
+
+@dataclass
+class Written:
+    """What the database did with one batch: ids by outcome."""
+
+    new_records: dict[tuple[str, str], int] = field(default_factory=dict)
+    updated_records: dict[tuple[str, str], int] = field(default_factory=dict)
+    new_activities: dict[tuple[str, str], int] = field(default_factory=dict)
+    updated_activities: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction (for COPY and prepared SQL)."""
+    conn = await session.connection()
+    # SQLAlchemy's asyncpg adapter opens the transaction lazily, on its first statement; one
+    # statement through it first, or the driver would run in autocommit outside the unit of work.
+    await conn.execute(text("SELECT 1"))
+    raw = await conn.get_raw_connection()
+    apg = raw.driver_connection
+    assert apg is not None and apg.is_in_transaction()
+    return apg
+
+
+async def write_batch(
+    *,
+    session: AsyncSession,
+    records: list[RecordRow],
+    activities: list[ActivityRow],
+    import_run_id: int | None,
+) -> Written:
+    """Upsert one de-duplicated batch (at most one row per key on each side)."""
+    apg = await driver_connection(session)
+    await apg.execute(_STAGING)
+    written = Written()
+    if records:
+        await apg.copy_records_to_table(
+            "stage_record",
+            records=[
+                (
+                    i,
+                    r.source,
+                    r.source_key,
+                    r.business_line,
+                    r.observed_at,
+                    r.content_hash,
+                    r.pii_enc,
+                    r.gender,
+                    r.consents,
+                    r.attributes,
+                )
+                for i, r in enumerate(records)
+            ],
+            columns=RECORD_COLUMNS,
+        )
+        ident_rows = [
+            (r.source, r.source_key, kind, scope, digest, verified, verified_at, masked)
+            for r in records
+            for kind, scope, digest, verified, verified_at, masked in r.identifiers
+        ]
+        if ident_rows:
+            await apg.copy_records_to_table(
+                "stage_identifier", records=ident_rows, columns=IDENTIFIER_COLUMNS
+            )
+        for row in await apg.fetch(_UPSERT_RECORDS, import_run_id):
+            target = written.new_records if row["inserted"] else written.updated_records
+            target[(row["source"], row["source_key"])] = row["id"]
+        changed = [*written.new_records.values(), *written.updated_records.values()]
+        if changed and ident_rows:
+            await apg.execute(_INSERT_IDENTIFIERS, changed)
+    if activities:
+        await apg.copy_records_to_table(
+            "stage_activity",
+            records=[
+                (
+                    i,
+                    a.source,
+                    a.external_id,
+                    a.kind,
+                    a.business_line,
+                    a.source_key,
+                    a.amount_fen,
+                    a.quantity,
+                    a.occurred_at,
+                    a.status,
+                    a.original_external_id,
+                    a.details,
+                    a.content_hash,
+                )
+                for i, a in enumerate(activities)
+            ],
+            columns=ACTIVITY_COLUMNS,
+        )
+        for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
+            target = written.new_activities if row["inserted"] else written.updated_activities
+            target[(row["source"], row["external_id"])] = row["id"]
+    return written

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.core.db import Database
+from hub.core.errors import ImportFormatError
+from hub.core.pii import KeyRing
+from hub.core.records import (
+    Activity,
+    ActivityKind,
+    ActivityStatus,
+    Identifier,
+    IdentifierKind,
+    Parsed,
+    RowError,
+    SourceRecord,
+)
+from hub.flows.ingest import IngestReport, LandedBatch, finish_run, ingest, start_run
+from hub.flows.ingest.rows import pii_aad
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def person(key: str, phone: str = "+8613800000001", name: str = "测试甲") -> SourceRecord:
+    return SourceRecord(
+        source="pos",
+        source_key=key,
+        business_line="store",
+        observed_at=T0,
+        name=name,
+        identifiers=(
+            Identifier(IdentifierKind.CARD_NO, key, scope="brand"),
+            Identifier(IdentifierKind.PHONE, phone, verified=True),
+        ),
+    )
+
+
+def sale(
+    ext: str,
+    key: str | None = "88000000001",
+    status: ActivityStatus = ActivityStatus.CONFIRMED,
+    amount: int = 12900,
+) -> Activity:
+    return Activity(
+        source="pos",
+        external_id=ext,
+        kind=ActivityKind.PURCHASE,
+        business_line="store",
+        occurred_at=T0,
+        status=status,
+        source_key=key,
+        amount_fen=amount,
+    )
+
+
+def feed(items: list[Parsed], filename: str = "f.csv") -> Iterator[tuple[str, Parsed]]:
+    return ((filename, item) for item in items)
+
+
+async def _run(
+    db: Database, keyring: KeyRing, items: list[Parsed], **kw: object
+) -> dict[str, object]:
+    report = IngestReport(connector="pos")
+    report.import_run_id = await start_run(db=db, actor="test", connector="pos")
+    await ingest(db=db, keyring=keyring, items=feed(items), report=report, **kw)  # type: ignore[arg-type]
+    await finish_run(db=db, report=report)
+    return report.as_dict()
+
+
+async def _count(db: Database, table: str) -> int:
+    async with db.read() as session:
+        return int(await session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+
+
+async def test_records_and_activities_land_once_and_a_rerun_changes_nothing(
+    db: Database, keyring: KeyRing
+) -> None:
+    items: list[Parsed] = [
+        person("88000000001"),
+        sale("S001:02:000000101"),
+        sale("S001:02:000000102"),
+    ]
+    first = await _run(db, keyring, items)
+    assert (first["read"], first["new"], first["unchanged"], first["updated"]) == (3, 3, 0, 0)
+    second = await _run(db, keyring, items)
+    assert (second["read"], second["new"], second["unchanged"], second["updated"]) == (3, 0, 3, 0)
+    assert await _count(db, "source_record") == 1
+    assert await _count(db, "activity") == 2
+    assert await _count(db, "activity_event") == 2
+    assert await _count(db, "source_observation") == 1
+
+
+async def test_a_status_change_is_a_new_event_on_the_same_activity(
+    db: Database, keyring: KeyRing
+) -> None:
+    await _run(db, keyring, [sale("T1", status=ActivityStatus.PENDING)])
+    report = await _run(db, keyring, [sale("T1", status=ActivityStatus.CONFIRMED)])
+    assert report["updated"] == 1
+    async with db.read() as session:
+        statuses = (
+            (
+                await session.execute(
+                    text(
+                        "SELECT e.status FROM activity_event e JOIN activity a ON a.id = e.activity_id "
+                        "WHERE a.external_id = 'T1' ORDER BY e.id"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        current = await session.scalar(text("SELECT status FROM activity WHERE external_id = 'T1'"))
+    assert statuses == ["pending", "confirmed"]
+    assert current == "confirmed"
+
+
+async def test_overlapping_imports_only_add_what_is_new(db: Database, keyring: KeyRing) -> None:
+    await _run(db, keyring, [sale("A"), sale("B")])
+    report = await _run(db, keyring, [sale("B"), sale("C")])
+    assert (report["new"], report["unchanged"]) == (1, 1)
+    assert await _count(db, "activity") == 3
+
+
+async def test_changed_person_keeps_observation_history_and_new_identifiers(
+    db: Database, keyring: KeyRing
+) -> None:
+    await _run(db, keyring, [person("88000000001", phone="+8613800000001")])
+    report = await _run(db, keyring, [person("88000000001", phone="+8613800000002")])
+    assert report["updated"] == 1
+    assert await _count(db, "source_observation") == 2
+    async with db.read() as session:
+        hashes = set(
+            (
+                await session.execute(
+                    text("SELECT hash FROM source_identifier WHERE kind = 'phone'")
+                )
+            ).scalars()
+        )
+    assert hashes == {keyring.hash("phone", "+8613800000002")}
+
+
+async def test_raw_identifiers_are_stored_only_hashed_and_encrypted(
+    db: Database, keyring: KeyRing
+) -> None:
+    await _run(db, keyring, [person("88000000001", phone="+8613812345678", name="测试乙")])
+    async with db.read() as session:
+        dump = str(
+            (
+                await session.execute(
+                    text(
+                        "SELECT r.*, i.* FROM source_record r JOIN source_identifier i ON i.source_record_id = r.id"
+                    )
+                )
+            ).all()
+        )
+        enc = await session.scalar(text("SELECT pii_enc FROM source_record"))
+        masked = set(
+            (await session.execute(text("SELECT masked FROM source_identifier"))).scalars()
+        )
+    assert "13812345678" not in dump
+    assert "测试乙" not in dump
+    assert "138****5678" in masked
+    assert "测试乙" in keyring.decrypt(enc, aad=pii_aad("pos", "88000000001"))
+
+
+async def test_bad_rows_are_reported_and_the_rest_lands(db: Database, keyring: KeyRing) -> None:
+    bad = RowError(file="f.csv", line=3, column="trd_time", reason="not a date", code="BAD_DATE")
+    report = await _run(db, keyring, [sale("A"), bad, sale("B")])
+    assert (report["read"], report["new"], report["rejected"]) == (3, 2, 1)
+    assert report["rejected_by_reason"] == {"BAD_DATE": 1}
+    assert report["rejected_rows"][0]["line"] == 3  # type: ignore[index]
+    assert await _count(db, "import_row_error") == 1
+
+
+async def test_a_wrong_format_stops_with_what_came_before_committed(
+    db: Database, keyring: KeyRing
+) -> None:
+    def items() -> Iterator[tuple[str, Parsed]]:
+        yield ("a.csv", sale("A"))
+        raise ImportFormatError("b.csv does not look like a pos file")
+
+    report = IngestReport(connector="pos")
+    await ingest(db=db, keyring=keyring, items=items(), report=report, batch_size=1)
+    assert report.failed == "b.csv does not look like a pos file"
+    assert await _count(db, "activity") == 1
+
+
+async def test_duplicates_inside_one_batch_are_counted_not_double_written(
+    db: Database, keyring: KeyRing
+) -> None:
+    report = await _run(db, keyring, [person("K1"), person("K1"), person("K1", name="测试丙")])
+    assert (report["new"], report["unchanged"], report["updated"]) == (1, 1, 1)
+    assert await _count(db, "source_record") == 1
+
+
+async def test_the_seam_is_called_inside_each_batch_transaction(
+    db: Database, keyring: KeyRing
+) -> None:
+    calls: list[tuple[int, int, bool]] = []
+
+    class Spy:
+        async def batch_landed(self, *, session: AsyncSession, batch: LandedBatch) -> None:
+            visible = await session.scalar(text("SELECT count(*) FROM activity"))
+            calls.append(
+                (len(batch.written.new_activities), int(visible or 0), session.in_transaction())
+            )
+
+    await _run(db, keyring, [sale("A"), sale("B"), sale("C")], hooks=Spy(), batch_size=2)
+    assert calls == [(2, 2, True), (1, 3, True)]
+
+
+async def test_a_failing_hook_rolls_its_batch_back(db: Database, keyring: KeyRing) -> None:
+    class Broken:
+        async def batch_landed(self, *, session: AsyncSession, batch: LandedBatch) -> None:
+            raise RuntimeError("identity down")
+
+    with pytest.raises(RuntimeError):
+        await _run(db, keyring, [sale("A")], hooks=Broken())
+    assert await _count(db, "activity") == 0
