@@ -73,7 +73,9 @@ def test_masked_id_number_is_not_an_identifier():
 
 def test_opera_documents_are_normalised_and_checksummed():
     records = _records(_parse("hotel_profiles_opera.json"))
-    docs = sorted(i.value for i in records["900002"].identifiers if i.kind is IdentifierKind.ID_DOCUMENT)
+    docs = sorted(
+        i.value for i in records["900002"].identifiers if i.kind is IdentifierKind.ID_DOCUMENT
+    )
     assert docs == ["ID_CARD:110101198502030028", "PASSPORT:E00000001"]
     # The profile id of type "Profile" wins over an external reference.
     assert _kinds(records["900002"])[(IdentifierKind.HOTEL_PROFILE_ID, "opera")] == "900002"
@@ -174,7 +176,11 @@ def test_ota_xml_wrong_root_and_error_response():
 
 
 def test_ota_xml_broken_midway_keeps_earlier_profiles():
-    data = (SAMPLES / "hotel_profiles_ota.xml").read_bytes().replace(b"</Customer>\n      </Profile>\n    </ProfileInfo>\n  </Profiles>", b"</Custom>")
+    data = (
+        (SAMPLES / "hotel_profiles_ota.xml")
+        .read_bytes()
+        .replace(b"</Customer>\n      </Profile>\n    </ProfileInfo>\n  </Profiles>", b"</Custom>")
+    )
     out = _parse_bytes(data)
     assert "900001" in _records(out)
     assert out[-1].code == "BAD_XML"
@@ -183,7 +189,11 @@ def test_ota_xml_broken_midway_keeps_earlier_profiles():
 def test_stays_compute_nights_amount_and_status():
     acts = {a.external_id: a for a in _parse("hotel_stays.csv") if isinstance(a, Activity)}
     stay = acts["HTL01:C000000001"]
-    assert (stay.kind, stay.status, stay.quantity) == (ActivityKind.STAY, ActivityStatus.CONFIRMED, 2)
+    assert (stay.kind, stay.status, stay.quantity) == (
+        ActivityKind.STAY,
+        ActivityStatus.CONFIRMED,
+        2,
+    )
     assert stay.amount_fen == 158000 + 23600
     assert stay.details["fb_revenue_fen"] == 23600
     assert stay.source_key == "900001"

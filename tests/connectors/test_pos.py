@@ -138,14 +138,18 @@ def test_enrolments_in_gbk_with_chinese_headers():
 
 
 def test_enrolment_birthdays_without_a_year_stay_unknown():
-    records = {r.source_key: r for r in _parse("pos_members_gbk.csv") if isinstance(r, SourceRecord)}
+    records = {
+        r.source_key: r for r in _parse("pos_members_gbk.csv") if isinstance(r, SourceRecord)
+    }
     assert records["88000000002"].birthday is None  # --05-01
     assert records["88000000003"].birthday is None  # 1900-07-08
     assert records["88000000006"].birthday == date(1985, 2, 3)
 
 
 def test_enrolment_without_date_uses_the_given_observation_time():
-    records = {r.source_key: r for r in _parse("pos_members_gbk.csv") if isinstance(r, SourceRecord)}
+    records = {
+        r.source_key: r for r in _parse("pos_members_gbk.csv") if isinstance(r, SourceRecord)
+    }
     assert records["88000000003"].observed_at == FIXED
     assert records["88000000003"].gender is None  # 未知
 

@@ -150,7 +150,8 @@ async def driver_connection(session: AsyncSession) -> Any:
     await conn.execute(text("SELECT 1"))
     raw = await conn.get_raw_connection()
     apg = raw.driver_connection
-    assert apg is not None and apg.is_in_transaction()
+    if apg is None or not apg.is_in_transaction():
+        raise RuntimeError("batch writes must run inside the unit of work's transaction")
     return apg
 
 
