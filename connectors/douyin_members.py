@@ -93,7 +93,9 @@ def _member(
     if mobile := hm.get(row, "mobile"):
         try:
             if is_masked(mobile):
-                identifiers.append(Identifier(IdentifierKind.PHONE_MASKED, masked_phone_pattern(mobile)))
+                identifiers.append(
+                    Identifier(IdentifierKind.PHONE_MASKED, masked_phone_pattern(mobile))
+                )
             else:
                 e164 = m.mobile_e164(mobile)
                 identifiers.append(

@@ -263,8 +263,11 @@ def _receipt(
     tills: _Tills,
 ) -> Iterator[Parsed]:
     """One receipt's header and totals → (an optional SourceRecord and) one Activity."""
-    store, pos_no, serial = (str(_need(head, f)) for f in ("store_id", "pos_no", "serial_num"))
-    when = fields.local_time(str(_need(head, "trd_time")), "trd_time")
+    store, pos_no, serial, trd_time = (
+        _need({f: fields.text(head.get(f))}, f)
+        for f in ("store_id", "pos_no", "serial_num", "trd_time")
+    )
+    when = fields.local_time(trd_time, "trd_time")
     original_serial = fields.text(head.get("original_serial_num"))
     trd_type = (fields.text(head.get("trd_type")) or "").lower()
     is_return = trd_type in _RETURN or (trd_type not in _SALE and original_serial is not None)

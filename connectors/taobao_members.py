@@ -115,7 +115,10 @@ def _member(
                 occurred_at=joined,
                 status=ActivityStatus.CONFIRMED,
                 source_key=ouid,
-                details={"shop_id": shop, **({"bind_status": attributes["bind_status"]} if bind else {})},
+                details={
+                    "shop_id": shop,
+                    **({"bind_status": attributes["bind_status"]} if bind else {}),
+                },
             )
         )
     return out

@@ -64,6 +64,7 @@ class KeyRule:
     scoped: bool
     conflict: str
     fanout_limit: int
+    rank: int  # position in the [keys] table: deterministic joins are tried in this order
 
     def strength_of(self, *, verified: bool) -> str:
         return self.strength if verified else self.unverified
@@ -200,6 +201,8 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
                 f"keys.{name}: not an identifier kind (one of {', '.join(sorted(valid))})"
             )
     rules = {}
+    listed = list(section.data)
+    order = {name: i for i, name in enumerate(listed)}
     for kind in IdentifierKind:
         r = section.sub(kind.value, required=False)
         r.unknown({"strength", "unverified", "scoped", "conflict", "fanout_limit"})
@@ -211,6 +214,7 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
             scoped=r.get("scoped", bool, False),
             conflict=r.choice("conflict", CONFLICT_MODES, "none"),
             fanout_limit=r.get("fanout_limit", int, 3, low=1, high=10_000),
+            rank=order.get(kind.value, len(listed)),
         )
     if rules[IdentifierKind.PHONE_MASKED].strength == "strong":
         raise ConfigError("keys.phone_masked.strength: a masked phone can never be a strong key")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hub.core.pii import KeyRing
-from hub.core.records import IdentifierKind, SourceRecord
+from hub.core.records import SourceRecord
 from identity.blocking import BlockIndex, BlockKeys, record_blocks
 from identity.compare import NULL, build_comparators, compare
 from identity.config import MatchingConfig, load_config
@@ -41,7 +41,6 @@ from identity.graph import (
 from identity.score import Model, probability, train_model
 from identity.survivorship import GoldenRecord, build_golden
 
-_KIND_RANK = {k.value: i for i, k in enumerate(IdentifierKind)}
 Edge = tuple[float, float]  # (score bits, score bits without weak fields)
 
 
@@ -184,7 +183,7 @@ class Resolver:
                 if self._valid_key(sk, members):
                     first = min(members)
                     if first != rid:
-                        out.append(KeyAttempt(_KIND_RANK[sk[0]], sk[0], sk[1], first, rid))
+                        out.append(KeyAttempt(self.config.keys_by_name[sk[0]].rank, sk[0], sk[1], first, rid))
         return out
 
     def _score_attempts(self, state: ResolverState, rids: Iterable[str]) -> list[ScoreAttempt]:

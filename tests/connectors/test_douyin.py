@@ -75,7 +75,9 @@ def test_csv_buyer_key_is_a_digest_of_masked_receiver_with_weak_identifiers_only
     assert first.source_key.startswith("rcv:")
     assert first.identifiers == (Identifier(IdentifierKind.PHONE_MASKED, "13*******01"),)
     assert first.name == "测**"
-    assert first.address == Address(province="浙江省", city="杭州市", district="西湖区", country="CN")
+    assert first.address == Address(
+        province="浙江省", city="杭州市", district="西湖区", country="CN"
+    )
     # Both sub-orders of order 2 resolve to the same buyer key.
     acts = acts_by_id(parse_file(CSV))
     assert acts["6900000000000000002"].source_key == acts["6900000000000000004"].source_key
@@ -83,7 +85,9 @@ def test_csv_buyer_key_is_a_digest_of_masked_receiver_with_weak_identifiers_only
 
 def test_csv_key_does_not_reveal_a_plain_phone():
     records = of(parse_file(CSV), SourceRecord)
-    plain = next(r for r in records if r.identifiers and r.identifiers[0].kind is IdentifierKind.PHONE)
+    plain = next(
+        r for r in records if r.identifiers and r.identifiers[0].kind is IdentifierKind.PHONE
+    )
     assert plain.identifiers[0].value == "+8613800000009"
     assert "13800000009" not in plain.source_key
 
@@ -156,7 +160,9 @@ def test_api_buyer_is_shop_scoped_open_id_with_masked_receiver():
         Identifier(IdentifierKind.PHONE_MASKED, "13*******01"),
     )
     assert record.name == "测**"
-    assert record.address == Address(province="浙江省", city="杭州市", district="西湖区", country="CN")
+    assert record.address == Address(
+        province="浙江省", city="杭州市", district="西湖区", country="CN"
+    )
     assert record.observed_at == datetime(2024, 6, 1, 20, 1, 2, tzinfo=SH)
 
 
@@ -224,9 +230,10 @@ def test_api_open_id_without_shop_falls_back_to_receiver_key():
     parsed = parse_bytes(json.dumps([order]).encode())
     assert of(parsed, SourceRecord)[0].source_key.startswith("rcv:")
     assert [e.column for e in of(parsed, RowError)] == ["doudian_open_id"]
-    assert of(parse_bytes(json.dumps([order]).encode(), shop_id="S1"), SourceRecord)[
-        0
-    ].source_key == "S1:dyo_x"
+    assert (
+        of(parse_bytes(json.dumps([order]).encode(), shop_id="S1"), SourceRecord)[0].source_key
+        == "S1:dyo_x"
+    )
 
 
 def test_json_that_is_not_orders_is_rejected():

@@ -7,7 +7,14 @@ import pytest
 
 from connectors import douyin_members
 from hub.core.errors import ImportFormatError
-from hub.core.records import Activity, ActivityKind, Identifier, IdentifierKind, RowError, SourceRecord
+from hub.core.records import (
+    Activity,
+    ActivityKind,
+    Identifier,
+    IdentifierKind,
+    RowError,
+    SourceRecord,
+)
 
 SAMPLE = Path(__file__).parent / "samples" / "douyin_members.csv"
 SH = ZoneInfo("Asia/Shanghai")
@@ -86,9 +93,9 @@ def test_bad_rows_and_ignored_phone_are_reported():
 
 def test_brand_id_column_scopes_union_ids():
     data = (
-        "shop_id,brand_id,open_id,union_id,is_member,joined_at\n"
-        "S1,B9,dyo_1,dyu_1,1,2024-06-03 10:00:00\n"
-    ).encode()
+        b"shop_id,brand_id,open_id,union_id,is_member,joined_at\n"
+        b"S1,B9,dyo_1,dyu_1,1,2024-06-03 10:00:00\n"
+    )
     record = of(list(douyin_members.parse(io.BytesIO(data), filename="m.csv")), SourceRecord)[0]
     assert Identifier(IdentifierKind.DOUYIN_UNION_ID, "dyu_1", scope="B9") in record.identifiers
 

@@ -237,3 +237,12 @@ def test_looks_like():
     for name in ("hotel_profiles_opera.json", "hotel_profiles_ota.xml", "hotel_stays.csv"):
         assert hotel.looks_like((SAMPLES / name).read_bytes()[:4096]), name
     assert not hotel.looks_like(b"store_id,pos_no,serial_num\n")
+
+
+def test_stays_with_chinese_headers_in_gbk():
+    text = (
+        "酒店代码,确认号,档案号,到店日期,离店日期,房费,餐饮,其他,币种,状态\n"
+        'HTL03,C000000010,900001,2024/10/01,2024/10/04,="1200.00",100.00,-,CNY,CheckedOut\n'
+    )
+    (stay,) = _parse_bytes(text.encode("gbk"), "stays_gbk.csv")
+    assert (stay.external_id, stay.quantity, stay.amount_fen) == ("HTL03:C000000010", 3, 130000)
