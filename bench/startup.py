@@ -27,8 +27,11 @@ def time_to_ready(data_dir: Path, port: int, timeout_s: float) -> float:
     env.pop("DATABASE_URL", None)
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [*HUB, "demo", "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [*HUB, "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         while time.perf_counter() - start < timeout_s:

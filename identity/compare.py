@@ -8,7 +8,7 @@ parts. Fuzzy similarity comes from rapidfuzz (Jaro-Winkler for names, indel rati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from rapidfuzz.distance import Indel, JaroWinkler
 
@@ -60,13 +60,13 @@ def _date(a: Features, b: Features) -> int:
     return 3
 
 
-def _identifier(fc: FieldConfig) -> Comparator:
+def _identifier(fc: FieldConfig, hot: Container[str]) -> Comparator:
     kinds = tuple(fc.params["kinds"])
 
     def values(f: Features) -> frozenset[str]:
-        if len(kinds) == 1:
-            return f.ids.get(kinds[0], frozenset())
-        return frozenset().union(*(f.ids.get(k, frozenset()) for k in kinds))
+        found = frozenset().union(*(f.ids.get(k, frozenset()) for k in kinds))
+        # a value held by more records than its fan-out limit is a shared value: no evidence
+        return frozenset(h for h in found if h not in hot) if found and hot else found
 
     def compare(a: Features, b: Features) -> int:
         va, vb = values(a), values(b)
@@ -135,7 +135,10 @@ def _name_masked(a: Features, b: Features) -> int:
     return 0 if a.name_masked == b.name_masked else 1
 
 
-def build_comparators(config: MatchingConfig) -> tuple[Comparator, ...]:
+def build_comparators(
+    config: MatchingConfig, hot: Container[str] = frozenset()
+) -> tuple[Comparator, ...]:
+    """Comparators for every configured field; ``hot`` holds identifier hashes over fan-out."""
     fixed: dict[str, Comparator] = {
         "date": _date,
         "address": _address,
@@ -146,7 +149,7 @@ def build_comparators(config: MatchingConfig) -> tuple[Comparator, ...]:
     }
     made: dict[str, Callable[[FieldConfig], Comparator]] = {
         "name": _name,
-        "identifier": _identifier,
+        "identifier": lambda fc: _identifier(fc, hot),
         "text": _text,
     }
     out: list[Comparator] = []

@@ -46,7 +46,7 @@ class Features:
     observed_ts: float
     strong: tuple[tuple[str, str], ...] = ()  # (kind, keyed hash): deterministic join keys
     conflicts: tuple[tuple[str, str, float], ...] = ()  # (group, hash, verified_ts)
-    ids: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> hashes
+    ids: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> strong/medium hashes
     key_blocks: tuple[str, ...] = ()  # strong + medium hashes, blocking feature "key"
     phone_masks: frozenset[str] = frozenset()
     name: str | None = None
@@ -156,10 +156,10 @@ class FeatureExtractor:
                 continue
             scope = ident.scope if rule.scoped else None
             digest = self.keyring.hash(ident.kind.value, ident.value, scope)
-            ids.setdefault(ident.kind.value, set()).add(digest)
             if ident.kind is IdentifierKind.PHONE:
                 masks |= self._mask_hashes(_phone_digits(ident.value))
             if strength in ("strong", "medium"):
+                ids.setdefault(ident.kind.value, set()).add(digest)
                 blocks.append(digest)
             if strength == "strong":
                 strong.append((ident.kind.value, digest))

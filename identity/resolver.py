@@ -25,7 +25,7 @@ from typing import Literal
 from hub.core.pii import KeyRing
 from hub.core.records import SourceRecord
 from identity.blocking import BlockIndex, BlockKeys, record_blocks
-from identity.compare import NULL, build_comparators, compare
+from identity.compare import NULL, Comparator, build_comparators, compare
 from identity.config import MatchingConfig, load_config
 from identity.features import FeatureExtractor, Features, record_id
 from identity.graph import (
@@ -52,7 +52,10 @@ class ResolverState:
     records: dict[str, SourceRecord] = field(default_factory=dict)
     features: dict[str, Features] = field(default_factory=dict)
     blocks_of: dict[str, BlockKeys] = field(default_factory=dict)
-    keys: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    comparators: tuple[Comparator, ...] = ()
+    keys: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # strong key -> holders
+    holders: dict[str, list[str]] = field(default_factory=dict)  # any identifier hash -> holders
+    hot: set[str] = field(default_factory=set)  # hashes held by more records than their fan-out
     edges: dict[str, dict[str, Edge]] = field(default_factory=dict)  # score >= lower, both ways
     root: dict[str, str] = field(default_factory=dict)  # record -> smallest record id of cluster
     members: dict[str, set[str]] = field(default_factory=dict)
@@ -111,7 +114,7 @@ class Resolver:
         state = self._index(self._latest(records))
         patterns: dict[tuple[int, ...], int] = {}
         for a, b in state.blocks.pairs(state.blocks_of.__getitem__):
-            vec = compare(self.comparators, state.features[a], state.features[b])
+            vec = compare(state.comparators, state.features[a], state.features[b])
             patterns[vec] = patterns.get(vec, 0) + 1
         feats = list(state.features.values())
         model = train_model(self.model, self.comparators, feats, patterns)
@@ -119,7 +122,27 @@ class Resolver:
 
     # -- batch ----------------------------------------------------------------------------------
     def new_state(self) -> ResolverState:
-        return ResolverState(blocks=BlockIndex(max_size=self.config.limits.max_block_size))
+        state = ResolverState(blocks=BlockIndex(max_size=self.config.limits.max_block_size))
+        state.comparators = build_comparators(self.config, state.hot)
+        return state
+
+    def _limit(self, kind: str) -> int:
+        return self.config.keys_by_name[kind].fanout_limit
+
+    def _hold(self, state: ResolverState, f: Features) -> list[str]:
+        """Register f's identifier hashes; returns the hashes that just went over fan-out."""
+        crossed = []
+        for kind, digests in f.ids.items():
+            limit = self._limit(kind)
+            for h in digests:
+                holders = state.holders.setdefault(h, [])
+                holders.append(f.rid)
+                if len(holders) == limit + 1:
+                    state.hot.add(h)
+                    crossed.append(h)
+        for sk in f.strong:
+            state.keys.setdefault(sk, []).append(f.rid)
+        return crossed
 
     def _latest(self, records: Iterable[SourceRecord]) -> list[SourceRecord]:
         latest: dict[str, SourceRecord] = {}
@@ -141,8 +164,7 @@ class Resolver:
             keys = record_blocks(f, rules)
             state.blocks_of[rid] = keys
             state.blocks.add(rid, keys)
-            for sk in f.strong:
-                state.keys.setdefault(sk, []).append(rid)
+            self._hold(state, f)
         return state
 
     def build_state(self, records: Iterable[SourceRecord]) -> ResolverState:
@@ -162,28 +184,43 @@ class Resolver:
         if fb.rid < fa.rid:
             fa, fb = fb, fa
         state.pairs_compared += 1
-        vec = compare(self.comparators, fa, fb)
+        vec = compare(state.comparators, fa, fb)
         total, nonweak = self.model.score(vec, fa)
         if total >= self._lower:
             edge = (total, nonweak)
             state.edges.setdefault(fa.rid, {})[fb.rid] = edge
             state.edges.setdefault(fb.rid, {})[fa.rid] = edge
+        elif fb.rid in state.edges.get(fa.rid, {}):
+            del state.edges[fa.rid][fb.rid], state.edges[fb.rid][fa.rid]
+
+    def _rescore_holders(self, state: ResolverState, h: str, skip: str = "") -> set[str]:
+        """A hash crossed its fan-out limit: pairs among its holders weigh differently now."""
+        holders = sorted(r for r in state.holders.get(h, ()) if r != skip)
+        for i, x in enumerate(holders):
+            for y in holders[i + 1 :]:
+                if state.blocks.shares_valid_block(state.blocks_of[x], state.blocks_of[y]):
+                    self._score_pair(state, state.features[x], state.features[y])
+        return set(holders)
 
     def _merges(self, edge: Edge) -> bool:
         return edge[0] >= self._upper and edge[1] >= self._lower
 
-    def _valid_key(self, sk: tuple[str, str], members: Sequence[str]) -> bool:
-        return 2 <= len(members) <= self.config.keys_by_name[sk[0]].fanout_limit
+    def _valid_key(self, state: ResolverState, sk: tuple[str, str], members: Sequence[str]) -> bool:
+        return len(members) >= 2 and sk[1] not in state.hot
 
     def _key_attempts(self, state: ResolverState, rids: Iterable[str]) -> list[KeyAttempt]:
         out = []
         for rid in rids:
             for sk in state.features[rid].strong:
                 members = state.keys[sk]
-                if self._valid_key(sk, members):
+                if self._valid_key(state, sk, members):
                     first = min(members)
                     if first != rid:
-                        out.append(KeyAttempt(self.config.keys_by_name[sk[0]].rank, sk[0], sk[1], first, rid))
+                        out.append(
+                            KeyAttempt(
+                                self.config.keys_by_name[sk[0]].rank, sk[0], sk[1], first, rid
+                            )
+                        )
         return out
 
     def _score_attempts(self, state: ResolverState, rids: Iterable[str]) -> list[ScoreAttempt]:
@@ -237,11 +274,9 @@ class Resolver:
         state.records[rid], state.features[rid], state.blocks_of[rid] = record, f, keys
         for key in state.blocks.add(rid, keys):
             seeds |= self._drop_block_pairs(state, key)
-        for sk in f.strong:
-            members = state.keys.setdefault(sk, [])
-            members.append(rid)
-            if len(members) == self.config.keys_by_name[sk[0]].fanout_limit + 1:
-                seeds.update(members)
+        for h in self._hold(state, f):
+            seeds |= self._rescore_holders(state, h, skip=rid)
+            seeds.update(state.holders[h])
         for other in state.blocks.candidates(keys):
             if other != rid:
                 self._score_pair(state, f, state.features[other])
@@ -268,10 +303,17 @@ class Resolver:
         for sk in f.strong:
             members = state.keys[sk]
             members.remove(rid)
-            if len(members) == self.config.keys_by_name[sk[0]].fanout_limit:
-                seeds.update(members)
             if not members:
                 del state.keys[sk]
+        for kind, digests in f.ids.items():
+            for h in digests:
+                holders = state.holders[h]
+                holders.remove(rid)
+                if len(holders) == self._limit(kind):
+                    state.hot.discard(h)
+                    seeds |= self._rescore_holders(state, h)
+                if not holders:
+                    del state.holders[h]
         self._drop_clusters(state, seeds | {rid})
         state.root.pop(rid, None)
         seeds.discard(rid)
@@ -316,7 +358,7 @@ class Resolver:
             stack.extend(state.members.get(state.root.get(x, ""), ()))
             for sk in state.features[x].strong:
                 members = state.keys[sk]
-                if self._valid_key(sk, members):
+                if self._valid_key(state, sk, members):
                     stack.extend(members)
             stack.extend(y for y, e in state.edges.get(x, {}).items() if self._merges(e))
         return seen
@@ -349,14 +391,14 @@ class Resolver:
         root = state.root[rid]
         cluster = frozenset(state.members[root])
         old_with_members = [c for c in before if c & cluster]
-        if len(cluster) == 1:
-            outcome: Literal["new", "joined", "merged", "regrouped", "stale"] = "new"
-        elif len(after) < len(before) or len(old_with_members) > 1:
-            outcome = "merged" if len(old_with_members) > 1 else "joined"
-        elif any(c not in after for c in before if rid not in c):
-            outcome = "regrouped"
+        others_kept = all(c in after for c in before if not c & cluster)
+        outcome: Literal["new", "joined", "merged", "regrouped", "stale"]
+        if not others_kept:
+            outcome = "regrouped"  # a record elsewhere in the component changed cluster too
+        elif len(cluster) == 1:
+            outcome = "new"
         else:
-            outcome = "joined"
+            outcome = "merged" if len(old_with_members) > 1 else "joined"
         links = tuple(link for link in state.links.get(root, ()) if rid in (link.a, link.b))
         review = tuple(self._review_items(state, cluster))
         golden = tuple(self.golden(state, c) for c in after)
@@ -407,11 +449,7 @@ class Resolver:
     def partition(self, state: ResolverState) -> Partition:
         links = tuple(link for root in sorted(state.links) for link in state.links[root])
         review = tuple(self._review_items(state))
-        fanout = sum(
-            1
-            for sk, m in state.keys.items()
-            if len(m) > self.config.keys_by_name[sk[0]].fanout_limit
-        )
+        fanout = len(state.hot)
         stats = {
             "records": len(state.features),
             "clusters": len(state.members),
@@ -432,7 +470,7 @@ class Resolver:
         fa, fb = state.features[a], state.features[b]
         if fb.rid < fa.rid:
             fa, fb = fb, fa
-        vec = compare(self.comparators, fa, fb)
+        vec = compare(state.comparators, fa, fb)
         total, _ = self.model.score(vec, fa)
         comps = []
         for i, (fc, level) in enumerate(zip(self.config.fields, vec, strict=True)):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from identity.compare import NULL, Comparator, Vector, compare
@@ -149,8 +149,11 @@ def estimate_u(
         return model.u
     rng = random.Random(seed)
     counts = [[0.0] * len(u) for u in model.u]
-    for _ in range(pairs):
-        i, j = rng.randrange(n), rng.randrange(n)
+    if n * (n - 1) // 2 <= pairs:
+        chosen: Iterable[tuple[int, int]] = ((i, j) for i in range(n) for j in range(i + 1, n))
+    else:
+        chosen = ((rng.randrange(n), rng.randrange(n)) for _ in range(pairs))
+    for i, j in chosen:
         if i == j:
             continue
         for k, level in enumerate(compare(comparators, features[i], features[j])):

@@ -53,8 +53,9 @@ def phone_e164(raw: str, default_region: str = "CN") -> str:
         parsed = phonenumbers.parse(digits, default_region)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"phone does not parse (error {exc.error_type})") from None
-    if not phonenumbers.is_possible_number(parsed):
-        raise ValueError("phone has the wrong number of digits")
+    # is_possible_number only checks length ranges (it takes +8612345); a key must be real.
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("phone is not a valid number for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -222,3 +222,55 @@ async def test_a_failing_hook_rolls_its_batch_back(db: Database, keyring: KeyRin
     with pytest.raises(RuntimeError):
         await _run(db, keyring, [sale("A")], hooks=Broken())
     assert await _count(db, "activity") == 0
+
+
+async def test_a_phone_keyed_source_key_is_never_stored_in_clear(
+    db: Database, keyring: KeyRing
+) -> None:
+    walk_in = SourceRecord(
+        source="pos",
+        source_key="mobile:+8613812345678",
+        business_line="store",
+        observed_at=T0,
+        identifiers=(Identifier(IdentifierKind.PHONE, "+8613812345678"),),
+    )
+    await _run(db, keyring, [walk_in, sale("S9:01:7", key="mobile:+8613812345678")])
+    async with db.read() as session:
+        keys = set(
+            (
+                await session.execute(
+                    text(
+                        "SELECT source_key FROM source_record UNION ALL SELECT source_key FROM activity"
+                    )
+                )
+            ).scalars()
+        )
+    assert len(keys) == 1
+    (stored,) = keys
+    assert "13812345678" not in stored
+    assert stored.startswith("mobile#h1:")
+
+
+async def test_a_return_without_its_till_finds_the_original_sale(
+    db: Database, keyring: KeyRing
+) -> None:
+    await _run(db, keyring, [sale("S001:02:000000101")])
+    ret = Activity(
+        source="pos",
+        external_id="S001:03:000000205",
+        kind=ActivityKind.REFUND,
+        business_line="store",
+        occurred_at=T0,
+        status=ActivityStatus.CONFIRMED,
+        source_key="88000000001",
+        amount_fen=2900,
+        original_external_id="S001:*:000000101",
+    )
+    await _run(db, keyring, [ret])
+    async with db.read() as session:
+        original = await session.scalar(
+            text(
+                "SELECT original_external_id FROM activity WHERE external_id = 'S001:03:000000205'"
+            )
+        )
+    assert original == "S001:02:000000101"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from identity_testkit import T0, config_with, ident, rec
+
 from hub.core.pii import KeyRing
 from identity.graph import ReviewReason
 from identity.resolver import Resolver
-from identity_testkit import T0, config_with, ident, rec
 
 
 def _together(partition, a: str, b: str) -> bool:
@@ -125,7 +126,9 @@ def test_two_recently_verified_phones_conflict_but_a_stale_one_does_not(resolver
     stale_at = T0 - timedelta(days=800)
     stale = [
         recent[0],
-        rec("app", "b", union, ident("phone", "+8613800000012", verified=True, verified_at=stale_at)),
+        rec(
+            "app", "b", union, ident("phone", "+8613800000012", verified=True, verified_at=stale_at)
+        ),
     ]
     assert _together(resolver.resolve_batch(stale), "app:a", "app:b")
 
@@ -134,14 +137,20 @@ def test_weak_evidence_alone_never_merges(resolver):
     # masked phone + masked receiver name + same city: the classic Douyin collision
     def douyin(key: str):
         return rec(
-            "douyin", key, ident("phone_masked", "13*******01"), name="测**",
-            city="杭州市", province="浙江省",
+            "douyin",
+            key,
+            ident("phone_masked", "13*******01"),
+            name="测**",
+            city="杭州市",
+            province="浙江省",
         )
 
     state = resolver.build_state([douyin("o1"), douyin("o2")])
     p = resolver.partition(state)
     assert len(p.clusters) == 2
-    assert all(item.reason in (ReviewReason.WEAK_EVIDENCE, ReviewReason.SCORE_BAND) for item in p.review)
+    assert all(
+        item.reason in (ReviewReason.WEAK_EVIDENCE, ReviewReason.SCORE_BAND) for item in p.review
+    )
 
 
 def test_weak_evidence_can_raise_a_score(resolver):
@@ -157,7 +166,10 @@ def test_weak_evidence_can_raise_a_score(resolver):
 
 def test_name_match_alone_lands_in_the_review_band(resolver):
     p = resolver.resolve_batch(
-        [rec("pos", "a", name="测试甲", city="杭州市"), rec("hotel", "b", name="测试甲", city="杭州市")]
+        [
+            rec("pos", "a", name="测试甲", city="杭州市"),
+            rec("hotel", "b", name="测试甲", city="杭州市"),
+        ]
     )
     assert len(p.clusters) == 2
     [item] = p.review
@@ -189,7 +201,8 @@ def test_explain_lists_rule_score_and_field_comparisons(resolver):
     assert levels["name"] == "pinyin_equal"
     assert levels["birthday"] == "exact"
     assert levels["phone"] == "null"
-    assert explain.rule == "score" and explain.probability > 0.99
+    assert explain.rule == "score"
+    assert explain.probability > 0.99
     assert explain.as_dict()["comparisons"][0]["field"] == "name"
 
 

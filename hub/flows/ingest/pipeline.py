@@ -135,7 +135,9 @@ async def start_run(*, db: Database, actor: str, connector: str) -> int:
 
 
 async def finish_run(*, db: Database, report: IngestReport) -> None:
-    summary = {k: v for k, v in report.as_dict().items() if k != "rejected_rows"}
+    summary = {
+        k: v for k, v in report.as_dict().items() if k not in ("rejected_rows", "warning_rows")
+    }
     async with db.unit_of_work() as session:
         await session.execute(
             text(
@@ -164,7 +166,7 @@ async def finish_run(*, db: Database, report: IngestReport) -> None:
                         "reason": e.reason,
                         "raw": e.raw,
                     }
-                    for e in report.errors[:10_000]
+                    for e in [*report.errors, *report.warnings][:10_000]
                 ],
             )
 

@@ -21,6 +21,18 @@ _MASKERS = {
 }
 
 
+# Source keys that are themselves PII (a POS sale keyed by the phone typed at the till) are
+# stored as a keyed hash, never in clear.
+_PII_KEY_PREFIXES = ("mobile:",)
+
+
+def storage_key(source_key: str, keyring: KeyRing) -> str:
+    if source_key.startswith(_PII_KEY_PREFIXES):
+        prefix = source_key.split(":", 1)[0]
+        return f"{prefix}#" + keyring.hash("source_key", source_key)
+    return source_key
+
+
 def pii_aad(source: str, source_key: str) -> bytes:
     return aad_for("source_record", "pii", f"{source}/{source_key}")
 
@@ -118,9 +130,10 @@ def record_row(record: SourceRecord, keyring: KeyRing) -> RecordRow:
         }
     )
     has_pii = any(v for k, v in pii.items() if k != "identifiers") or record.identifiers
+    key = storage_key(record.source_key, keyring)
     return RecordRow(
         source=record.source,
-        source_key=record.source_key,
+        source_key=key,
         business_line=record.business_line,
         observed_at=record.observed_at,
         content_hash=keyring.hash("content", content),
@@ -136,11 +149,12 @@ def record_row(record: SourceRecord, keyring: KeyRing) -> RecordRow:
 
 def activity_row(activity: Activity, keyring: KeyRing) -> ActivityRow:
     details = _canonical(dict(activity.details))
+    person = storage_key(activity.source_key, keyring) if activity.source_key else None
     content = _canonical(
         {
             "kind": activity.kind.value,
             "line": activity.business_line,
-            "person": activity.source_key,
+            "person": person,
             "amount": activity.amount_fen,
             "qty": activity.quantity,
             "at": activity.occurred_at.isoformat(),
@@ -154,7 +168,7 @@ def activity_row(activity: Activity, keyring: KeyRing) -> ActivityRow:
         external_id=activity.external_id,
         kind=activity.kind.value,
         business_line=activity.business_line,
-        source_key=activity.source_key,
+        source_key=person,
         amount_fen=activity.amount_fen,
         quantity=activity.quantity,
         occurred_at=activity.occurred_at,

@@ -68,6 +68,22 @@ WHERE r.id = ANY($1::bigint[])
 ORDER BY r.id, s.kind, s.scope, s.hash, s.verified DESC
 """
 
+# A POS return that does not name its original till says "store:*:serial"; find the sale.
+_RESOLVE_ORIGINALS = """
+UPDATE stage_activity s SET original_external_id = found.external_id
+FROM (
+  SELECT DISTINCT ON (w.seq) w.seq, c.external_id
+  FROM stage_activity w
+  JOIN (SELECT source, external_id FROM activity
+        UNION ALL SELECT source, external_id FROM stage_activity) c
+    ON c.source = w.source
+   AND c.external_id LIKE replace(w.original_external_id, ':*:', ':%:')
+  WHERE w.original_external_id LIKE '%:*:%'
+  ORDER BY w.seq, c.external_id
+) found
+WHERE s.seq = found.seq
+"""
+
 _UPSERT_ACTIVITIES = """
 WITH up AS (
   INSERT INTO activity AS t
@@ -224,6 +240,8 @@ async def write_batch(
             ],
             columns=ACTIVITY_COLUMNS,
         )
+        if any(a.original_external_id and ":*:" in a.original_external_id for a in activities):
+            await apg.execute(_RESOLVE_ORIGINALS)
         for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
             target = written.new_activities if row["inserted"] else written.updated_activities
             target[(row["source"], row["external_id"])] = row["id"]

@@ -1,0 +1,72 @@
+"""Running an import: files → connectors → the ingest pipeline → a report.
+
+Shared by `hub import` and `POST /ingest/{source}`. A file the chosen connector does not
+recognise is refused with the reason and the other files still land; a bad row is a rejected
+row; nothing stops the import but an error in the hub itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from connectors import generic_csv
+from connectors.registry import Plan, parse_path, plan
+from hub.core.db import Database
+from hub.core.errors import ImportFormatError
+from hub.core.pii import KeyRing
+from hub.core.records import Parsed
+from hub.flows.ingest import DEFAULT_BATCH, IngestHooks, IngestReport, finish_run, ingest, start_run
+
+
+def _items(
+    plans: Sequence[Plan], report: IngestReport, mapping: Any
+) -> Iterator[tuple[str, Parsed]]:
+    for p in plans:
+        report.chosen[p.path.name] = p.connector
+        try:
+            for item in parse_path(p.connector, p.path, mapping=mapping, items=p.items):
+                yield p.path.name, item
+        except ImportFormatError as exc:
+            # Raised on the header, before any row: this file is refused, the rest go on.
+            report.refuse(p.path.name, exc.message)
+
+
+async def run_import(
+    *,
+    db: Database,
+    keyring: KeyRing,
+    connector: str,
+    paths: Sequence[Path],
+    actor: str,
+    mapping_path: Path | None = None,
+    hooks: IngestHooks | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[list[Plan]], None] | None = None,
+) -> IngestReport:
+    mapping = generic_csv.load_mapping(mapping_path) if mapping_path is not None else None
+    plans, refused = plan(connector, paths, mapping=mapping)
+    if on_plan is not None:
+        on_plan(plans)
+    report = IngestReport(connector=connector)
+    for path, reason in refused:
+        report.refuse(path.name, reason)
+    report.import_run_id = await start_run(db=db, actor=actor, connector=connector)
+    try:
+        await ingest(
+            db=db,
+            keyring=keyring,
+            items=_items(plans, report, mapping),
+            report=report,
+            hooks=hooks,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    except BaseException:
+        report.failed = report.failed or "interrupted"
+        await finish_run(db=db, report=report)
+        raise
+    await finish_run(db=db, report=report)
+    return report
