@@ -60,6 +60,7 @@ class Connector:
     description: str
     detect: Callable[[bytes], bool]
     parse: Callable[..., Iterator[Parsed]]
+    business_line: str
 
 
 # Most specific first: member files before order files, marketplaces before the generic readers.
@@ -71,12 +72,14 @@ CONNECTORS: dict[str, Connector] = {
             "Taobao/Tmall 会员通 membership CSV (ouid, omid, mix_nick, mobile…)",
             lambda h: not _is_json(h) and taobao_members.looks_like(_csv_header(h)),
             taobao_members.parse,
+            taobao_members.BUSINESS_LINE,
         ),
         Connector(
             "douyin_members",
             "Douyin 会员通 CSV (open_id, union_id, mobile…)",
             lambda h: not _is_json(h) and douyin_members.looks_like(_csv_header(h)),
             douyin_members.parse,
+            douyin_members.BUSINESS_LINE,
         ),
         Connector(
             "taobao",
@@ -85,30 +88,35 @@ CONNECTORS: dict[str, Connector] = {
                 h.startswith(_XLSX_MAGIC) or (not _is_json(h) and taobao.looks_like(_csv_header(h)))
             ),
             taobao.parse,
+            taobao.BUSINESS_LINE,
         ),
         Connector(
             "douyin",
             "抖店 order export CSV or open-API order JSON",
             _douyin_head,
             douyin.parse,
+            douyin.BUSINESS_LINE,
         ),
         Connector(
             "pos",
             "store POS receipts (CSV/JSON) or member-card enrolments",
             pos.looks_like,
             pos.parse,
+            pos.BUSINESS_LINE,
         ),
         Connector(
             "member_app",
             "app / mini-program accounts and orders (NDJSON)",
             member_app.looks_like,
             member_app.parse,
+            member_app.BUSINESS_LINE,
         ),
         Connector(
             "hotel",
             "OPERA profile JSON, OTA_ProfileReadRS XML, stays CSV",
             hotel.looks_like,
             hotel.parse,
+            hotel.BUSINESS_LINE,
         ),
     )
 }

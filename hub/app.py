@@ -28,6 +28,7 @@ from hub.core.pii import KeyRing
 from hub.core.settings import Env, Settings
 from hub.core.telemetry import reset_request_id, set_request_id
 from hub.core.tokens import ANONYMOUS, Principal, TokenVerifier
+from hub.http_ingest import ingest_upload
 from schema import build_schema
 from schema.context import Context
 
@@ -61,17 +62,24 @@ class RequestIdMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit, whether announced by Content-Length or streamed."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (n for prefix, n in self.overrides.items() if scope["path"].startswith(prefix)),
+            self.max_bytes,
+        )
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _too_large(self.max_bytes)(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(limit)(scope, receive, send)
             return
         seen = 0
 
@@ -80,14 +88,14 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _BodyTooLarge
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await _too_large(self.max_bytes)(scope, receive, send)
+            await _too_large(limit)(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
@@ -190,6 +198,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             return JSONResponse({"status": "unavailable", "reason": exc.code}, status_code=503)
         return JSONResponse({"status": "ready", "schema": head})
 
+    async def ingest_endpoint(request: Request) -> Response:
+        return await ingest_upload(request, svc)
+
     schema = build_schema(
         max_depth=settings.graphql_max_depth,
         max_tokens=settings.graphql_max_tokens,
@@ -213,10 +224,15 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/ingest/{source}", ingest_endpoint, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
     app.state.services = svc
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        overrides={"/ingest/": settings.max_ingest_bytes},
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

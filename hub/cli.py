@@ -16,7 +16,6 @@ from hub.core.errors import HubError
 from hub.core.migrate import head_revision, known_revisions, upgrade
 from hub.core.settings import Settings, load_settings
 from hub.core.tokens import Role, issue_token
-from hub.flows.ingest import IngestHooks, NoHooks
 
 if TYPE_CHECKING:
     from connectors.registry import Plan
@@ -215,7 +214,7 @@ def import_(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from hub.core.db import Database
-    from hub.importer import run_import
+    from hub.importer import ingest_hooks, run_import
 
     settings = _settings()
     url = _database_url(settings)
@@ -256,7 +255,7 @@ def import_(
                     paths=paths,
                     actor=actor,
                     mapping_path=mapping,
-                    hooks=_ingest_hooks(),
+                    hooks=ingest_hooks(),
                     batch_size=batch_size,
                     progress=progress,
                     on_plan=on_plan,
@@ -301,11 +300,6 @@ def generate(
     for name, rows in summary.files.items():
         console.print(f"{rows:>12,}  {name}")
     console.print(f"{summary.total_rows:>12,}  rows for {summary.people:,} people in {out}")
-
-
-def _ingest_hooks() -> IngestHooks:
-    """What runs after each batch lands: identity resolution, then loyalty accrual."""
-    return NoHooks()
 
 
 schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)

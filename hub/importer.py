@@ -17,7 +17,20 @@ from hub.core.db import Database
 from hub.core.errors import ImportFormatError
 from hub.core.pii import KeyRing
 from hub.core.records import Parsed
-from hub.flows.ingest import DEFAULT_BATCH, IngestHooks, IngestReport, finish_run, ingest, start_run
+from hub.flows.ingest import (
+    DEFAULT_BATCH,
+    IngestHooks,
+    IngestReport,
+    NoHooks,
+    finish_run,
+    ingest,
+    start_run,
+)
+
+
+def ingest_hooks() -> IngestHooks:
+    """What runs after each batch lands: identity resolution, then loyalty accrual."""
+    return NoHooks()
 
 
 def _items(

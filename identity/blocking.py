@@ -12,7 +12,7 @@ then key) emits it, so no global set of pairs is needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import product
 
 from identity.features import Features
@@ -24,8 +24,14 @@ def _one(value: str | None) -> tuple[str, ...]:
     return () if value is None else (value,)
 
 
+def _short(digests: Iterable[str]) -> tuple[str, ...]:
+    # 96 bits of a keyed hash are plenty to block on (a collision only adds a compared pair) and
+    # save memory on a million-record index.
+    return tuple(sorted(d[-16:] for d in digests))
+
+
 _FEATURE: dict[str, Callable[[Features], tuple[str, ...]]] = {
-    "key": lambda f: f.key_blocks,
+    "key": lambda f: _short(f.key_blocks),
     "name_key": lambda f: _one(f.name_key),
     "name_initial": lambda f: _one(f.name_initial),
     "surname_key": lambda f: _one(f.surname_key),
@@ -37,7 +43,7 @@ _FEATURE: dict[str, Callable[[Features], tuple[str, ...]]] = {
     "city": lambda f: _one(f.city),
     "district": lambda f: _one(f.district if f.city is not None else None),
     "postcode": lambda f: _one(f.postcode),
-    "phone_mask": lambda f: tuple(sorted(f.phone_masks)),
+    "phone_mask": lambda f: _short(f.phone_masks),
     "name_masked": lambda f: _one(f.name_masked),
 }
 

@@ -18,8 +18,11 @@ from pypinyin import lazy_pinyin
 from hub.core.pii import mask_phone
 from hub.core.records import Address, Gender, Identifier, IdentifierKind, SourceRecord
 
-_SURNAMES = "测样示例试范模演练验"
-_GIVEN = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥春夏秋冬东南西北金木水火土山川河海林森"
+_SURNAMES = "测样示例试范模演练验王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = (
+    "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥春夏秋冬东南西北金木水火土山川河海林森"
+    "明华强伟芳娜敏静丽军杰涛超勇艳磊洋平刚桂英玉兰霞峰建国志红梅文斌宇浩然欣怡晨阳光"
+)
 _LATIN_GIVEN = [
     "ANNA",
     "BEN",

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_ingest_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
 
     jwt_secret: SecretStr | None = None  # HS256, dev/test/demo
     jwt_public_key: str | None = None  # RS256 PEM, production

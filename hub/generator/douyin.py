@@ -130,4 +130,4 @@ class DouyinEmitter:
                 timeline.dt_text(timeline.moment(rng)),
             ]
         )
-        self._truth.write([layout.SOURCE_DOUYIN_MEMBERS, open_id, person.person_id])
+        self._truth.write([layout.SOURCE_DOUYIN_MEMBERS, f"{shop}:{open_id}", person.person_id])

@@ -194,8 +194,30 @@ async def test_duplicates_inside_one_batch_are_counted_not_double_written(
     db: Database, keyring: KeyRing
 ) -> None:
     report = await _run(db, keyring, [person("K1"), person("K1"), person("K1", name="测试丙")])
-    assert (report["new"], report["unchanged"], report["updated"]) == (1, 1, 1)
+    assert (report["new"], report["unchanged"], report["updated"]) == (1, 2, 0)
     assert await _count(db, "source_record") == 1
+
+
+async def test_the_latest_observation_wins_whatever_the_order(
+    db: Database, keyring: KeyRing
+) -> None:
+    from dataclasses import replace
+
+    older = person("K1", phone="+8613800000001")
+    newer = replace(person("K1", phone="+8613800000002"), observed_at=T0.replace(year=2027))
+    await _run(db, keyring, [newer, older])  # file order reversed
+    again = await _run(db, keyring, [older, newer])
+    assert (again["new"], again["updated"]) == (0, 0)
+    await _run(db, keyring, [older])  # an older file later changes nothing
+    async with db.read() as session:
+        hashes = set(
+            (
+                await session.execute(
+                    text("SELECT hash FROM source_identifier WHERE kind = 'phone'")
+                )
+            ).scalars()
+        )
+    assert hashes == {keyring.hash("phone", "+8613800000002")}
 
 
 async def test_the_seam_is_called_inside_each_batch_transaction(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+from ledger_support import problems
 from loyalty_helpers import PROGRAM_TOML, variant
 
+from hub.core.db import Database
 from hub.loyalty.program import Program, parse_program
 
 
@@ -19,3 +21,12 @@ def with_policy() -> Callable[..., Program]:
         return parse_program(variant(*edits))
 
     return build
+
+
+@pytest.fixture
+async def ledger(db: Database) -> AsyncIterator[Database]:
+    """The test database; every ledger invariant must hold when the test is done."""
+    yield db
+    async with db.read() as session:
+        found = await problems(session)
+    assert found == [], "ledger invariants broken:\n" + "\n".join(found)

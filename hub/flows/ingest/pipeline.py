@@ -75,7 +75,14 @@ def _prepare(chunk: list[tuple[str, Parsed]], keyring: KeyRing) -> _Prepared:
             errors.append(item)
         elif isinstance(item, SourceRecord):
             row = record_row(item, keyring)
-            records[row.key] = row  # the last observation in the batch wins
+            # The latest observation wins (ties: the larger content hash), whatever the order
+            # of files and rows, so re-imports and overlapping files never flip a record back.
+            held = records.get(row.key)
+            if held is None or (row.observed_at, row.content_hash) >= (
+                held.observed_at,
+                held.content_hash,
+            ):
+                records[row.key] = row
             parsed_records[row.key] = item
             items.append((filename, "r", row.key, row.content_hash))
         elif isinstance(item, Activity):
@@ -94,19 +101,20 @@ def _prepare(chunk: list[tuple[str, Parsed]], keyring: KeyRing) -> _Prepared:
 
 
 def _count(report: IngestReport, prepared: _Prepared, written: Written) -> None:
-    seen: dict[tuple[str, tuple[str, str]], str] = {}
+    """Each item read gets one outcome. Per key, the database outcome belongs to the first
+    item carrying the content that was written; every other item for that key changed nothing
+    (a repeat, or an older observation that lost) and counts as unchanged."""
+    winners = {("r", r.key): r.content_hash for r in prepared.records}
+    winners.update({("a", a.key): a.content_hash for a in prepared.activities})
+    settled: set[tuple[str, tuple[str, str]]] = set()
     for filename, side, key, content in prepared.items:
         counts = report.file(filename)
         counts.read += 1
-        previous = seen.get((side, key))
-        seen[(side, key)] = content
-        if previous is not None:
-            # A repeat inside the batch: same content is unchanged, different is an update.
-            if previous == content:
-                counts.unchanged += 1
-            else:
-                counts.updated += 1
+        ident = (side, key)
+        if ident in settled or winners.get(ident) != content:
+            counts.unchanged += 1
             continue
+        settled.add(ident)
         new = written.new_records if side == "r" else written.new_activities
         updated = written.updated_records if side == "r" else written.updated_activities
         if key in new:

@@ -44,6 +44,7 @@ WITH up AS (
     content_hash = EXCLUDED.content_hash, pii_enc = EXCLUDED.pii_enc, gender = EXCLUDED.gender,
     consents = EXCLUDED.consents, attributes = EXCLUDED.attributes
   WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+    AND (EXCLUDED.observed_at, EXCLUDED.content_hash) > (t.observed_at, t.content_hash)
   RETURNING t.id, t.source, t.source_key, t.observed_at, t.content_hash, (t.xmax = 0) AS inserted
 ), del AS (
   DELETE FROM source_identifier si USING up

@@ -1,0 +1,155 @@
+"""`hub import` of a Taobao order export against raw COPY of the same rows.
+
+Generates a legacy GBK ExportOrderList CSV of N order rows (synthetic buyers, each with several
+orders), then in one run measures
+  (a) COPY of the same file into a plain table of 37 text columns (PostgreSQL's ceiling), and
+  (b) `hub import taobao FILE` as a subprocess, end to end (parsing, hashing, encryption,
+      staging COPY, upserts), with its peak RSS,
+both against the same server (embedded unless HUB_DATABASE_URL is set). Prints:
+  import_rows_per_s=… copy_rows_per_s=… ratio=… peak_rss_mb=… rows=…
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hub.core.db import embedded_url, plain_url  # noqa: E402
+from hub.core.migrate import upgrade  # noqa: E402
+from hub.generator.layout import TAOBAO_ORDERS_HEADER  # noqa: E402
+
+PROVINCES = (("浙江省", "杭州市", "西湖区"), ("上海", "上海市", "浦东新区"), ("广东省", "深圳市", "南山区"))
+STATUSES = ("交易成功", "交易成功", "交易成功", "卖家已发货，等待买家确认", "交易关闭")
+
+
+def write_export(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    buyers = max(rows // 3, 1)
+    with path.open("w", encoding="gbk", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(TAOBAO_ORDERS_HEADER)
+        for i in range(rows):
+            b = rng.randrange(buyers)
+            prov, city, dist = PROVINCES[b % 3]
+            goods = rng.randrange(1000, 99900)
+            post = rng.choice((0, 0, 800, 1000))
+            day = 1 + i % 28
+            row = [""] * len(TAOBAO_ORDERS_HEADER)
+            row[0] = f'="{3_000_000_000_000_000_000 + i}"'
+            row[1] = f"测试买家{b:07d}"
+            row[3] = f"{goods / 100:.2f}"
+            row[4] = f"{post / 100:.2f}"
+            row[5] = "0"
+            row[6] = f"{(goods + post) / 100:.2f}"
+            row[7] = "0"
+            row[8] = f"{(goods + post) / 100:.2f}"
+            row[9] = "0"
+            row[10] = STATUSES[i % len(STATUSES)]
+            row[12] = "测*"
+            row[13] = f"{prov} {city} {dist} ****** (000000)"
+            row[14] = "快递"
+            row[16] = f"138****{b % 10000:04d}"
+            row[17] = f"2025-03-{day:02d} 10:12:05"
+            row[18] = f"2025-03-{day:02d} 10:12:30"
+            row[19] = "样例商品A 50ml"
+            row[20] = "1"
+            row[24] = "1"
+            row[25] = "SHOP001"
+            row[26] = "示例旗舰店"
+            row[27] = "订单未关闭"
+            out.writerow(row)
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _with_db(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(plain_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+async def copy_rate(url: str, path: Path, rows: int) -> float:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        cols = ", ".join(f"c{i} text" for i in range(len(TAOBAO_ORDERS_HEADER)))
+        await conn.execute(f"CREATE TABLE plain_copy ({cols})")
+        started = time.perf_counter()
+        with path.open("rb") as fh:
+            await conn.copy_to_table(
+                "plain_copy", source=fh, format="csv", header=True, encoding="GBK"
+            )
+        elapsed = time.perf_counter() - started
+        got = await conn.fetchval("SELECT count(*) FROM plain_copy")
+        assert got == rows, (got, rows)
+        await conn.execute("DROP TABLE plain_copy")
+        return rows / elapsed
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 rows")
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    args = parser.parse_args()
+    rows = 20_000 if args.quick else args.rows
+    work = Path(tempfile.mkdtemp(prefix="hub-bench-import-"))
+    server = os.environ.get("HUB_DATABASE_URL") or embedded_url(ROOT / ".hub" / "bench-pg")
+    name = f"hub_bench_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    url = _with_db(server, name)
+    try:
+        export = work / "ExportOrderList202503010000.csv"
+        t = time.perf_counter()
+        write_export(export, rows)
+        print(f"wrote {rows:,} rows ({export.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s", flush=True)
+        upgrade(url)
+        copy_per_s = asyncio.run(copy_rate(url, export, rows))
+        print(f"COPY: {copy_per_s:,.0f} rows/s", flush=True)
+        env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(work / "data")}
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "import", "taobao", str(export),
+             "--batch-size", str(args.batch_size), "--report", str(work / "report.json")],
+            env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"hub import failed:\n{proc.stderr[-2000:]}")
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        import_per_s = rows / elapsed
+        print(
+            f"import_rows_per_s={import_per_s:,.0f} copy_rows_per_s={copy_per_s:,.0f} "
+            f"ratio={import_per_s / copy_per_s:.3f} peak_rss_mb={peak_mb:.0f} rows={rows}"
+        )
+    finally:
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

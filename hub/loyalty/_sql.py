@@ -1,0 +1,41 @@
+"""The asyncpg connection under a session's transaction, for the ledger's set-based writes.
+
+Writes go through asyncpg directly (array parameters, ``unnest`` inserts, one round trip per
+statement); reads that GraphQL counts go through the SQLAlchemy session. Both share the one
+connection and transaction of the caller's unit of work.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_KEY = "hub.loyalty.driver"
+
+
+async def driver(session: AsyncSession) -> Any:
+    """The raw asyncpg connection, inside the session's (already begun) transaction."""
+    conn = await session.connection()
+    cached = session.info.get(_KEY)
+    if cached is not None and cached[0] is conn and cached[1].is_in_transaction():
+        return cached[1]
+    # SQLAlchemy's asyncpg adapter begins the transaction lazily on its first statement: run one
+    # so asyncpg is inside the unit of work rather than in autocommit.
+    await conn.execute(text("SELECT 1"))
+    raw = await conn.get_raw_connection()
+    apg = raw.driver_connection
+    if apg is None or not apg.is_in_transaction():
+        raise RuntimeError("ledger writes must run inside the unit of work's transaction")
+    session.info[_KEY] = (conn, apg)
+    return apg
+
+
+def as_json(value: object) -> dict[str, Any]:
+    """asyncpg returns jsonb as text unless a codec is set; accept both."""
+    if isinstance(value, str):
+        loaded = json.loads(value)
+        return loaded if isinstance(loaded, dict) else {}
+    return dict(value) if isinstance(value, dict) else {}

@@ -1,0 +1,213 @@
+"""Imports end to end: generated files in every real layout → connectors → the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from hub.core.db import Database
+from hub.core.migrate import upgrade
+from hub.core.pii import KeyRing
+from hub.generator import generate
+from hub.importer import run_import
+from tests.conftest import TEST_KEYS, _admin, _with_database
+
+KEY_ENV = {
+    "HUB_HASH_KEYS": json.dumps(TEST_KEYS["hash_keys"]),
+    "HUB_HASH_KEY_ID": "h1",
+    "HUB_ENCRYPTION_KEYS": json.dumps(TEST_KEYS["enc_keys"]),
+    "HUB_ENCRYPTION_KEY_ID": "k1",
+}
+
+# What "the same state" means: every domain row by its natural key and content (ciphertexts
+# differ by nonce, run ids by run, so they are left out).
+STATE_SQL = """
+SELECT 'r', source || '/' || source_key || '/' || content_hash FROM source_record
+UNION ALL SELECT 'i', r.source || '/' || r.source_key || '/' || i.kind || '/' || i.hash
+  FROM source_identifier i JOIN source_record r ON r.id = i.source_record_id
+UNION ALL SELECT 'o', r.source || '/' || r.source_key || '/' || o.content_hash
+  FROM source_observation o JOIN source_record r ON r.id = o.source_record_id
+UNION ALL SELECT 'a', source || '/' || external_id || '/' || content_hash FROM activity
+UNION ALL SELECT 'e', a.source || '/' || a.external_id || '/' || e.content_hash
+  FROM activity_event e JOIN activity a ON a.id = e.activity_id
+ORDER BY 1, 2
+"""
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gen")
+    generate(150, 11, out)
+    return out
+
+
+async def _state(url: str) -> list[tuple[str, str]]:
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.read() as session:
+            return [tuple(r) for r in (await session.execute(text(STATE_SQL))).all()]  # type: ignore[misc]
+    finally:
+        await db.dispose()
+
+
+async def test_auto_import_lands_every_generated_file_and_a_rerun_changes_nothing(
+    db: Database, keyring: KeyRing, generated: Path
+) -> None:
+    first = await run_import(db=db, keyring=keyring, connector="auto", paths=[generated], actor="t")
+    d = first.as_dict()
+    assert d["rejected"] == 0, d["rejected_rows"][:3]
+    assert set(d["refused_files"]) == {"truth.csv"}
+    assert d["new"] > 500
+    assert set(d["connectors"].values()) == {
+        "taobao",
+        "taobao_members",
+        "douyin",
+        "douyin_members",
+        "pos",
+        "member_app",
+        "hotel",
+    }
+    again = (
+        await run_import(db=db, keyring=keyring, connector="auto", paths=[generated], actor="t")
+    ).as_dict()
+    assert (again["new"], again["updated"]) == (0, 0)
+    assert again["unchanged"] == again["read"] == d["read"]
+
+
+async def test_every_truth_key_becomes_a_source_record(
+    db: Database, keyring: KeyRing, generated: Path
+) -> None:
+    import csv
+
+    from hub.generator.layout import CONNECTOR_SOURCE
+
+    await run_import(db=db, keyring=keyring, connector="auto", paths=[generated], actor="t")
+    async with db.read() as session:
+        stored = set(
+            (
+                await session.execute(text("SELECT source || '/' || source_key FROM source_record"))
+            ).scalars()
+        )
+    with (generated / "truth.csv").open(encoding="utf-8") as fh:
+        truth = {
+            f"{CONNECTOR_SOURCE.get(r['source'], r['source'])}/{r['source_key']}"
+            for r in csv.DictReader(fh)
+        }
+    assert truth - stored == set()
+
+
+async def test_a_file_given_to_the_wrong_connector_is_refused_with_the_expected_headers(
+    db: Database, keyring: KeyRing, generated: Path
+) -> None:
+    report = await run_import(
+        db=db,
+        keyring=keyring,
+        connector="taobao",
+        paths=[generated / "douyin_orders.csv", generated / "taobao_members.csv"],
+        actor="t",
+    )
+    assert "douyin_orders.csv is not a taobao file" in report.refused_files["douyin_orders.csv"]
+    assert "It looks like a douyin file" in report.refused_files["douyin_orders.csv"]
+    assert report.total("new") == 0
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", *args],
+        env={**os.environ, **KEY_ENV, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_cli_import_writes_the_json_report(
+    database_url: str, generated: Path, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "report.json"
+    proc = _cli(
+        ["import", "auto", str(generated), "--report", str(report_path)],
+        {"HUB_DATABASE_URL": database_url, "HUB_DATA_DIR": str(tmp_path)},
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    report = json.loads(report_path.read_text())
+    for key in ("read", "new", "unchanged", "updated", "rejected", "files", "rejected_rows"):
+        assert key in report
+    assert "ExportOrderList" in err  # auto says which connector it chose for each file
+    asyncio.run(_truncate(database_url))
+
+
+async def _truncate(url: str) -> None:
+    from tests.conftest import _truncate_all
+
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        await _truncate_all(db)
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def two_databases(server_url: str) -> Iterator[tuple[str, str]]:
+    names = [f"hub_kill_{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    for n in names:
+        asyncio.run(_admin(server_url, f'CREATE DATABASE "{n}"'))
+    urls = [_with_database(server_url, n) for n in names]
+    for u in urls:
+        upgrade(u)
+    yield urls[0], urls[1]
+    for n in names:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)'))
+
+
+async def _activities(url: str) -> int:
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.read() as session:
+            return int(await session.scalar(text("SELECT count(*) FROM activity")) or 0)
+    finally:
+        await db.dispose()
+
+
+def test_an_import_killed_midway_and_rerun_ends_as_one_clean_run(
+    two_databases: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    killed_url, clean_url = two_databases
+    data = tmp_path_factory.mktemp("kill")
+    generate(1500, 5, data)
+    args = ["import", "auto", str(data), "--batch-size", "200"]
+    env_k: dict[str, Any] = {"HUB_DATABASE_URL": killed_url, "HUB_DATA_DIR": str(data / ".k")}
+    proc = _cli(args, env_k)
+    deadline = time.monotonic() + 60
+    while (
+        asyncio.run(_activities(killed_url)) < 400
+        and time.monotonic() < deadline
+        and proc.poll() is None
+    ):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the import finished before it could be killed; use more data"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    partial = asyncio.run(_state(killed_url))
+    rerun = _cli(args, env_k)
+    _, err = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, err
+    clean = _cli(args, {"HUB_DATABASE_URL": clean_url, "HUB_DATA_DIR": str(data / ".c")})
+    _, err = clean.communicate(timeout=180)
+    assert clean.returncode == 0, err
+    after = asyncio.run(_state(killed_url))
+    assert len(partial) < len(after)  # the kill really landed mid-import
+    assert after == asyncio.run(_state(clean_url))
