@@ -99,6 +99,10 @@ def serve(
     _serve(settings, url, host or settings.host, port or settings.port)
 
 
+DEMO_PEOPLE = 2_000
+DEMO_SEED = 20261122
+
+
 @app.command()
 def demo(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
@@ -108,6 +112,21 @@ def demo(
     settings = _settings()
     url = _database_url(settings)
     upgrade(url)
+    demo_data = settings.data_dir / "demo-data"
+    if not (demo_data / "truth.csv").exists():
+        from hub.generator import generate as run_generator
+
+        console.print(f"generating demo data for {DEMO_PEOPLE:,} synthetic people in {demo_data}")
+        run_generator(DEMO_PEOPLE, DEMO_SEED, demo_data)
+    files = sorted(p for p in demo_data.iterdir() if p.name != "truth.csv")
+    try:
+        result = asyncio.run(_import(settings, url, "auto", files, actor="demo"))
+    except HubError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"demo data: {result['read']:,} rows read, {result['new']:,} new, "
+        f"{result["unchanged"]:,} unchanged, {result['rejected']:,} rejected"
+    )
     secret = settings.jwt_signing_secret()
     tokens = {
         "agent (hotel)": issue_token(
@@ -189,6 +208,69 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(f"[yellow]refused[/yellow] {name}: {why}")
 
 
+async def _import(
+    settings: Settings,
+    url: str,
+    connector: str,
+    paths: list[Path],
+    *,
+    mapping: Path | None = None,
+    batch_size: int = 5_000,
+    actor: str = "cli",
+) -> dict[str, Any]:
+    """Run one import with a live progress line; returns the report as a dict."""
+    import time
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from hub.core.db import Database
+    from hub.importer import ingest_hooks, run_import
+
+    db = Database(url, pool_size=2, max_overflow=1)
+    try:
+        await db.require_migrated(head_revision(), known_revisions())
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("rows={task.completed:,.0f}"),
+            TextColumn("rows/s={task.fields[rate]:,.0f}"),
+            TextColumn("errors={task.fields[errors]:,}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(f"importing ({connector})", total=None, rate=0.0, errors=0)
+            import time
+
+            started = time.perf_counter()
+
+            def progress(rows: int, errors: int) -> None:
+                elapsed = max(time.perf_counter() - started, 1e-6)
+                bar.update(task, completed=rows, rate=rows / elapsed, errors=errors)
+
+            def on_plan(plans: list[Plan]) -> None:
+                if connector == "auto":
+                    for p in plans:
+                        extra = f" (+ {p.items.name})" if p.items else ""
+                        console.print(f"{p.path.name}: {p.connector}{extra}")
+
+            result = await run_import(
+                db=db,
+                keyring=settings.keyring(),
+                connector=connector,
+                paths=paths,
+                actor=actor,
+                mapping_path=mapping,
+                hooks=ingest_hooks(),
+                batch_size=batch_size,
+                progress=progress,
+                on_plan=on_plan,
+            )
+        return result.as_dict()
+    finally:
+        await db.dispose()
+
+
 @app.command("import")
 def import_(
     connector: Annotated[
@@ -211,61 +293,15 @@ def import_(
     report; the exit code is 1 only when the import stopped."""
     import json
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from hub.core.db import Database
-    from hub.importer import ingest_hooks, run_import
-
     settings = _settings()
     url = _database_url(settings)
 
-    async def go() -> dict[str, Any]:
-        db = Database(url, pool_size=2, max_overflow=1)
-        try:
-            await db.require_migrated(head_revision(), known_revisions())
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TextColumn("rows={task.completed:,.0f}"),
-                TextColumn("rows/s={task.fields[rate]:,.0f}"),
-                TextColumn("errors={task.fields[errors]:,}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            ) as bar:
-                task = bar.add_task(f"importing ({connector})", total=None, rate=0.0, errors=0)
-                import time
-
-                started = time.perf_counter()
-
-                def progress(rows: int, errors: int) -> None:
-                    elapsed = max(time.perf_counter() - started, 1e-6)
-                    bar.update(task, completed=rows, rate=rows / elapsed, errors=errors)
-
-                def on_plan(plans: list[Plan]) -> None:
-                    if connector == "auto":
-                        for p in plans:
-                            extra = f" (+ {p.items.name})" if p.items else ""
-                            console.print(f"{p.path.name}: {p.connector}{extra}")
-
-                result = await run_import(
-                    db=db,
-                    keyring=settings.keyring(),
-                    connector=connector,
-                    paths=paths,
-                    actor=actor,
-                    mapping_path=mapping,
-                    hooks=ingest_hooks(),
-                    batch_size=batch_size,
-                    progress=progress,
-                    on_plan=on_plan,
-                )
-            return result.as_dict()
-        finally:
-            await db.dispose()
-
     try:
-        result = asyncio.run(go())
+        result = asyncio.run(
+            _import(
+                settings, url, connector, paths, mapping=mapping, batch_size=batch_size, actor=actor
+            )
+        )
     except HubError as exc:
         raise _fail(exc) from None
     if report is not None:

@@ -21,16 +21,13 @@ from hub.flows.ingest import (
     DEFAULT_BATCH,
     IngestHooks,
     IngestReport,
-    NoHooks,
     finish_run,
     ingest,
     start_run,
 )
+from hub.flows.hooks import default_hooks as ingest_hooks
 
-
-def ingest_hooks() -> IngestHooks:
-    """What runs after each batch lands: identity resolution, then loyalty accrual."""
-    return NoHooks()
+__all__ = ["ingest_hooks", "run_import"]
 
 
 def _items(

@@ -12,12 +12,14 @@ import strawberry
 from strawberry.tools import merge_types
 
 from schema.audit.queries import AuditQuery
+from schema.ingest.mutations import IngestMutation
 from schema.limits import extensions
 from schema.viewer.queries import ViewerQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 Query = merge_types("Query", (ViewerQuery, AuditQuery))
+Mutation = merge_types("Mutation", (IngestMutation,))
 
 
 def build_schema(
@@ -29,6 +31,7 @@ def build_schema(
 ) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         extensions=extensions(
             max_depth=max_depth,
             max_tokens=max_tokens,

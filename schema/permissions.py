@@ -55,3 +55,8 @@ class IsAgent(_RoleIn):
 class IsAdmin(_RoleIn):
     message = "PERMISSION_DENIED: needs an admin token"
     roles = frozenset({Role.ADMIN})
+
+
+class IsPartnerOrAdmin(_RoleIn):
+    message = "PERMISSION_DENIED: needs a partner (or admin) token"
+    roles = frozenset({Role.PARTNER, Role.ADMIN})

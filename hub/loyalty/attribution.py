@@ -181,11 +181,13 @@ async def _follow_records(
             )
             result = await conn.fetch(sql, records)  # type: ignore[attr-defined]
         else:
+            owner = (
+                "coalesce((SELECT sr.member_id FROM source_record sr "
+                "WHERE sr.id = t.source_record_id), $2)"
+            )
             sql = (
-                f"UPDATE {table} t SET member_id = coalesce(sr.member_id, $2) FROM {table} x "
-                "LEFT JOIN source_record sr ON sr.id = x.source_record_id "
-                f"WHERE x.{key} = t.{key} AND t.member_id = $1 "
-                f"AND coalesce(sr.member_id, $2) <> $1 RETURNING t.{key}"
+                f"UPDATE {table} t SET member_id = {owner} "
+                f"WHERE t.member_id = $1 AND {owner} <> $1 RETURNING t.{key}"
             )
             result = await conn.fetch(sql, absorbed, survivor)  # type: ignore[attr-defined]
         if table == "loyalty_growth":

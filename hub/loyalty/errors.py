@@ -9,7 +9,9 @@
         ├── RefundExceedsOriginal   refunds add up to more than the original amount
         ├── UnknownBenefit          a benefit code the program does not declare
         ├── NotEntitled             the member's tier is below the benefit's minimum tier
-        └── QuotaExhausted          the benefit's quota for this period is used up
+        ├── QuotaExhausted          the benefit's quota for this period is used up
+        ├── InvalidAdjustment       zero, too large for one adjustment, or no reason given
+        └── AdjustmentCapExceeded   the agent's adjustments today would pass the daily cap
 
 Configuration problems (a bad program file) are ``hub.core.errors.ConfigError``: they stop
 start-up, while these are raised while the hub runs. Messages carry amounts and codes, never PII.
@@ -96,3 +98,24 @@ class QuotaExhausted(LoyaltyError):
         super().__init__(f"benefit {benefit!r} was already claimed {quota} times this period")
         self.benefit = benefit
         self.quota = quota
+
+
+class InvalidAdjustment(LoyaltyError):
+    code = "INVALID_ADJUSTMENT"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class AdjustmentCapExceeded(LoyaltyError):
+    code = "ADJUSTMENT_CAP_EXCEEDED"
+
+    def __init__(self, *, cap: int, used: int, requested: int) -> None:
+        super().__init__(
+            f"daily adjustment cap is {cap} points; {used} used today, {requested} more asked"
+        )
+        self.cap = cap
+        self.used = used
+        self.requested = requested

@@ -147,6 +147,7 @@ async def set_tier(
     since: datetime,
     period: tuple[datetime, datetime],
     key: str,
+    change: str | None = None,
 ) -> None:
     conn = await driver(session)
     await conn.execute(
@@ -164,7 +165,7 @@ async def set_tier(
         state.member_id,
         decision.previous,
         decision.tier,
-        str(decision.change),
+        change or str(decision.change),
         str(decision.reason),
         decision.growth,
         at,
