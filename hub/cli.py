@@ -125,7 +125,7 @@ def demo(
         raise _fail(exc) from None
     console.print(
         f"demo data: {result['read']:,} rows read, {result['new']:,} new, "
-        f"{result["unchanged"]:,} unchanged, {result['rejected']:,} rejected"
+        f"{result['unchanged']:,} unchanged, {result['rejected']:,} rejected"
     )
     secret = settings.jwt_signing_secret()
     tokens = {

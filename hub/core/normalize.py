@@ -20,21 +20,35 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SPACE = re.compile(r"\s+")
 
 
+_EMPTY_CELLS = frozenset(("", "-", "--", "—", "null", "NULL", "None"))
+_WRAPPING = "='\""
+
+
 def clean_cell(value: str | None) -> str | None:
     """Undo exporter wrapping: ``="123"``, a leading ``'``, tab suffixes, ``-`` for empty."""
     if value is None:
         return None
+    # Most cells carry none of the wrapping; this check is the whole cost of reading them.
+    if (
+        value
+        and value[0] not in _WRAPPING
+        and value[-1] != '"'
+        and not value[0].isspace()
+        and not value[-1].isspace()
+        and "\t" not in value
+    ):
+        return None if value in _EMPTY_CELLS else value
     text = value.replace("\t", "").strip()
     if text.startswith('="') and text.endswith('"'):
         text = text[2:-1]
     text = text.lstrip("'").strip().strip('"').strip()
-    if text in ("", "-", "--", "—", "null", "NULL", "None"):
+    if text in _EMPTY_CELLS:
         return None
     return text
 
 
 def is_masked(value: str) -> bool:
-    return any(ch in value for ch in "*＊•●")
+    return "*" in value or "＊" in value or "•" in value or "●" in value
 
 
 def phone_e164(raw: str, default_region: str = "CN") -> str:
@@ -136,9 +150,22 @@ _DATETIME_FORMATS = (
 )
 
 
+# The common layouts, for which ``datetime.fromisoformat`` gives the same result as strptime at a
+# fiftieth of the cost; the shape is checked first so nothing strptime would refuse gets through.
+_ISO_SHAPE = re.compile(
+    r"\d{4}([-/])\d{2}\1\d{2}(?: \d{2}:\d{2}(?::\d{2})?)?|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}",
+    re.ASCII,
+)
+
+
 def parse_datetime(raw: str) -> datetime:
     """The layouts our sources write; naive results are wall-clock time (caller sets the zone)."""
     text = raw.strip()
+    if _ISO_SHAPE.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text.replace("/", "-"))
+        except ValueError:
+            pass  # e.g. month 13: let strptime decide, as it always has
     if text.endswith("Z"):
         text = text[:-1] + "+0000"
     for fmt in _DATETIME_FORMATS:

@@ -77,22 +77,45 @@ class Gender(StrEnum):
     MALE = "M"
 
 
+# Every record is validated as it is built, a few times per imported row, so the checks below
+# are written to cost little when they pass: a field name with an f-string in it is only built
+# when a check fails, and slugs already seen skip the regular expression.
+_KNOWN_SLUGS: set[str] = set()
+_MAX_KNOWN_SLUGS = 256
+
+
 def _require(cond: bool, fld: str, reason: str) -> None:
     if not cond:
         raise RecordError(fld, reason)
 
 
 def _slug(value: str, fld: str) -> None:
+    if value in _KNOWN_SLUGS:
+        return
     _require(bool(_SLUG.match(value)), fld, "must be a lower-case slug like 'taobao'")
+    if len(_KNOWN_SLUGS) < _MAX_KNOWN_SLUGS:
+        _KNOWN_SLUGS.add(value)
+
+
+def _text_problem(value: object, limit: int, required: bool) -> str | None:
+    """Why ``value`` is not acceptable text (None when it is); the caller names the field."""
+    if value is None:
+        return "is required" if required else None
+    if not isinstance(value, str):
+        return "must be text"
+    if not value.strip():
+        return "must not be blank"
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    return None
 
 
 def _text(value: str | None, fld: str, limit: int = MAX_VALUE_LEN, required: bool = False) -> None:
-    if value is None:
-        _require(not required, fld, "is required")
+    if value is None and not required:
         return
-    _require(isinstance(value, str), fld, "must be text")
-    _require(value.strip() != "", fld, "must not be blank")
-    _require(len(value) <= limit, fld, f"is longer than {limit} characters")
+    problem = _text_problem(value, limit, required)
+    if problem is not None:
+        raise RecordError(fld, problem)
 
 
 def _aware(value: datetime | None, fld: str) -> None:
@@ -111,17 +134,21 @@ class Identifier:
     verified_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.kind, IdentifierKind), "identifier.kind", "unknown kind")
-        _text(self.value, f"identifier[{self.kind}].value", MAX_KEY_LEN, required=True)
-        _text(self.scope, f"identifier[{self.kind}].scope", MAX_KEY_LEN)
-        if self.kind in SCOPED_KINDS:
-            _require(self.scope is not None, f"identifier[{self.kind}].scope", "is required")
-        if self.kind is IdentifierKind.PHONE:
+        kind = self.kind
+        _require(isinstance(kind, IdentifierKind), "identifier.kind", "unknown kind")
+        if (problem := _text_problem(self.value, MAX_KEY_LEN, True)) is not None:
+            raise RecordError(f"identifier[{kind}].value", problem)
+        if (problem := _text_problem(self.scope, MAX_KEY_LEN, False)) is not None:
+            raise RecordError(f"identifier[{kind}].scope", problem)
+        if self.scope is None and kind in SCOPED_KINDS:
+            raise RecordError(f"identifier[{kind}].scope", "is required")
+        if kind is IdentifierKind.PHONE:
             _require(self.value.startswith("+"), "identifier[phone].value", "must be E.164")
-        if self.kind is IdentifierKind.PHONE_MASKED:
+        elif kind is IdentifierKind.PHONE_MASKED:
             _require("*" in self.value, "identifier[phone_masked].value", "must hold a mask")
             _require(not self.verified, "identifier[phone_masked].verified", "cannot be verified")
-        _aware(self.verified_at, f"identifier[{self.kind}].verified_at")
+        if self.verified_at is not None:
+            _aware(self.verified_at, f"identifier[{kind}].verified_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +160,15 @@ class Address:
     country: str | None = None  # ISO 3166-1 alpha-2 when known
 
     def __post_init__(self) -> None:
-        for fld in ("province", "city", "district", "detail", "country"):
-            _text(getattr(self, fld), f"address.{fld}")
+        for fld, value in (
+            ("province", self.province),
+            ("city", self.city),
+            ("district", self.district),
+            ("detail", self.detail),
+            ("country", self.country),
+        ):
+            if value is not None and (problem := _text_problem(value, MAX_VALUE_LEN, False)):
+                raise RecordError(f"address.{fld}", problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +203,11 @@ class SourceRecord:
             _require(isinstance(self.birthday, date), "birthday", "must be a date")
             _require(1900 <= self.birthday.year <= 2100, "birthday", "year out of range")
         for key, val in self.consents.items():
-            _require(isinstance(val, bool), f"consents.{key}", "must be true or false")
+            if not isinstance(val, bool):
+                raise RecordError(f"consents.{key}", "must be true or false")
         for key, text in self.attributes.items():
-            _text(text, f"attributes.{key}")
+            if (problem := _text_problem(text, MAX_VALUE_LEN, False)) is not None:
+                raise RecordError(f"attributes.{key}", problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +234,7 @@ class Activity:
         _require(isinstance(self.kind, ActivityKind), "kind", "unknown activity kind")
         _require(isinstance(self.status, ActivityStatus), "status", "unknown status")
         _aware(self.occurred_at, "occurred_at")
-        for fld in ("amount_fen", "quantity"):
-            val = getattr(self, fld)
+        for fld, val in (("amount_fen", self.amount_fen), ("quantity", self.quantity)):
             _require(isinstance(val, int) and not isinstance(val, bool), fld, "must be an integer")
             _require(val >= 0, fld, "must not be negative (refunds are their own kind)")
         if self.kind is ActivityKind.REFUND:
