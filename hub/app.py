@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
@@ -26,7 +28,7 @@ from hub.core.errors import DatabaseUnavailable, HubError, NotAuthenticated, Not
 from hub.core.migrate import head_revision, known_revisions
 from hub.core.pii import KeyRing
 from hub.core.settings import Env, Settings
-from hub.core.telemetry import reset_request_id, set_request_id
+from hub.core.telemetry import meter, reset_request_id, set_request_id, tracer
 from hub.core.tokens import ANONYMOUS, Principal, TokenVerifier
 from hub.http_ingest import ingest_upload
 from schema import build_schema
@@ -57,6 +59,54 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             reset_request_id(token)
+
+
+class TelemetryMiddleware:
+    """One server span per request (method and path only: query strings may carry PII), and
+    request count / duration metrics by route and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests = meter.create_counter("hub.http.requests", description="HTTP requests")
+        self.duration = meter.create_histogram(
+            "hub.http.duration", unit="ms", description="HTTP request duration"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = (
+            scope["path"]
+            if scope["path"] in _ROUTES
+            else "/ingest/{source}"
+            if scope["path"].startswith("/ingest/")
+            else "other"
+        )
+        status = 500
+        started = time.perf_counter()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with tracer.start_as_current_span(
+            f"HTTP {scope['method']} {path}", kind=SpanKind.SERVER
+        ) as span:
+            span.set_attribute("http.request.method", scope["method"])
+            span.set_attribute("http.route", path)
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                labels = {"route": path, "status": str(status)}
+                self.requests.add(1, labels)
+                self.duration.record((time.perf_counter() - started) * 1000, labels)
+
+
+_ROUTES = frozenset({"/graphql", "/healthz", "/readyz"})
 
 
 class BodyLimitMiddleware:
@@ -234,5 +284,6 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         max_bytes=settings.max_body_bytes,
         overrides={"/ingest/": settings.max_ingest_bytes},
     )
+    app.add_middleware(TelemetryMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

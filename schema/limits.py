@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import hashlib
+from collections.abc import Callable, Generator
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -15,6 +18,8 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.base_extension import LifecycleStep
+from strawberry.extensions.tracing import OpenTelemetryExtension
 
 from hub.core.errors import HubError
 
@@ -47,6 +52,7 @@ def extensions(
         lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
         lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal error."),
+        PrivateOpenTelemetry,
     ]
     if not introspection:
         exts.append(DisableIntrospection)
@@ -60,3 +66,27 @@ def page_size(first: int | None) -> int:
     if first < 0:
         raise HubError("first must not be negative")
     return min(first, MAX_PAGE)
+
+
+def _drop_arguments(args: dict[str, Any], info: Any) -> dict[str, Any]:
+    """Resolver arguments are where phones, names and ID numbers travel: never trace them."""
+    return {name: "[filtered]" for name in args}
+
+
+class PrivateOpenTelemetry(OpenTelemetryExtension):
+    """strawberry's OpenTelemetry tracing, minus the two ways PII reaches a span: arguments
+    are filtered, and the document itself (literals can hold a phone) becomes a digest."""
+
+    def __init__(self) -> None:
+        super().__init__(arg_filter=_drop_arguments)
+
+    def on_operation(self) -> Generator[None, None, None]:
+        steps = super().on_operation()
+        next(steps)  # the operation span now exists, with the raw document attached
+        span = self._span_holder.get(LifecycleStep.OPERATION)
+        if span is not None and self.execution_context.query:
+            digest = hashlib.sha256(self.execution_context.query.encode()).hexdigest()[:16]
+            span.set_attribute("query", f"sha256:{digest}")
+        yield
+        with contextlib.suppress(StopIteration):
+            next(steps)

@@ -12,6 +12,7 @@ import base64
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from pathlib import Path
 
 import asyncpg
@@ -121,3 +122,15 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     finally:
         await _truncate_all(database)
         await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> Any:
+    """Every span the process emits, in memory (telemetry is process-wide, set up once)."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hub.core.telemetry import setup_telemetry
+
+    exporter = InMemorySpanExporter()
+    setup_telemetry(span_exporter=exporter)
+    return exporter

@@ -33,7 +33,7 @@ from hub.loyalty.adjustments import adjust_points
 from hub.loyalty.attribution import follow_merge, reattribute
 from hub.loyalty.program import parse_program
 
-MAX_EXAMPLES = 2
+MAX_EXAMPLES = 15
 STEPS = 25
 PROGRAM = parse_program(
     variant(("[earn_rules.multipliers]\nV2 = 2\n", ""), ("[earn_rules.multipliers]\nV3 = 1.5\n", ""))
@@ -69,6 +69,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @initialize()
     def setup(self) -> None:
+        print("SETUP")
         async def go() -> None:
             await _truncate(self.db)
             async with self.db.unit_of_work() as s:
@@ -323,7 +324,7 @@ async def _truncate(db: Database) -> None:
 
 @pytest.fixture
 def machine(database_url: str) -> type[LedgerMachine]:
-    LedgerMachine.url = database_url
+    LedgerMachine.url = database_url; print("FIXTURE")
     return LedgerMachine
 
 
