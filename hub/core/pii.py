@@ -6,6 +6,8 @@
 - ``KeyRing.encrypt(value, aad=...)`` is AES-256-GCM. The key id travels with the ciphertext
   (``k1:<base64(nonce|ct|tag)>``) and the associated data binds the value to its row and column,
   so a ciphertext copied to another row or column fails to decrypt instead of lying.
+- ``KeyRing.content_digest(text)`` is keyed BLAKE2b, for change detection only (never matching):
+  it tells whether a stored row differs from an imported one without revealing what either holds.
 - ``mask_*`` make values safe to show an agent or write into an import report.
 """
 
@@ -20,6 +22,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -65,16 +68,43 @@ class KeyRing:
                     raise ConfigError(f"{label} key {kid!r} must be 32 bytes (base64 of 32 bytes)")
 
     # -- keyed hashing -------------------------------------------------------------------------
+    # An import hashes several values per row. Keying HMAC hashes the key pads each time; a copy
+    # of a state that has already absorbed them gives the same digest for half the work. The
+    # cached objects live in the instance dict (the dataclass stays frozen and comparable).
+    @cached_property
+    def _hmac_states(self) -> dict[str, hmac.HMAC]:
+        return {kid: hmac.new(key, digestmod=hashlib.sha256) for kid, key in self.hash_keys.items()}
+
+    @cached_property
+    def _content_state(self) -> hashlib.blake2b:
+        # Personalised so a content digest can never equal an identifier hash of the same bytes.
+        key = self.hash_keys[self.hash_key_id]
+        return hashlib.blake2b(key=key, digest_size=32, person=b"hub-content-v1")
+
+    @cached_property
+    def _ciphers(self) -> dict[str, AESGCM]:
+        return {kid: AESGCM(key) for kid, key in self.enc_keys.items()}
+
     def hash(
         self, kind: str, value: str, scope: str | None = None, key_id: str | None = None
     ) -> str:
         kid = key_id or self.hash_key_id
         try:
-            key = self.hash_keys[kid]
+            state = self._hmac_states[kid].copy()
         except KeyError:
             raise UnknownKeyError(f"no hash key {kid!r}") from None
-        message = "\x1f".join((kind, scope or "", value)).encode()
-        return f"{kid}:{_b64e(hmac.new(key, message, hashlib.sha256).digest())}"
+        state.update("\x1f".join((kind, scope or "", value)).encode())
+        return f"{kid}:{_b64e(state.digest())}"
+
+    def content_digest(self, text: str) -> str:
+        """Keyed digest of a row's canonical content, to tell changed rows from unchanged ones.
+
+        Keyed (a plain hash of PII could be brute-forced back to a phone number) and prefixed
+        with the hash key id, so a key rotation reads as one round of changed content.
+        """
+        state = self._content_state.copy()
+        state.update(text.encode())
+        return f"{self.hash_key_id}:{_b64e(state.digest())}"
 
     def hashes(self, kind: str, value: str, scope: str | None = None) -> list[str]:
         """The digest under every held key, current first: what to look up during a rotation."""
@@ -84,7 +114,7 @@ class KeyRing:
     # -- encryption ----------------------------------------------------------------------------
     def encrypt(self, plaintext: str, *, aad: bytes) -> str:
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = AESGCM(self.enc_keys[self.enc_key_id]).encrypt(nonce, plaintext.encode(), aad)
+        sealed = self._ciphers[self.enc_key_id].encrypt(nonce, plaintext.encode(), aad)
         return f"{self.enc_key_id}:{_b64e(nonce + sealed)}"
 
     def decrypt(self, token: str, *, aad: bytes) -> str:
@@ -92,12 +122,12 @@ class KeyRing:
         if not sep:
             raise DecryptionError("ciphertext has no key id")
         try:
-            key = self.enc_keys[kid]
+            cipher = self._ciphers[kid]
         except KeyError:
             raise UnknownKeyError(f"no encryption key {kid!r}") from None
         blob = _b64d(body)
         try:
-            return AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad).decode()
+            return cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad).decode()
         except (InvalidTag, ValueError):
             raise DecryptionError(
                 "ciphertext failed authentication (tampered, or bound to another row/column)"
