@@ -31,6 +31,7 @@ from hub.core.records import Identifier, IdentifierKind, Parsed, RowError
 _ORDER_NO = re.compile(r"\d{1,32}")
 _CN_MOBILE = re.compile(r"\+861\d{10}")
 _VIRTUAL = re.compile(r"\d{11}[-_]\d{1,6}")
+_SPACES = re.compile(r"\s")
 _S = TypeVar("_S")
 
 
@@ -137,7 +138,7 @@ def status_of(raw: str | None, column: str, table: Sequence[tuple[str, _S]]) -> 
 
 def is_virtual_number(raw: str) -> bool:
     """Douyin's privacy numbers ``18400000000-1234`` route one order's calls; not an identity."""
-    return bool(_VIRTUAL.fullmatch(re.sub(r"\s", "", raw)))
+    return bool(_VIRTUAL.fullmatch(_SPACES.sub("", raw)))
 
 
 def receiver_phone(raw: str) -> Identifier | None:

@@ -32,6 +32,9 @@ from hub.core.telemetry import meter, reset_request_id, set_request_id, tracer
 from hub.core.tokens import ANONYMOUS, Principal, TokenVerifier
 from hub.http_ingest import ingest_upload
 from schema import build_schema
+from schema.cost import TokenBuckets
+from schema.persisted import Manifest, PersistedMode, PersistedOperationError
+from schema.persisted import resolve as resolve_persisted
 from schema.context import Context
 
 log = logging.getLogger(__name__)
@@ -160,9 +163,19 @@ def _too_large(limit: int) -> Response:
 
 
 class HubGraphQL(GraphQL[Context, None]):
-    def __init__(self, *, services: Services, **kwargs: Any) -> None:
+    def __init__(
+        self, *, services: Services, persisted: tuple[Manifest, PersistedMode], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.services = services
+        self.manifest, self.persisted_mode = persisted
+
+    def decode_json(self, data: str | bytes) -> object:
+        body = super().decode_json(data)
+        if isinstance(body, dict):
+            # Before parsing: an unknown document never reaches the GraphQL parser in enforce.
+            return resolve_persisted(body, self.manifest, self.persisted_mode)
+        return body
 
     async def get_context(self, request: Any, response: Any) -> Context:
         principal = self.services.authenticate(request.headers.get("authorization"))
@@ -176,6 +189,11 @@ class HubGraphQL(GraphQL[Context, None]):
                 {"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]},
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+        except PersistedOperationError as exc:
+            return JSONResponse(
+                {"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]},
+                status_code=400,
             )
 
 
@@ -255,10 +273,20 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         max_depth=settings.graphql_max_depth,
         max_tokens=settings.graphql_max_tokens,
         max_aliases=settings.graphql_max_aliases,
+        max_cost=settings.graphql_max_cost,
+        rate_limit=TokenBuckets(
+            rate_per_s=settings.rate_limit_cost_per_s, burst=settings.rate_limit_burst
+        )
+        if settings.rate_limit_cost_per_s > 0
+        else None,
         introspection=settings.env is not Env.PROD,
+    )
+    mode = PersistedMode(
+        settings.persisted_operations or ("enforce" if settings.env is Env.PROD else "off")
     )
     graphql = HubGraphQL(
         services=svc,
+        persisted=(Manifest.load(), mode),
         schema=schema,
         graphql_ide="graphiql" if settings.env is Env.DEV else None,
         allow_queries_via_get=settings.env is Env.DEV,

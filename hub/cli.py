@@ -261,7 +261,7 @@ async def _import(
                 paths=paths,
                 actor=actor,
                 mapping_path=mapping,
-                hooks=ingest_hooks(),
+                hooks=ingest_hooks(settings.keyring()),
                 batch_size=batch_size,
                 progress=progress,
                 on_plan=on_plan,
@@ -337,6 +337,10 @@ def generate(
         console.print(f"{rows:>12,}  {name}")
     console.print(f"{summary.total_rows:>12,}  rows for {summary.people:,} people in {out}")
 
+
+from hub.identity_cli import identity_app  # noqa: E402 - sub-commands mount after the app
+
+app.add_typer(identity_app, name="identity")
 
 schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")

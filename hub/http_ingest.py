@@ -70,7 +70,7 @@ async def ingest_upload(request: Request, svc: Services) -> Response:
                 connector=source,
                 paths=[path],
                 actor=f"{principal.role.value}:{principal.subject}",
-                hooks=ingest_hooks(),
+                hooks=ingest_hooks(svc.keyring),
             )
         except HubError as exc:
             return _error(422, exc.code, exc.message)

@@ -28,22 +28,70 @@ def _fuzzy_levels(sim: float, high: float, low: float, base: int) -> int:
     return base + 2
 
 
-def _name(fc: FieldConfig) -> Comparator:
-    high = float(fc.params.get("fuzzy_high", 0.92))
-    low = float(fc.params.get("fuzzy_low", 0.82))
-    jw = JaroWinkler.normalized_similarity
+def _cjk_level(x: str, y: str) -> int | None:
+    """Two 汉字 names of one length: a typo changes one character, a relative the given name."""
+    if len(x) != len(y):
+        return None
+    differ = sum(1 for cx, cy in zip(x, y, strict=True) if cx != cy)
+    if differ == 1:
+        # 测试甲 / 测试乙 is one mistyped character; 张伟 / 张丽 is a whole given name.
+        return 2 if len(x) >= 3 else 3
+    return 4
 
-    def compare(a: Features, b: Features) -> int:
+
+class NameComparer:
+    """Name agreement levels (``COMPARATOR_LEVELS["name"]``) for two records' features."""
+
+    def __init__(self, high: float, low: float) -> None:
+        self.high = high
+        self.low = low
+
+    def __call__(self, a: Features, b: Features) -> int:
         if not a.name_keys or not b.name_keys:
             return NULL
         if a.name is not None and a.name == b.name:
             return 0
         if not a.name_keys.isdisjoint(b.name_keys):
             return 1  # same letters in another order or script (测试甲 / JIA CESHI), homophones
-        best = max(jw(x, y) for x in a.name_forms for y in b.name_forms)
-        return _fuzzy_levels(best, high, low, 2)
+        if a.cjk and b.cjk and a.name is not None and b.name is not None:
+            level = _cjk_level(a.name, b.name)
+            if level is not None:
+                return level
+        # Jaro-Winkler on pinyin rewards the shared surname, so it decides only across scripts,
+        # for Latin names and for 汉字 names of different lengths.
+        best = max(
+            JaroWinkler.normalized_similarity(x, y) for x in a.name_forms for y in b.name_forms
+        )
+        return _fuzzy_levels(best, self.high, self.low, 2)
 
-    return compare
+
+def _name(fc: FieldConfig) -> Comparator:
+    return NameComparer(
+        float(fc.params.get("fuzzy_high", 0.92)), float(fc.params.get("fuzzy_low", 0.82))
+    )
+
+
+def accounts_differ(a: Features, b: Features) -> bool:
+    """Two accounts of one kind in one scope (two openids of one app, two cards of one brand):
+    two people, as far as a shared phone is concerned."""
+    if not a.accounts or not b.accounts:
+        return False
+    mine: dict[str, set[str]] = {}
+    for group, digest in a.accounts:
+        mine.setdefault(group, set()).add(digest)
+    theirs: dict[str, set[str]] = {}
+    for group, digest in b.accounts:
+        theirs.setdefault(group, set()).add(digest)
+    return any(mine[g].isdisjoint(theirs[g]) for g in mine.keys() & theirs.keys())
+
+
+def persons_conflict(names: NameComparer, a: Features, b: Features) -> bool:
+    """Do two records describe different people? Birthdays decide when both are known (a typo
+    in one part of a date is no conflict); otherwise names that only share a surname do."""
+    if a.birth is not None and b.birth is not None:
+        return _date(a, b) >= 2
+    level = names(a, b)
+    return level != NULL and level >= 3
 
 
 def _date(a: Features, b: Features) -> int:
@@ -63,16 +111,26 @@ def _date(a: Features, b: Features) -> int:
 def _identifier(fc: FieldConfig, hot: Container[str]) -> Comparator:
     kinds = tuple(fc.params["kinds"])
 
-    def values(f: Features) -> frozenset[str]:
-        found = frozenset().union(*(f.ids.get(k, frozenset()) for k in kinds))
-        # a value held by more records than its fan-out limit is a shared value: no evidence
-        return frozenset(h for h in found if h not in hot) if found and hot else found
+    def values(f: Features) -> list[str]:
+        ids = f.ids
+        out: list[str] = []
+        for k in kinds:
+            found = ids.get(k)
+            if found:
+                # a shared value (over its fan-out, or held by different people) is no evidence
+                out.extend(h for h in found if h not in hot)
+        return out
 
     def compare(a: Features, b: Features) -> int:
-        va, vb = values(a), values(b)
-        if not va or not vb:
+        if not a.ids or not b.ids:
             return NULL
-        return 1 if va.isdisjoint(vb) else 0
+        va = values(a)
+        if not va:
+            return NULL
+        vb = values(b)
+        if not vb:
+            return NULL
+        return 0 if any(h in vb for h in va) else 1
 
     return compare
 
@@ -122,7 +180,8 @@ def _phone_mask(a: Features, b: Features) -> int:
     # Two full phones are already compared exactly; masks only speak when one side is masked.
     if not a.phone_masks or not b.phone_masks or ("phone" in a.ids and "phone" in b.ids):
         return NULL
-    return 1 if a.phone_masks.isdisjoint(b.phone_masks) else 0
+    theirs = b.phone_masks
+    return 0 if any(h in theirs for h in a.phone_masks) else 1
 
 
 def _name_masked(a: Features, b: Features) -> int:

@@ -65,6 +65,7 @@ class KeyRule:
     conflict: str
     fanout_limit: int
     rank: int  # position in the [keys] table: deterministic joins are tried in this order
+    guard: bool = False  # holders that describe different people (name, birthday) never join
 
     def strength_of(self, *, verified: bool) -> str:
         return self.strength if verified else self.unverified
@@ -94,6 +95,7 @@ class Limits:
     recent_verification_days: int
     max_block_size: int
     phone_mask_styles: tuple[tuple[int, int], ...]
+    mask_block_digits: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +207,7 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
     order = {name: i for i, name in enumerate(listed)}
     for kind in IdentifierKind:
         r = section.sub(kind.value, required=False)
-        r.unknown({"strength", "unverified", "scoped", "conflict", "fanout_limit"})
+        r.unknown({"strength", "unverified", "scoped", "conflict", "fanout_limit", "guard"})
         strength = r.choice("strength", STRENGTHS, "none")
         rules[kind] = KeyRule(
             kind=kind,
@@ -215,6 +217,7 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
             conflict=r.choice("conflict", CONFLICT_MODES, "none"),
             fanout_limit=r.get("fanout_limit", int, 3, low=1, high=10_000),
             rank=order.get(kind.value, len(listed)),
+            guard=r.get("guard", bool, False),
         )
     if rules[IdentifierKind.PHONE_MASKED].strength == "strong":
         raise ConfigError("keys.phone_masked.strength: a masked phone can never be a strong key")
@@ -303,6 +306,7 @@ def parse_config(data: Mapping[str, Any]) -> MatchingConfig:  # noqa: C901 - one
             "recent_verification_days",
             "max_block_size",
             "phone_mask_styles",
+            "mask_block_digits",
         }
     )
     styles = lim.get("phone_mask_styles", list, [[3, 4], [2, 2]])
@@ -319,6 +323,7 @@ def parse_config(data: Mapping[str, Any]) -> MatchingConfig:  # noqa: C901 - one
         recent_verification_days=lim.get("recent_verification_days", int, 365, low=1),
         max_block_size=lim.get("max_block_size", int, low=2, high=100_000),
         phone_mask_styles=tuple((a, b) for a, b in styles),
+        mask_block_digits=lim.get("mask_block_digits", int, 6, low=0, high=15),
     )
     blk = root.sub("blocking")
     blk.unknown({"rules"})

@@ -34,6 +34,9 @@ _ADMIN_SUFFIX = re.compile(
 )
 
 
+HASH_CHARS = 22  # base64 characters of a keyed hash kept in memory
+
+
 def record_id(source: str, source_key: str) -> str:
     """A source record's identity: one node per (source, source_key); re-sending it updates it."""
     return f"{source}:{source_key}"
@@ -46,16 +49,18 @@ class Features:
     observed_ts: float
     strong: tuple[tuple[str, str], ...] = ()  # (kind, keyed hash): deterministic join keys
     conflicts: tuple[tuple[str, str, float], ...] = ()  # (group, hash, verified_ts)
+    accounts: tuple[tuple[str, str], ...] = ()  # (kind@scope, hash) of strong account ids
     ids: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> strong/medium hashes
-    key_blocks: tuple[str, ...] = ()  # strong + medium hashes, blocking feature "key"
-    phone_masks: frozenset[str] = frozenset()
+    phone_masks: tuple[str, ...] = ()  # hashes of masked phone patterns (weak evidence)
+    mask_blocks: tuple[str, ...] = ()  # those showing enough digits to block on
     name: str | None = None
     name_forms: tuple[str, ...] = ()  # Latin comparison forms (sorted tokens / pinyin variants)
     name_keys: frozenset[str] = frozenset()  # order- and script-insensitive equality keys
     name_key: str | None = None  # anagram of the letters: blocking key
     name_initial: str | None = None
     surname_key: str | None = None
-    name_masked: str | None = None  # first character + length; weak
+    name_masked: str | None = None  # the visible leading character (a surname); weak
+    cjk: bool = False  # the native name is written in 汉字 (compared character by character)
     tf_name: str | None = None
     birth: tuple[int, int, int] | None = None
     gender: str | None = None
@@ -65,6 +70,7 @@ class Features:
     postcode: str | None = None
     street: str | None = None
     placeholders: int = 0  # identifier/name values dropped as placeholders
+    masked: int = 0  # identifier values dropped because they were masked (never a key)
 
 
 @lru_cache(maxsize=262_144)
@@ -115,7 +121,12 @@ class FeatureExtractor:
         self.config = config
         self.keyring = keyring
 
-    def _mask_hashes(self, digits: str) -> set[str]:
+    def _hash(self, kind: str, value: str, scope: str | None = None) -> str:
+        # The digest's last 22 base64 characters (132 of 256 bits, key id dropped): as good as
+        # collision-free for matching, at a third of the memory.
+        return self.keyring.hash(kind, value, scope)[-HASH_CHARS:]
+
+    def _mask_hashes(self, digits: str) -> set[tuple[str, int]]:
         out = set()
         for lead, trail in self.config.limits.phone_mask_styles:
             if len(digits) > lead + trail:
@@ -124,7 +135,7 @@ class FeatureExtractor:
                     + "*" * (len(digits) - lead - trail)
                     + digits[len(digits) - trail :]
                 )
-                out.add(self.keyring.hash("phone_mask", pattern))
+                out.add((self._hash("phone_mask", pattern), lead + trail))
         return out
 
     def extract(self, record: SourceRecord) -> Features:
@@ -136,9 +147,9 @@ class FeatureExtractor:
         )
         strong: list[tuple[str, str]] = []
         conflicts: list[tuple[str, str, float]] = []
+        accounts: list[tuple[str, str]] = []
         ids: dict[str, set[str]] = {}
-        blocks: list[str] = []
-        masks: set[str] = set()
+        masks: set[tuple[str, int]] = set()  # (hash, digits shown)
         for ident in record.identifiers:
             rule = cfg.keys[ident.kind]
             strength = rule.strength_of(verified=ident.verified)
@@ -147,22 +158,28 @@ class FeatureExtractor:
             if cfg.is_placeholder(ident.value):
                 f.placeholders += 1
                 continue
+            if ident.kind is not IdentifierKind.PHONE_MASKED and _MASK.search(ident.value):
+                # ``t**1_mix``, ``138****0000`` under another kind: shared by many people, so
+                # it can be neither a join key nor exact-match evidence.
+                f.masked += 1
+                continue
             if ident.kind is IdentifierKind.PHONE_MASKED:
                 try:
                     pattern = normalize.masked_phone_pattern(ident.value)
                 except ValueError:
                     continue
-                masks.add(self.keyring.hash("phone_mask", pattern))
+                masks.add((self._hash("phone_mask", pattern), sum(c.isdigit() for c in pattern)))
                 continue
             scope = ident.scope if rule.scoped else None
-            digest = self.keyring.hash(ident.kind.value, ident.value, scope)
+            digest = self._hash(ident.kind.value, ident.value, scope)
             if ident.kind is IdentifierKind.PHONE:
                 masks |= self._mask_hashes(_phone_digits(ident.value))
             if strength in ("strong", "medium"):
                 ids.setdefault(ident.kind.value, set()).add(digest)
-                blocks.append(digest)
             if strength == "strong":
                 strong.append((ident.kind.value, digest))
+                if scope is not None:
+                    accounts.append((f"{ident.kind.value}@{scope}", digest))
                 if rule.conflict != "none":
                     when = ident.verified_at or record.observed_at
                     group = ident.kind.value + (f"@{ident.scope}" if scope else "")
@@ -172,9 +189,11 @@ class FeatureExtractor:
                     conflicts.append((group, digest, when.timestamp()))
         f.strong = tuple(sorted(set(strong)))
         f.conflicts = tuple(sorted(set(conflicts)))
+        f.accounts = tuple(sorted(set(accounts)))
         f.ids = {k: frozenset(v) for k, v in ids.items()}
-        f.key_blocks = tuple(sorted(set(blocks)))
-        f.phone_masks = frozenset(masks)
+        f.phone_masks = tuple(sorted(h for h, _ in masks))
+        shown = cfg.limits.mask_block_digits
+        f.mask_blocks = tuple(sorted(h for h, digits in masks if digits >= shown))
         self._names(record, f)
         if record.birthday is not None:
             b = record.birthday
@@ -198,8 +217,10 @@ class FeatureExtractor:
                 continue
             compact = normalize.name(raw).replace(" ", "")
             if _MASK.search(raw):
-                if raw is record.name and compact:
-                    f.name_masked = f"{compact[0]}|{len(compact)}"
+                # Platforms keep the surname and star the rest (``张*``, ``张**``), and the
+                # number of stars says nothing about the length: only the lead survives.
+                if raw is record.name and compact and not _MASK.match(compact):
+                    f.name_masked = compact[0]
                 continue
             if raw.strip().lower() in self.config.placeholder_names:
                 f.placeholders += 1
@@ -209,7 +230,8 @@ class FeatureExtractor:
             keys.update(part_keys)
             if raw is record.name:
                 f.name = normalize.name(raw)
-                f.name_masked = f"{compact[0]}|{len(compact)}"
+                f.name_masked = compact[0]
+                f.cjk = chinese
                 if chinese:
                     first = _pinyin(compact[0])
                     f.surname_key = first[0] if first else None

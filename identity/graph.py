@@ -10,7 +10,11 @@ A merge attempt is refused (and becomes a review item) when it would
 - join clusters holding conflicting strong keys (two ID documents of one type, two unionids of
   one scope, two phones both verified within the recent window),
 - make a cluster larger than ``limits.max_cluster_size``,
-- join two clusters both at least ``limits.bridge_cluster_size`` big (a bridging record).
+- join two clusters both at least ``limits.bridge_cluster_size`` big (a bridging record),
+- join, through a guarded key (a phone families share), clusters whose people conflict (birthdays
+  that differ, or names that only share a surname). A guarded value whose holders already
+  describe different people is treated as shared by the resolver (no join, no evidence), so an
+  account holding only that phone is not handed to whichever family member came first.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from identity.compare import NameComparer, persons_conflict
 from identity.config import MatchingConfig
 from identity.features import Features
 
@@ -31,6 +36,7 @@ class ReviewReason(StrEnum):
     CONFLICT = "conflicting_strong_keys"
     MAX_SIZE = "max_cluster_size"
     BRIDGE = "bridges_large_clusters"
+    DIFFERENT_PEOPLE = "shared_key_different_people"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,7 @@ class KeyAttempt:
     key: str
     a: str
     b: str
+    guarded: bool = False  # refuse when the two clusters' people conflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +120,15 @@ class _Union:
         self.parent: dict[str, str] = {}
         self.size: dict[str, int] = {}
         self.conf: dict[str, dict[str, dict[str, float]]] = {}
+        self.people: dict[str, list[Features]] = {}  # root -> members with a name or birthday
         self.config = config
+        self.names = name_comparer(config)
         for rid in rids:
             self.parent[rid] = rid
             self.size[rid] = 1
+            f = features[rid]
+            if f.name_keys or f.birth is not None:
+                self.people[rid] = [f]
             groups: dict[str, dict[str, float]] = {}
             for group, digest, ts in features[rid].conflicts:
                 slot = groups.setdefault(group, {})
@@ -150,12 +162,20 @@ class _Union:
                 return group.split("@", 1)[0]
         return None
 
-    def refusal(self, ra: str, rb: str) -> tuple[ReviewReason, str] | None:
+    def different_people(self, ra: str, rb: str) -> bool:
+        pa, pb = self.people.get(ra, ()), self.people.get(rb, ())
+        return any(persons_conflict(self.names, x, y) for x in pa for y in pb)
+
+    def refusal(
+        self, ra: str, rb: str, guarded: str | None = None
+    ) -> tuple[ReviewReason, str] | None:
         limits = self.config.limits
         sa, sb = self.size[ra], self.size[rb]
         conflict = self._conflict(ra, rb)
         if conflict is not None:
             return ReviewReason.CONFLICT, conflict
+        if guarded is not None and self.different_people(ra, rb):
+            return ReviewReason.DIFFERENT_PEOPLE, guarded
         if sa + sb > limits.max_cluster_size:
             return ReviewReason.MAX_SIZE, f"{sa}+{sb}>{limits.max_cluster_size}"
         if sa >= limits.bridge_cluster_size and sb >= limits.bridge_cluster_size:
@@ -167,11 +187,23 @@ class _Union:
             ra, rb = rb, ra
         self.parent[rb] = ra
         self.size[ra] += self.size.pop(rb)
+        moved = self.people.pop(rb, None)
+        if moved:
+            self.people.setdefault(ra, []).extend(moved)
         ca, cb = self.conf[ra], self.conf.pop(rb)
         for group, values in cb.items():
             slot = ca.setdefault(group, {})
             for digest, ts in values.items():
                 slot[digest] = max(ts, slot.get(digest, ts))
+
+
+def name_comparer(config: MatchingConfig) -> NameComparer:
+    for fc in config.fields:
+        if fc.comparator == "name":
+            return NameComparer(
+                float(fc.params.get("fuzzy_high", 0.92)), float(fc.params.get("fuzzy_low", 0.82))
+            )
+    return NameComparer(0.92, 0.82)
 
 
 def build_clusters(
@@ -188,16 +220,16 @@ def build_clusters(
     result = ClusterResult(root={})
     ordered_keys = sorted(key_attempts, key=lambda k: (k.rank, k.key, k.a, k.b))
     ordered_scores = sorted(score_attempts, key=lambda s: (-s.score_bits, s.a, s.b))
-    attempts: list[tuple[str, str, str, float | None]] = [
-        (k.a, k.b, f"key:{k.kind}", None) for k in ordered_keys
+    attempts: list[tuple[str, str, str, float | None, bool]] = [
+        (k.a, k.b, f"key:{k.kind}", None, k.guarded) for k in ordered_keys
     ]
-    attempts.extend((s.a, s.b, "score", s.score_bits) for s in ordered_scores)
+    attempts.extend((s.a, s.b, "score", s.score_bits, False) for s in ordered_scores)
     refused = []
-    for a, b, rule, score in attempts:
+    for a, b, rule, score, guarded in attempts:
         ra, rb = uf.find(a), uf.find(b)
         if ra == rb:
             continue
-        why = uf.refusal(ra, rb)
+        why = uf.refusal(ra, rb, rule[4:] if guarded else None)
         if why is not None:
             refused.append(ReviewItem(a, b, why[0], rule, score, why[1]))
             continue

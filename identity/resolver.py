@@ -25,7 +25,14 @@ from typing import Literal
 from hub.core.pii import KeyRing
 from hub.core.records import SourceRecord
 from identity.blocking import BlockIndex, BlockKeys, record_blocks
-from identity.compare import NULL, Comparator, build_comparators, compare
+from identity.compare import (
+    NULL,
+    Comparator,
+    accounts_differ,
+    build_comparators,
+    compare,
+    persons_conflict,
+)
 from identity.config import MatchingConfig, load_config
 from identity.features import FeatureExtractor, Features, record_id
 from identity.graph import (
@@ -37,6 +44,7 @@ from identity.graph import (
     ReviewReason,
     ScoreAttempt,
     build_clusters,
+    name_comparer,
 )
 from identity.score import Model, probability, train_model
 from identity.survivorship import GoldenRecord, build_golden
@@ -105,6 +113,7 @@ class Resolver:
         self.extractor = FeatureExtractor(config=self.config, keyring=keyring)
         self.comparators = build_comparators(self.config)
         self.model = model or Model.from_config(self.config)
+        self._names = name_comparer(self.config)
         self._upper = self.model.upper_bits
         self._lower = self.model.lower_bits
 
@@ -129,20 +138,42 @@ class Resolver:
     def _limit(self, kind: str) -> int:
         return self.config.keys_by_name[kind].fanout_limit
 
+    def _hot(self, state: ResolverState, kind: str, h: str) -> bool:
+        """Is this identifier value shared (over its fan-out, or held by different people)?"""
+        holders = state.holders.get(h, ())
+        if len(holders) > self._limit(kind):
+            return True
+        if len(holders) < 2 or not self.config.keys_by_name[kind].guard:
+            return False
+        feats = [state.features[r] for r in holders]
+        for i, x in enumerate(feats):
+            for y in feats[i + 1 :]:
+                if accounts_differ(x, y) or persons_conflict(self._names, x, y):
+                    return True
+        return False
+
+    def _refresh_hot(self, state: ResolverState, kind: str, h: str) -> bool:
+        """Recompute one value's shared status; True when it changed."""
+        hot = self._hot(state, kind, h)
+        if hot == (h in state.hot):
+            return False
+        if hot:
+            state.hot.add(h)
+        else:
+            state.hot.discard(h)
+        return True
+
     def _hold(self, state: ResolverState, f: Features) -> list[str]:
-        """Register f's identifier hashes; returns the hashes that just went over fan-out."""
-        crossed = []
+        """Register f's identifier hashes; returns the hashes whose shared status changed."""
+        changed = []
         for kind, digests in f.ids.items():
-            limit = self._limit(kind)
             for h in digests:
-                holders = state.holders.setdefault(h, [])
-                holders.append(f.rid)
-                if len(holders) == limit + 1:
-                    state.hot.add(h)
-                    crossed.append(h)
+                state.holders.setdefault(h, []).append(f.rid)
+                if self._refresh_hot(state, kind, h):
+                    changed.append(h)
         for sk in f.strong:
             state.keys.setdefault(sk, []).append(f.rid)
-        return crossed
+        return changed
 
     def _latest(self, records: Iterable[SourceRecord]) -> list[SourceRecord]:
         latest: dict[str, SourceRecord] = {}
@@ -194,7 +225,7 @@ class Resolver:
             del state.edges[fa.rid][fb.rid], state.edges[fb.rid][fa.rid]
 
     def _rescore_holders(self, state: ResolverState, h: str, skip: str = "") -> set[str]:
-        """A hash crossed its fan-out limit: pairs among its holders weigh differently now."""
+        """A hash became shared or private: pairs among its holders weigh differently now."""
         holders = sorted(r for r in state.holders.get(h, ()) if r != skip)
         for i, x in enumerate(holders):
             for y in holders[i + 1 :]:
@@ -209,18 +240,23 @@ class Resolver:
         return len(members) >= 2 and sk[1] not in state.hot
 
     def _key_attempts(self, state: ResolverState, rids: Iterable[str]) -> list[KeyAttempt]:
-        out = []
+        out: list[KeyAttempt] = []
+        seen: set[tuple[str, str]] = set()
         for rid in rids:
             for sk in state.features[rid].strong:
+                if sk in seen:
+                    continue
+                seen.add(sk)
                 members = state.keys[sk]
-                if self._valid_key(state, sk, members):
-                    first = min(members)
-                    if first != rid:
-                        out.append(
-                            KeyAttempt(
-                                self.config.keys_by_name[sk[0]].rank, sk[0], sk[1], first, rid
-                            )
-                        )
+                if not self._valid_key(state, sk, members):
+                    continue
+                rule = self.config.keys_by_name[sk[0]]
+                first = min(members)
+                out.extend(
+                    KeyAttempt(rule.rank, sk[0], sk[1], first, m, guarded=rule.guard)
+                    for m in members
+                    if m != first
+                )
         return out
 
     def _score_attempts(self, state: ResolverState, rids: Iterable[str]) -> list[ScoreAttempt]:
@@ -309,8 +345,7 @@ class Resolver:
             for h in digests:
                 holders = state.holders[h]
                 holders.remove(rid)
-                if len(holders) == self._limit(kind):
-                    state.hot.discard(h)
+                if self._refresh_hot(state, kind, h):
                     seeds |= self._rescore_holders(state, h)
                 if not holders:
                     del state.holders[h]

@@ -12,14 +12,17 @@ import strawberry
 from strawberry.tools import merge_types
 
 from schema.audit.queries import AuditQuery
+from schema.cost import TokenBuckets, cost_limiter
+from schema.identity.mutations import IdentityMutation
+from schema.identity.queries import IdentityQuery
 from schema.ingest.mutations import IngestMutation
 from schema.limits import extensions
 from schema.viewer.queries import ViewerQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (ViewerQuery, AuditQuery))
-Mutation = merge_types("Mutation", (IngestMutation,))
+Query = merge_types("Query", (ViewerQuery, AuditQuery, IdentityQuery))
+Mutation = merge_types("Mutation", (IngestMutation, IdentityMutation))
 
 
 def build_schema(
@@ -27,17 +30,22 @@ def build_schema(
     max_depth: int = 12,
     max_tokens: int = 2_000,
     max_aliases: int = 30,
+    max_cost: int = 5_000,
+    rate_limit: TokenBuckets | None = None,
     introspection: bool = True,
 ) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions(
-            max_depth=max_depth,
-            max_tokens=max_tokens,
-            max_aliases=max_aliases,
-            introspection=introspection,
-        ),
+        extensions=[
+            *extensions(
+                max_depth=max_depth,
+                max_tokens=max_tokens,
+                max_aliases=max_aliases,
+                introspection=introspection,
+            ),
+            cost_limiter(max_cost, rate_limit),
+        ],
     )
 
 

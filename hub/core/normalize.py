@@ -73,8 +73,14 @@ def phone_e164(raw: str, default_region: str = "CN") -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+# ``138****5678`` as platforms export it is already canonical (no country code to drop).
+_PLAIN_MASKED_PHONE = re.compile(r"(?!86)[\d*]{7,15}", re.ASCII)
+
+
 def masked_phone_pattern(raw: str) -> str:
     """Canonical form of a masked phone: digits kept, every mask character as ``*``."""
+    if "*" in raw and _PLAIN_MASKED_PHONE.fullmatch(raw):
+        return raw
     text = re.sub(r"[\s\-]", "", unicodedata.normalize("NFKC", raw))
     text = re.sub(r"^\+?86(?=1)", "", text)
     pattern = "".join("*" if ch in _MASK_CHARS and not ch.isdigit() else ch for ch in text)
@@ -122,8 +128,16 @@ def name(raw: str) -> str:
     return text.upper() if text.isascii() else text.replace(" ", "")
 
 
+_PLAIN_YUAN = re.compile(r"(\d{1,15})(?:\.(\d{1,2}))?", re.ASCII)
+
+
 def yuan_to_fen(raw: str) -> int:
     """``128.00``, ``¥1,280.5``, ``59.9元`` → integer fen; more than two decimals is an error."""
+    # Exports mostly write plain ``128.00``: integer arithmetic gives what Decimal would.
+    plain = _PLAIN_YUAN.fullmatch(raw)
+    if plain is not None:
+        whole, cents = plain.groups()
+        return int(whole) * 100 + (int(cents.ljust(2, "0")) if cents else 0)
     text = unicodedata.normalize("NFKC", raw).strip().replace(",", "").replace("¥", "")
     text = text.removesuffix("元").strip()
     try:

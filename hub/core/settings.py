@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     graphql_max_tokens: int = Field(default=2_000, ge=100)
     graphql_max_aliases: int = Field(default=30, ge=1)
     graphql_max_page: int = Field(default=100, ge=1, le=100)
+    graphql_max_cost: int = Field(default=5_000, ge=10)
+    rate_limit_cost_per_s: float = Field(default=2_000.0, ge=0)  # 0 turns rate limiting off
+    rate_limit_burst: float = Field(default=20_000.0, ge=1)
+    persisted_operations: str | None = None  # off | log | enforce; default: enforce in prod
+
+    @field_validator("persisted_operations")
+    @classmethod
+    def _persisted(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("off", "log", "enforce"):
+            raise ValueError("must be off, log or enforce")
+        return value
 
     otel_exporter: Exporter = Exporter.NONE
     log_level: str = "INFO"

@@ -1,10 +1,18 @@
-"""What runs after each ingested batch lands, in its transaction: identity, then loyalty."""
+"""What runs after each ingested batch lands, in its transaction: identity, then loyalty.
+
+Identity first, so the batch's records are attached to members before loyalty looks for the
+member who earned each activity.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.flows.ingest import IngestHooks, LandedBatch, NoHooks
+from hub.core.pii import KeyRing
+from hub.flows.ingest import IngestHooks, LandedBatch
+from hub.flows.resolution import IdentityHooks
+from hub.loyalty.hooks import LoyaltyHooks
+from hub.loyalty.program import Program, configured_program
 
 
 class ChainHooks:
@@ -18,7 +26,8 @@ class ChainHooks:
             await hook.batch_landed(session=session, batch=batch)
 
 
-def default_hooks() -> IngestHooks:
-    """Identity resolution, then loyalty accrual (each wired in as it lands)."""
-    hooks: list[IngestHooks] = []
-    return ChainHooks(*hooks) if hooks else NoHooks()
+def default_hooks(keyring: KeyRing, program: Program | None = None) -> IngestHooks:
+    return ChainHooks(
+        IdentityHooks(keyring=keyring),
+        LoyaltyHooks(program or configured_program()),
+    )

@@ -158,7 +158,9 @@ async def _accrue_batch(
                 report.skip("refund_of_unknown_original")
             elif row["status"] != ActivityStatus.CANCELLED:
                 reversals.append(
-                    Reversal(f"refund:{row['id']}", row["original_id"], row["id"], row["amount_fen"])
+                    Reversal(
+                        f"refund:{row['id']}", row["original_id"], row["id"], row["amount_fen"]
+                    )
                 )
         elif row["accrued"]:
             if row["status"] == ActivityStatus.CANCELLED:

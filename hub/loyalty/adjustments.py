@@ -25,8 +25,16 @@ from hub.core.errors import IdempotencyConflict, NotFound
 from hub.loyalty import expiry
 from hub.loyalty._sql import driver
 from hub.loyalty.errors import AdjustmentCapExceeded, InsufficientPoints, InvalidAdjustment
-from hub.loyalty.holdings import AVAILABLE, LotState, burn, insert_lots, load_lots, new_lot_ids
-from hub.loyalty.holdings import save_lots, spendable
+from hub.loyalty.holdings import (
+    AVAILABLE,
+    LotState,
+    burn,
+    insert_lots,
+    load_lots,
+    new_lot_ids,
+    save_lots,
+    spendable,
+)
 from hub.loyalty.jobs import settle_debts
 from hub.loyalty.ledger import (
     GROUP_LINE,
@@ -98,9 +106,7 @@ async def adjust_points(
         raise AdjustmentCapExceeded(cap=cap, used=used, requested=abs(amount))
 
     accounts = (await member_accounts(session=session, member_ids=[member_id]))[member_id]
-    pool = (
-        await line_accounts(session=session, kind=AccountKind.ADJUSTMENT, lines=[None])
-    )[None]
+    pool = (await line_accounts(session=session, kind=AccountKind.ADJUSTMENT, lines=[None]))[None]
     await lock_accounts(session=session, account_ids=accounts.ids())
     key = f"adjust:{actor.id}:{idempotency_key}"
     if amount > 0:

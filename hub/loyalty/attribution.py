@@ -41,7 +41,7 @@ from hub.loyalty.ledger import (
     post_transfers,
 )
 from hub.loyalty.model import Program
-from hub.loyalty.standing import apply_upgrades, set_tier, tier_states
+from hub.loyalty.standing import TierUpdate, apply_upgrades, set_tiers, tier_states
 from hub.loyalty.tiers import TierChange, TierDecision, TierReason
 
 
@@ -122,7 +122,9 @@ async def _move_lots(
     if not targets:
         return 0, 0
     accounts = accounts or await member_accounts(session=session, member_ids=members)
-    await lock_accounts(session=session, account_ids=[i for a in accounts.values() for i in a.ids()])
+    await lock_accounts(
+        session=session, account_ids=[i for a in accounts.values() for i in a.ids()]
+    )
     lots = await load_lots(session=session, lot_ids=targets)
     conn = await driver(session)
     moves = {
@@ -231,14 +233,20 @@ async def _keep_higher_tier(
     mine, theirs = states[survivor], states[absorbed]
     if program.tier(theirs.tier).rank <= program.tier(mine.tier).rank:
         return
-    decision = TierDecision(TierChange.UPGRADE, theirs.tier, mine.tier, TierReason.THRESHOLD_REACHED, 0)
-    await set_tier(
+    decision = TierDecision(
+        TierChange.UPGRADE, theirs.tier, mine.tier, TierReason.THRESHOLD_REACHED, 0
+    )
+    await set_tiers(
         session=session,
-        state=mine,
-        decision=decision,
-        at=at,
-        since=theirs.since,
-        period=(theirs.period_start, theirs.period_end),
-        key=f"merge:{absorbed}:{survivor}:{at.isoformat()}",
-        change="merge",
+        changes=[
+            TierUpdate(
+                state=mine,
+                decision=decision,
+                since=theirs.since,
+                period=(theirs.period_start, theirs.period_end),
+                key=f"merge:{absorbed}:{survivor}:{at.isoformat()}",
+                at=at,
+                change="merge",
+            )
+        ],
     )

@@ -11,6 +11,7 @@
         ├── NotEntitled             the member's tier is below the benefit's minimum tier
         ├── QuotaExhausted          the benefit's quota for this period is used up
         ├── InvalidAdjustment       zero, too large for one adjustment, or no reason given
+        ├── InvalidClaim            a benefit claim without a usable idempotency key
         └── AdjustmentCapExceeded   the agent's adjustments today would pass the daily cap
 
 Configuration problems (a bad program file) are ``hub.core.errors.ConfigError``: they stop
@@ -119,3 +120,12 @@ class AdjustmentCapExceeded(LoyaltyError):
         self.cap = cap
         self.used = used
         self.requested = requested
+
+
+class InvalidClaim(LoyaltyError):
+    code = "INVALID_CLAIM"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -121,11 +121,8 @@ async def insert_lots(*, session: AsyncSession, lots: Sequence[LotState]) -> Non
     if not lots:
         return
     conn = await driver(session)
-    await conn.execute(
-        f"INSERT INTO loyalty_lot ({_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::bigint[], "
-        "$3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[], "
-        "$8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[])",
-        *_columns(lots),
+    await conn.copy_records_to_table(
+        "loyalty_lot", columns=[c.strip() for c in _COLUMNS.split(",")], records=_rows(lots)
     )
 
 
@@ -148,17 +145,20 @@ async def save_lots(*, session: AsyncSession, lots: Iterable[LotState]) -> None:
         lot.dirty = False
 
 
-def _columns(lots: Sequence[LotState]) -> list[list[object]]:
+def _rows(lots: Sequence[LotState]) -> list[tuple[object, ...]]:
     return [
-        [lot.id for lot in lots],
-        [lot.member_id for lot in lots],
-        [lot.source_record_id for lot in lots],
-        [lot.activity_id for lot in lots],
-        [lot.issuer_line for lot in lots],
-        [lot.state for lot in lots],
-        [lot.earned_at for lot in lots],
-        [lot.pending_until for lot in lots],
-        [lot.expires_at for lot in lots],
-        [lot.amount for lot in lots],
-        [lot.remaining for lot in lots],
+        (
+            lot.id,
+            lot.member_id,
+            lot.source_record_id,
+            lot.activity_id,
+            lot.issuer_line,
+            lot.state,
+            lot.earned_at,
+            lot.pending_until,
+            lot.expires_at,
+            lot.amount,
+            lot.remaining,
+        )
+        for lot in lots
     ]

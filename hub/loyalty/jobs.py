@@ -36,7 +36,7 @@ from hub.loyalty.ledger import (
 from hub.loyalty.model import Program
 from hub.loyalty.periods import midnight
 from hub.loyalty.reversal import ReversalWork, repay_debts
-from hub.loyalty.standing import TierState, apply_upgrades, growth_between, set_tier
+from hub.loyalty.standing import TierState, TierUpdate, apply_upgrades, growth_between, set_tiers
 from hub.loyalty.tiers import TierChange, evaluate, evaluation_period
 
 BATCH = 5_000
@@ -215,6 +215,7 @@ async def evaluate_tiers(
         growth = await growth_between(
             session=session, spans={s.member_id: (s.period_start, s.period_end) for s in states}
         )
+        updates: list[TierUpdate] = []
         for state in states:
             decision = evaluate(
                 program,
@@ -224,18 +225,20 @@ async def evaluate_tiers(
             )
             since = state.since if decision.change is TierChange.KEEP else state.period_end
             period = evaluation_period(program, at=state.period_end, tier_since=since)
-            await set_tier(
-                session=session,
-                state=state,
-                decision=decision,
-                at=state.period_end,
-                since=since,
-                period=(period.start, period.end),
-                key=f"period:{state.member_id}:{state.period_start.isoformat()}",
+            updates.append(
+                TierUpdate(
+                    state=state,
+                    decision=decision,
+                    since=since,
+                    period=(period.start, period.end),
+                    key=f"period:{state.member_id}:{state.period_start.isoformat()}",
+                    at=state.period_end,
+                )
             )
             result.items += 1
             result.changes[str(decision.change)] = result.changes.get(str(decision.change), 0) + 1
             touched.add(state.member_id)
+        await set_tiers(session=session, changes=updates)
     # Growth already earned in the new period may reach a threshold at once.
     await apply_upgrades(session=session, program=program, member_ids=touched, at=at)
     return result

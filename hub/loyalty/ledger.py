@@ -36,6 +36,19 @@ from hub.loyalty.errors import InsufficientPoints
 
 GROUP_LINE = "_group"  # issuer of adjustment lots: not a business line (line codes start a-z)
 MAX_TRANSFERS_PER_CALL = 200_000
+_TRANSFER_COLUMNS = (
+    "debit_account",
+    "credit_account",
+    "amount",
+    "code",
+    "idempotency_key",
+    "activity_id",
+    "source_record_id",
+    "lot_id",
+    "agent",
+    "reason",
+    "effective_at",
+)
 
 
 class AccountKind(StrEnum):
@@ -46,6 +59,7 @@ class AccountKind(StrEnum):
     REDEMPTION_CLEARING = "redemption_clearing"
     EXPIRY = "expiry"
     ADJUSTMENT = "adjustment"
+    REDEMPTION_HOLD = "redemption_hold"  # per redeeming line: points held, not yet spent
 
 
 class TransferCode(StrEnum):
@@ -59,6 +73,13 @@ class TransferCode(StrEnum):
     ADJUST = "adjust"  # adjustment → available: an agent adds points (a lot)
     ADJUST_DEBIT = "adjust_debit"  # available → adjustment: an agent takes points
     REATTRIBUTE = "reattribute"  # member → member: unmerge / merge follows the source record
+    # Redemption (hub.loyalty.redemption): available → hold → clearing, or back.
+    HOLD = "hold"  # available → redemption_hold of the redeeming line
+    VOID = "void"  # redemption_hold → available: cancelled, expired or not captured
+    CAPTURE = "capture"  # redemption_hold → redemption_clearing of the redeeming line
+    REDEEM = "redeem"  # redemption_clearing → issuance of the issuing line: its points used up
+    HOLD_BREAKAGE = "hold_breakage"  # hold/clearing → expiry: returned to a lot that expired
+    REFUND_REDEMPTION = "refund_redemption"  # clearing → available, issuance → clearing
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,24 +225,26 @@ async def post_transfers(*, session: AsyncSession, transfers: Sequence[Transfer]
         if t.credit in balances:
             deltas[t.credit] = deltas.get(t.credit, 0) + t.amount
     await _check_cover(conn, balances, deltas)
-    await conn.execute(
-        """
-        INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code,
-          idempotency_key, activity_id, source_record_id, lot_id, agent, reason, effective_at)
-        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
-          $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::timestamptz[])
-        """,
-        [t.debit for t in fresh],
-        [t.credit for t in fresh],
-        [t.amount for t in fresh],
-        [str(t.code) for t in fresh],
-        [t.key for t in fresh],
-        [t.activity_id for t in fresh],
-        [t.source_record_id for t in fresh],
-        [t.lot_id for t in fresh],
-        [t.agent for t in fresh],
-        [t.reason for t in fresh],
-        [t.effective_at for t in fresh],
+    # COPY: a batch of accruals is thousands of rows, and COPY is the cheapest way in.
+    await conn.copy_records_to_table(
+        "loyalty_transfer",
+        columns=_TRANSFER_COLUMNS,
+        records=[
+            (
+                t.debit,
+                t.credit,
+                t.amount,
+                str(t.code),
+                t.key,
+                t.activity_id,
+                t.source_record_id,
+                t.lot_id,
+                t.agent,
+                t.reason,
+                t.effective_at,
+            )
+            for t in fresh
+        ],
     )
     changed = [(a, d) for a, d in deltas.items() if d]
     if changed:

@@ -243,9 +243,9 @@ def _earn_rules(
             **rates,
         )
         sec.finish()
-        for key in ("points_per_night", "growth_per_night"):
-            if rates[key] and rule.kind is not ActivityKind.STAY:
-                raise fail(sec.at(key), "only applies to kind 'stay' (nights are its quantity)")
+        for rate in ("points_per_night", "growth_per_night"):
+            if rates[rate] and rule.kind is not ActivityKind.STAY:
+                raise fail(sec.at(rate), "only applies to kind 'stay' (nights are its quantity)")
         if not (any(rates.values()) or rule.fixed_points or rule.fixed_growth):
             raise fail(sec.path, "earns nothing: set a points_*/growth_* rate or fixed_points")
         key = (rule.line, rule.kind.value)

@@ -148,7 +148,11 @@ def reverse(work: ReversalWork, reversal: Reversal) -> int | None:
         return None
     taken, debt, written_off = _take(work, acc, reversal, due)
     work.done.add(reversal.key)
-    work.totals[reversal.original_id] = [fen + amount, points_so_far + due, growth_so_far + growth_due]
+    work.totals[reversal.original_id] = [
+        fen + amount,
+        points_so_far + due,
+        growth_so_far + growth_due,
+    ]
     work.rows.append(
         (
             reversal.original_id,

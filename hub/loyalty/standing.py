@@ -9,7 +9,7 @@ Upgrades happen as growth lands (``apply_upgrades``); period ends are ``jobs.eva
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -123,51 +123,62 @@ async def apply_upgrades(
         if decision.change is TierChange.UPGRADE:
             changes.append((state, decision))
             decisions.append(decision)
-    for state, decision in changes:
-        # Rolling periods restart at the upgrade; calendar periods stay the calendar year.
-        period = evaluation_period(program, at=at, tier_since=at)
-        await set_tier(
-            session=session,
-            state=state,
-            decision=decision,
-            at=at,
-            since=at,
-            period=(period.start, period.end),
-            key=f"upgrade:{state.member_id}:{state.period_start.isoformat()}:{decision.tier}",
-        )
+    # Rolling periods restart at the upgrade; calendar periods stay the calendar year.
+    period = evaluation_period(program, at=at, tier_since=at)
+    await set_tiers(
+        session=session,
+        changes=[
+            TierUpdate(
+                state=state,
+                decision=decision,
+                since=at,
+                period=(period.start, period.end),
+                key=f"upgrade:{state.member_id}:{state.period_start.isoformat()}:{decision.tier}",
+                at=at,
+            )
+            for state, decision in changes
+        ],
+    )
     return decisions
 
 
-async def set_tier(
-    *,
-    session: AsyncSession,
-    state: TierState,
-    decision: TierDecision,
-    at: datetime,
-    since: datetime,
-    period: tuple[datetime, datetime],
-    key: str,
-    change: str | None = None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class TierUpdate:
+    state: TierState
+    decision: TierDecision
+    since: datetime
+    period: tuple[datetime, datetime]
+    key: str  # history idempotency key
+    at: datetime
+    change: str | None = None  # history label when not the decision's own (e.g. "merge")
+
+
+async def set_tiers(*, session: AsyncSession, changes: Sequence[TierUpdate]) -> None:
+    """Write tier states and their history rows, two statements for any number of members."""
+    if not changes:
+        return
     conn = await driver(session)
     await conn.execute(
-        "UPDATE loyalty_tier_state SET tier = $2, since = $3, period_start = $4, "
-        "period_end = $5, updated_at = now() WHERE member_id = $1",
-        state.member_id,
-        decision.tier,
-        since,
-        period[0],
-        period[1],
+        "UPDATE loyalty_tier_state s SET tier = v.tier, since = v.since, "
+        "period_start = v.start, period_end = v.end_, updated_at = now() "
+        "FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::timestamptz[], "
+        "$5::timestamptz[]) AS v(member, tier, since, start, end_) WHERE s.member_id = v.member",
+        [c.state.member_id for c in changes],
+        [c.decision.tier for c in changes],
+        [c.since for c in changes],
+        [c.period[0] for c in changes],
+        [c.period[1] for c in changes],
     )
     await conn.execute(
         "INSERT INTO loyalty_tier_history (member_id, from_tier, to_tier, change, reason, growth, "
-        "at, key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
-        state.member_id,
-        decision.previous,
-        decision.tier,
-        change or str(decision.change),
-        str(decision.reason),
-        decision.growth,
-        at,
-        key,
+        "at, key) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
+        "$5::text[], $6::bigint[], $7::timestamptz[], $8::text[]) ON CONFLICT (key) DO NOTHING",
+        [c.state.member_id for c in changes],
+        [c.decision.previous for c in changes],
+        [c.decision.tier for c in changes],
+        [c.change or str(c.decision.change) for c in changes],
+        [str(c.decision.reason) for c in changes],
+        [c.decision.growth for c in changes],
+        [c.at for c in changes],
+        [c.key for c in changes],
     )

@@ -137,7 +137,7 @@ async def _run(
             errors.append(ItemError(index=index, field=exc.field, reason=exc.reason))
     report = IngestReport(connector=f"graphql:{kind}")
     ctx = info.context
-    await ingest(db=ctx.db, keyring=ctx.keyring, items=parsed, report=report, hooks=default_hooks())
+    await ingest(db=ctx.db, keyring=ctx.keyring, items=parsed, report=report, hooks=default_hooks(ctx.keyring))
     return IngestResult(
         read=len(items),
         new=report.total("new"),

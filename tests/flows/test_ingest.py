@@ -129,8 +129,14 @@ async def test_overlapping_imports_only_add_what_is_new(db: Database, keyring: K
 async def test_changed_person_keeps_observation_history_and_new_identifiers(
     db: Database, keyring: KeyRing
 ) -> None:
+    from dataclasses import replace
+
     await _run(db, keyring, [person("88000000001", phone="+8613800000001")])
-    report = await _run(db, keyring, [person("88000000001", phone="+8613800000002")])
+    # A later observation: at the same time, which content wins is the (arbitrary) hash order.
+    changed = replace(
+        person("88000000001", phone="+8613800000002"), observed_at=T0.replace(hour=11)
+    )
+    report = await _run(db, keyring, [changed])
     assert report["updated"] == 1
     assert await _count(db, "source_observation") == 2
     async with db.read() as session:

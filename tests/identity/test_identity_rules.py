@@ -236,7 +236,7 @@ def test_matching_never_sees_plain_identifier_values(resolver):
     state = resolver.build_state([rec("app", "a", ident("phone", "+8613800000001", verified=True))])
     f = state.features["app:a"]
     assert all("13800000001" not in digest for _, digest in f.strong)
-    assert all("13800000001" not in key for keys in state.blocks_of["app:a"] for key in keys)
+    assert all("13800000001" not in str(key) for key in state.blocks_of["app:a"])
 
 
 def test_a_different_pepper_gives_different_keys():

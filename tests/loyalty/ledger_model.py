@@ -23,7 +23,7 @@ def end_of_next_year(at: datetime) -> datetime:
 def earn(line: str, amount_fen: int, shipping_fen: int) -> tuple[int, int]:
     """(points, growth): store 1/yuan; taobao 1.5/yuan on the amount less shipping, ≤ 1000."""
     if line == STORE:
-        return amount_fen // 100 + (amount_fen > 70000), amount_fen // 100
+        return amount_fen // 100, amount_fen // 100
     basis = max(0, amount_fen - shipping_fen)
     return min(basis * 3 // 200, 1000), basis // 100
 

@@ -5,6 +5,8 @@ step. Runs ``MAX_EXAMPLES`` × up to ``STEPS`` steps (see the settings at the bo
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -33,12 +35,13 @@ from hub.loyalty.adjustments import adjust_points
 from hub.loyalty.attribution import follow_merge, reattribute
 from hub.loyalty.program import parse_program
 
-MAX_EXAMPLES = 15
+MAX_EXAMPLES = 40
 STEPS = 25
 PROGRAM = parse_program(
-    variant(("[earn_rules.multipliers]\nV2 = 2\n", ""), ("[earn_rules.multipliers]\nV3 = 1.5\n", ""))
+    variant(
+        ("[earn_rules.multipliers]\nV2 = 2\n", ""), ("[earn_rules.multipliers]\nV3 = 1.5\n", "")
+    )
 )
-AGENT = Actor(id="agent-1", role="agent")
 RECORDS = [("pos", STORE), ("pos", STORE), ("taobao", TAOBAO), ("taobao", TAOBAO)]
 MEMBERS = 3
 
@@ -56,28 +59,33 @@ class LedgerMachine(RuleBasedStateMachine):
         self.activities: list[tuple[int, MAccrual, str]] = []  # (db id, model, external id)
         self.model = Model(owners={})
         self.seq = 0
+        # Examples share the database (no per-example TRUNCATE: it dominated the run time), so
+        # every key an example writes is its own: source keys, external ids, the agent.
+        self.tag = uuid.uuid4().hex[:8]
+        self.agent = Actor(id=f"agent-{self.tag}", role="agent")
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
         try:
-            self.run(_truncate(self.db))
             self.run(self.db.dispose())
         finally:
             self.loop.close()
 
     @initialize()
     def setup(self) -> None:
-        print("SETUP")
         async def go() -> None:
-            await _truncate(self.db)
             async with self.db.unit_of_work() as s:
                 self.members = [await make_member(s) for _ in range(MEMBERS)]
                 for i, (source, line) in enumerate(RECORDS):
                     self.records.append(
                         await make_record(
-                            s, source=source, key=f"k{i}", line=line, member_id=self.members[i % 3]
+                            s,
+                            source=source,
+                            key=f"{self.tag}k{i}",
+                            line=line,
+                            member_id=self.members[i % 3],
                         )
                     )
                     self.model.owners[i] = i % MEMBERS
@@ -89,29 +97,33 @@ class LedgerMachine(RuleBasedStateMachine):
     def purchase(self, record: int, amount: int, shipping: int) -> None:
         source, line = RECORDS[record]
         self.seq += 1
-        external = f"o{self.seq}"
+        external = f"{self.tag}o{self.seq}"
 
         async def go() -> int:
             async with self.db.unit_of_work() as s:
                 act = await make_activity(
                     s,
                     external_id=external,
-                    key=f"k{record}",
+                    key=f"{self.tag}k{record}",
                     source=source,
                     line=line,
                     amount_fen=amount,
                     occurred_at=self.now,
                     details={"shipping_fen": shipping},
                 )
-                await accrue_activities(session=s, program=PROGRAM, activity_ids=[act], now=self.now)
+                await accrue_activities(
+                    session=s, program=PROGRAM, activity_ids=[act], now=self.now
+                )
             return act
 
         act = self.run(go())
         from ledger_model import earn
 
         points, growth = earn(line, amount, shipping)
-        acc = MAccrual(record=record, line=line, amount_fen=amount, points=points, growth=growth, lot=None)
-        self.model.accrue(acc, self.now, shipping); print("PURCHASE", amount, points, self.model.balances(self.model.owners[record]))
+        acc = MAccrual(
+            record=record, line=line, amount_fen=amount, points=points, growth=growth, lot=None
+        )
+        self.model.accrue(acc, self.now, shipping)
         self.activities.append((act, acc, external))
 
     @precondition(lambda self: self.activities)
@@ -127,7 +139,7 @@ class LedgerMachine(RuleBasedStateMachine):
             async with self.db.unit_of_work() as s:
                 rid = await make_activity(
                     s,
-                    external_id=f"r{self.seq}",
+                    external_id=f"{self.tag}r{self.seq}",
                     key=None,
                     source=source,
                     line=acc.line,
@@ -136,7 +148,9 @@ class LedgerMachine(RuleBasedStateMachine):
                     original=external,
                     occurred_at=self.now,
                 )
-                await accrue_activities(session=s, program=PROGRAM, activity_ids=[rid], now=self.now)
+                await accrue_activities(
+                    session=s, program=PROGRAM, activity_ids=[rid], now=self.now
+                )
 
         self.run(go())
         if not acc.cancelled:
@@ -150,7 +164,9 @@ class LedgerMachine(RuleBasedStateMachine):
         async def go() -> None:
             async with self.db.unit_of_work() as s:
                 await set_status(s, act, "cancelled")
-                await accrue_activities(session=s, program=PROGRAM, activity_ids=[act], now=self.now)
+                await accrue_activities(
+                    session=s, program=PROGRAM, activity_ids=[act], now=self.now
+                )
 
         self.run(go())
         if not acc.cancelled:
@@ -164,7 +180,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
         async def go() -> None:
             async with self.db.unit_of_work() as s:
-                await accrue_activities(session=s, program=PROGRAM, activity_ids=[act], now=self.now)
+                await accrue_activities(
+                    session=s, program=PROGRAM, activity_ids=[act], now=self.now
+                )
 
         self.run(go())
 
@@ -209,7 +227,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     await adjust_points(
                         session=s,
                         program=PROGRAM,
-                        actor=AGENT,
+                        actor=self.agent,
                         member_id=self.members[member],
                         amount=amount,
                         reason="测试调整",
@@ -254,9 +272,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     text("UPDATE member SET status = 'merged', merged_into = :b WHERE id = :a"),
                     {"a": a, "b": b},
                 )
-                await follow_merge(
-                    session=s, program=PROGRAM, absorbed=a, survivor=b, now=self.now
-                )
+                await follow_merge(session=s, program=PROGRAM, absorbed=a, survivor=b, now=self.now)
 
         self.run(go())
         self.model.merge(absorbed, survivor)
@@ -288,16 +304,27 @@ class LedgerMachine(RuleBasedStateMachine):
             return
 
         async def go() -> tuple[list[str], dict[int, dict[str, int]], dict[int, int]]:
+            mine = "(" + ", ".join(str(m) for m in self.members) + ")"
             async with self.db.read() as s:
                 found = await problems(s)
                 rows = await s.execute(
-                    text("SELECT member_id, kind, balance FROM loyalty_account WHERE member_id IS NOT NULL")
+                    text(
+                        "SELECT member_id, kind, balance FROM loyalty_account WHERE member_id IN "
+                        + mine
+                    )
                 )
                 balances: dict[int, dict[str, int]] = {}
                 for m, kind, balance in rows:
                     balances.setdefault(m, {})[kind.removeprefix("member_")] = balance
                 growth = dict(
-                    (await s.execute(text("SELECT member_id, sum(amount) FROM loyalty_growth GROUP BY 1"))).all()
+                    (
+                        await s.execute(
+                            text(
+                                "SELECT member_id, sum(amount) FROM loyalty_growth "
+                                "WHERE member_id IN " + mine + " GROUP BY 1"
+                            )
+                        )
+                    ).all()
                 )
             return found, balances, growth
 
@@ -323,9 +350,18 @@ async def _truncate(db: Database) -> None:
 
 
 @pytest.fixture
-def machine(database_url: str) -> type[LedgerMachine]:
-    LedgerMachine.url = database_url; print("FIXTURE")
-    return LedgerMachine
+def machine(database_url: str) -> Iterator[type[LedgerMachine]]:
+    LedgerMachine.url = database_url
+    yield LedgerMachine
+
+    async def clean() -> None:
+        db = Database(database_url, pool_size=1)
+        try:
+            await _truncate(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(clean())
 
 
 def test_ledger_matches_model(machine: type[LedgerMachine]) -> None:

@@ -1,18 +1,19 @@
 """The ingest pipeline: parsed items → batches → database, with counts, errors and hooks.
 
 ``ingest(db=..., items=..., ...)`` takes any iterator of canonical items (what a connector
-yields), cuts it into batches of at most ``batch_size``, turns each batch into rows in a worker
-thread while the previous batch is being written, and commits one transaction per batch. After
+yields), cuts it into batches of at most ``batch_size``, turns each batch into rows (in a worker
+process while the previous batch is being written, see ``worker``) and commits one transaction
+per batch. After
 each batch lands, the ``IngestHooks`` seam is called inside the same transaction: identity
 resolution and loyalty accrual plug in there, so a batch is all-or-nothing across them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import contextlib
+import functools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,13 +21,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import Database
-from hub.core.errors import HubError
 from hub.core.pii import KeyRing
-from hub.core.records import Activity, Parsed, RowError, SourceRecord
+from hub.core.records import Activity, Parsed, SourceRecord
 from hub.core.telemetry import tracer
-from hub.flows.ingest.report import IngestReport
-from hub.flows.ingest.rows import ActivityRow, RecordRow, activity_row, record_row
+from hub.flows.ingest.batch import PreparedBatch, prepare_batch
+from hub.flows.ingest.report import FileCounts, IngestReport
 from hub.flows.ingest.store import Written, write_batch
+from hub.flows.ingest.worker import prepared_batches
 
 DEFAULT_BATCH = 5_000
 MAX_BATCH = 50_000
@@ -52,84 +53,39 @@ class NoHooks:
         return None
 
 
-@dataclass
-class _Prepared:
-    records: list[RecordRow]
-    activities: list[ActivityRow]
-    parsed_records: dict[tuple[str, str], SourceRecord]
-    parsed_activities: dict[tuple[str, str], Activity]
-    # per item in file order: (file, key side, key, content hash), for counting outcomes
-    items: list[tuple[str, str, tuple[str, str], str]]
-    errors: list[RowError]
-
-
-def _prepare(chunk: list[tuple[str, Parsed]], keyring: KeyRing) -> _Prepared:
-    records: dict[tuple[str, str], RecordRow] = {}
-    activities: dict[tuple[str, str], ActivityRow] = {}
-    parsed_records: dict[tuple[str, str], SourceRecord] = {}
-    parsed_activities: dict[tuple[str, str], Activity] = {}
-    items: list[tuple[str, str, tuple[str, str], str]] = []
-    errors: list[RowError] = []
-    for filename, item in chunk:
-        if isinstance(item, RowError):
-            errors.append(item)
-        elif isinstance(item, SourceRecord):
-            row = record_row(item, keyring)
-            # The latest observation wins (ties: the larger content hash), whatever the order
-            # of files and rows, so re-imports and overlapping files never flip a record back.
-            held = records.get(row.key)
-            if held is None or (row.observed_at, row.content_hash) >= (
-                held.observed_at,
-                held.content_hash,
-            ):
-                records[row.key] = row
-            parsed_records[row.key] = item
-            items.append((filename, "r", row.key, row.content_hash))
-        elif isinstance(item, Activity):
-            arow = activity_row(item, keyring)
-            activities[arow.key] = arow
-            parsed_activities[arow.key] = item
-            items.append((filename, "a", arow.key, arow.content_hash))
-    return _Prepared(
-        list(records.values()),
-        list(activities.values()),
-        parsed_records,
-        parsed_activities,
-        items,
-        errors,
-    )
-
-
-def _count(report: IngestReport, prepared: _Prepared, written: Written) -> None:
-    """Each item read gets one outcome. Per key, the database outcome belongs to the first
-    item carrying the content that was written; every other item for that key changed nothing
-    (a repeat, or an older observation that lost) and counts as unchanged."""
-    winners = {("r", r.key): r.content_hash for r in prepared.records}
-    winners.update({("a", a.key): a.content_hash for a in prepared.activities})
-    settled: set[tuple[str, tuple[str, str]]] = set()
-    for filename, side, key, content in prepared.items:
-        counts = report.file(filename)
-        counts.read += 1
-        ident = (side, key)
-        if ident in settled or winners.get(ident) != content:
-            counts.unchanged += 1
+def _count(report: IngestReport, prepared: PreparedBatch, written: Written) -> None:
+    """Each item read gets one outcome: unchanged, unless it is the item credited with a row the
+    database inserted or updated (a repeat, or an older observation that lost, changed nothing)."""
+    files: dict[str, FileCounts] = {}
+    for filename, n in prepared.read.items():
+        counts = files[filename] = report.file(filename)
+        counts.read += n
+        counts.unchanged += n
+    for keys, credited, new, updated in (
+        (
+            prepared.staged.record_keys,
+            prepared.record_files,
+            written.new_records,
+            written.updated_records,
+        ),
+        (
+            prepared.staged.activity_keys,
+            prepared.activity_files,
+            written.new_activities,
+            written.updated_activities,
+        ),
+    ):
+        if not new and not updated:
             continue
-        settled.add(ident)
-        new = written.new_records if side == "r" else written.new_activities
-        updated = written.updated_records if side == "r" else written.updated_activities
-        if key in new:
-            counts.new += 1
-        elif key in updated:
-            counts.updated += 1
-        else:
-            counts.unchanged += 1
+        for key, filename in zip(keys, credited, strict=True):
+            if key in new:
+                files[filename].unchanged -= 1
+                files[filename].new += 1
+            elif key in updated:
+                files[filename].unchanged -= 1
+                files[filename].updated += 1
     for error in prepared.errors:
         report.reject(error)
-
-
-def _chunks(items: Iterator[tuple[str, Parsed]], size: int) -> Iterator[list[tuple[str, Parsed]]]:
-    while chunk := list(itertools.islice(items, size)):
-        yield chunk
 
 
 async def start_run(*, db: Database, actor: str, connector: str) -> int:
@@ -197,40 +153,31 @@ async def ingest(
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
     hooks = hooks or NoHooks()
-    chunks = _chunks(iter(items), batch_size)
-
-    def next_prepared() -> _Prepared | None:
-        chunk = next(chunks, None)
-        return None if chunk is None else _prepare(chunk, keyring)
-
-    pending: asyncio.Future[_Prepared | None] = asyncio.ensure_future(
-        asyncio.to_thread(next_prepared)
+    prepare = functools.partial(
+        prepare_batch, keyring=keyring, keep_parsed=not isinstance(hooks, NoHooks)
     )
-    while True:
-        try:
-            prepared = await pending
-        except HubError as exc:
-            report.failed = exc.message
-            break
-        if prepared is None:
-            break
-        # Parse and prepare the next batch while this one is written.
-        pending = asyncio.ensure_future(asyncio.to_thread(next_prepared))
-        with tracer.start_as_current_span("ingest.batch") as span:
-            span.set_attribute("hub.batch.records", len(prepared.records))
-            span.set_attribute("hub.batch.activities", len(prepared.activities))
-            async with db.unit_of_work() as session:
-                written = await write_batch(
-                    session=session,
-                    records=prepared.records,
-                    activities=prepared.activities,
-                    import_run_id=report.import_run_id,
-                )
-                await hooks.batch_landed(
-                    session=session,
-                    batch=LandedBatch(written, prepared.parsed_records, prepared.parsed_activities),
-                )
-        _count(report, prepared, written)
-        if progress is not None:
-            progress(report.total("read"), report.total("rejected"))
+    # Batch n + 1 is parsed and prepared (in a worker process) while batch n is written.
+    batches = prepared_batches(iter(items), prepare=prepare, batch_size=batch_size, report=report)
+    async with contextlib.aclosing(batches):
+        async for prepared in batches:
+            await _land(db=db, hooks=hooks, report=report, prepared=prepared)
+            if progress is not None:
+                progress(report.total("read"), report.total("rejected"))
     return report
+
+
+async def _land(
+    *, db: Database, hooks: IngestHooks, report: IngestReport, prepared: PreparedBatch
+) -> None:
+    with tracer.start_as_current_span("ingest.batch") as span:
+        span.set_attribute("hub.batch.records", len(prepared.staged.record_keys))
+        span.set_attribute("hub.batch.activities", len(prepared.staged.activity_keys))
+        async with db.unit_of_work() as session:
+            written = await write_batch(
+                session=session, staged=prepared.staged, import_run_id=report.import_run_id
+            )
+            await hooks.batch_landed(
+                session=session,
+                batch=LandedBatch(written, prepared.parsed_records, prepared.parsed_activities),
+            )
+    _count(report, prepared, written)

@@ -1,5 +1,8 @@
 """Writing one batch: COPY into session-local staging tables, then set-based upserts.
 
+``stage`` turns prepared rows into COPY text (pure, run where the rows are prepared);
+``write_batch`` streams it into temporary tables and upserts from there.
+
 A batch is one transaction. Upserts only touch rows whose content hash changed, so importing
 the same data again writes nothing; an import killed between batches and run again ends in the
 same state as one clean run.
@@ -7,7 +10,9 @@ same state as one clean run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -148,6 +153,116 @@ ACTIVITY_COLUMNS = (
     "content_hash",
 )
 
+# COPY's text format: tab-separated, \N for NULL, and backslash, tab, newline and carriage return
+# escaped. Digests, enum values, slugs, numbers and ISO times never need it; JSON text has no
+# raw control characters but may hold backslashes.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def _json(value: str) -> str:
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
+def _time(value: datetime | None) -> str:
+    return "\\N" if value is None else value.isoformat()
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """One de-duplicated batch as COPY text for the staging tables.
+
+    Built where the rows are prepared (the worker process), so the importing process only
+    streams bytes to the server and reads back the outcome by key.
+    """
+
+    records: bytes
+    identifiers: bytes
+    activities: bytes
+    record_keys: list[tuple[str, str]]
+    activity_keys: list[tuple[str, str]]
+    resolve_originals: bool  # a POS return names its sale only as "store:*:serial"
+
+
+def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> StagedBatch:
+    """COPY text for one batch (at most one row per key on each side)."""
+    record_lines = []
+    ident_lines = []
+    for seq, r in enumerate(records):
+        source, key = _text(r.source), _text(r.source_key)
+        record_lines.append(
+            "\t".join(
+                (
+                    str(seq),
+                    source,
+                    key,
+                    r.business_line,
+                    r.observed_at.isoformat(),
+                    r.content_hash,
+                    _text(r.pii_enc),
+                    _text(r.gender),
+                    _json(r.consents),
+                    _json(r.attributes),
+                )
+            )
+        )
+        for kind, scope, digest, verified, verified_at, masked in r.identifiers:
+            ident_lines.append(
+                "\t".join(
+                    (
+                        source,
+                        key,
+                        kind,
+                        _text(scope),
+                        digest,
+                        "t" if verified else "f",
+                        _time(verified_at),
+                        _text(masked),
+                    )
+                )
+            )
+    activity_lines = [
+        "\t".join(
+            (
+                str(seq),
+                _text(a.source),
+                _text(a.external_id),
+                a.kind,
+                a.business_line,
+                _text(a.source_key),
+                str(a.amount_fen),
+                str(a.quantity),
+                a.occurred_at.isoformat(),
+                a.status,
+                _text(a.original_external_id),
+                _json(a.details),
+                a.content_hash,
+            )
+        )
+        for seq, a in enumerate(activities)
+    ]
+    return StagedBatch(
+        records=_copy_text(record_lines),
+        identifiers=_copy_text(ident_lines),
+        activities=_copy_text(activity_lines),
+        record_keys=[r.key for r in records],
+        activity_keys=[a.key for a in activities],
+        resolve_originals=any(
+            a.original_external_id and ":*:" in a.original_external_id for a in activities
+        ),
+    )
+
+
+def _copy_text(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
 
 @dataclass
 class Written:
@@ -172,76 +287,34 @@ async def driver_connection(session: AsyncSession) -> Any:
     return apg
 
 
+async def _copy(apg: Any, table: str, data: bytes, columns: Sequence[str]) -> None:
+    # A memoryview: asyncpg would take plain bytes for a file name.
+    await apg.copy_to_table(table, source=memoryview(data), columns=columns)
+
+
 async def write_batch(
     *,
     session: AsyncSession,
-    records: list[RecordRow],
-    activities: list[ActivityRow],
+    staged: StagedBatch,
     import_run_id: int | None,
 ) -> Written:
-    """Upsert one de-duplicated batch (at most one row per key on each side)."""
+    """Upsert one staged batch inside the session's transaction."""
     apg = await driver_connection(session)
     await apg.execute(_STAGING)
     written = Written()
-    if records:
-        await apg.copy_records_to_table(
-            "stage_record",
-            records=[
-                (
-                    i,
-                    r.source,
-                    r.source_key,
-                    r.business_line,
-                    r.observed_at,
-                    r.content_hash,
-                    r.pii_enc,
-                    r.gender,
-                    r.consents,
-                    r.attributes,
-                )
-                for i, r in enumerate(records)
-            ],
-            columns=RECORD_COLUMNS,
-        )
-        ident_rows = [
-            (r.source, r.source_key, kind, scope, digest, verified, verified_at, masked)
-            for r in records
-            for kind, scope, digest, verified, verified_at, masked in r.identifiers
-        ]
-        if ident_rows:
-            await apg.copy_records_to_table(
-                "stage_identifier", records=ident_rows, columns=IDENTIFIER_COLUMNS
-            )
+    if staged.records:
+        await _copy(apg, "stage_record", staged.records, RECORD_COLUMNS)
+        if staged.identifiers:
+            await _copy(apg, "stage_identifier", staged.identifiers, IDENTIFIER_COLUMNS)
         for row in await apg.fetch(_UPSERT_RECORDS, import_run_id):
             target = written.new_records if row["inserted"] else written.updated_records
             target[(row["source"], row["source_key"])] = row["id"]
         changed = [*written.new_records.values(), *written.updated_records.values()]
-        if changed and ident_rows:
+        if changed and staged.identifiers:
             await apg.execute(_INSERT_IDENTIFIERS, changed)
-    if activities:
-        await apg.copy_records_to_table(
-            "stage_activity",
-            records=[
-                (
-                    i,
-                    a.source,
-                    a.external_id,
-                    a.kind,
-                    a.business_line,
-                    a.source_key,
-                    a.amount_fen,
-                    a.quantity,
-                    a.occurred_at,
-                    a.status,
-                    a.original_external_id,
-                    a.details,
-                    a.content_hash,
-                )
-                for i, a in enumerate(activities)
-            ],
-            columns=ACTIVITY_COLUMNS,
-        )
-        if any(a.original_external_id and ":*:" in a.original_external_id for a in activities):
+    if staged.activities:
+        await _copy(apg, "stage_activity", staged.activities, ACTIVITY_COLUMNS)
+        if staged.resolve_originals:
             await apg.execute(_RESOLVE_ORIGINALS)
         for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
             target = written.new_activities if row["inserted"] else written.updated_activities

@@ -1,13 +1,15 @@
 """Identity store: the engine's lookup keys, engine clusters, agent pins, review detail.
 
 - ``source_block`` holds, per source record, keyed hashes of what incremental resolution needs to
-  find candidates without scanning: blocking keys (``b:``), identifier hashes counted for fan-out
-  (``h:``) and the normalised-name search key (``n:``). Counting rows per key tells whether a
-  block is over its size limit or a key over its fan-out limit, exactly as a batch run would see.
+  find candidates without scanning: blocking keys (``b:``) and identifier hashes counted for
+  fan-out (``h:``) — counting rows per key tells whether a block is over its size limit or a key
+  over its fan-out limit, exactly as a batch run would see — plus the agents' search keys: any
+  identifier value (``s:``) and the normalised name (``n:``).
 - ``source_record.engine_root`` is the engine's cluster (its first record), which can differ from
   the member when an agent decided otherwise; ``member_pinned`` marks records whose member an
   agent decided, so automatic resolution never moves them.
 - ``identity_event.batch`` groups the events of one operation (``identity_operation_seq``).
+- ``review_item`` remembers the rule and detail of a refused merge (never a value).
 
 Revision ID: 0005
 Revises: 0004
@@ -37,6 +39,8 @@ STATEMENTS = [
     "CREATE INDEX review_item_b ON review_item (record_b)",
     "CREATE SEQUENCE identity_operation_seq",
     "CREATE INDEX identity_event_batch ON identity_event (batch)",
+    # Agents look people up by an order / folio number without knowing its source.
+    "CREATE INDEX activity_external_id ON activity (external_id)",
 ]
 
 
@@ -46,6 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX activity_external_id")
     op.execute("DROP INDEX identity_event_batch")
     op.execute("DROP SEQUENCE identity_operation_seq")
     op.execute("DROP INDEX review_item_b")

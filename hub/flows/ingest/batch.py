@@ -1,0 +1,95 @@
+"""One batch of parsed items → staged rows, and which item each row's outcome is credited to.
+
+``prepare_batch`` is pure and CPU-bound (hashing, encryption, COPY text); the pipeline runs it in
+a worker process, so what it returns is kept small: COPY bytes, keys and per-file tallies rather
+than row objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hub.core.pii import KeyRing
+from hub.core.records import Activity, Parsed, RowError, SourceRecord
+from hub.flows.ingest.rows import ActivityRow, RecordRow, activity_row, record_row
+from hub.flows.ingest.store import StagedBatch, stage
+
+# Everything a SourceRecord holds but its observation time: two records of one key that agree on
+# these have the same row apart from ``observed_at`` (a buyer seen on each of their orders).
+_RECORD_CONTENT = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(SourceRecord) if f.name != "observed_at")
+)
+
+
+@dataclass
+class PreparedBatch:
+    staged: StagedBatch
+    # Items read per file. Per written row, the file of the first item that carried the content
+    # written: that item gets the database's outcome; every other item changed nothing.
+    read: Counter[str]
+    record_files: list[str]
+    activity_files: list[str]
+    errors: list[RowError]
+    parsed_records: dict[tuple[str, str], SourceRecord] = field(default_factory=dict)
+    parsed_activities: dict[tuple[str, str], Activity] = field(default_factory=dict)
+
+
+def prepare_batch(
+    chunk: list[tuple[str, Parsed]], keyring: KeyRing, *, keep_parsed: bool = True
+) -> PreparedBatch:
+    """Rows for a chunk, at most one per key: the latest observation of a record, the last
+    occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks."""
+    records: dict[tuple[str, str], RecordRow] = {}
+    activities: dict[tuple[str, str], ActivityRow] = {}
+    parsed_records: dict[tuple[str, str], SourceRecord] = {}
+    parsed_activities: dict[tuple[str, str], Activity] = {}
+    read: Counter[str] = Counter()
+    credit: dict[tuple[str, tuple[str, str], str], str] = {}
+    errors: list[RowError] = []
+    # Hashing and encryption are most of the cost of a row; a record repeated in the batch with
+    # the same content reuses its row (the same ciphertext for the same plaintext and row).
+    built: dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]] = {}
+    for filename, item in chunk:
+        if isinstance(item, RowError):
+            errors.append(item)
+            continue
+        read[filename] += 1
+        if isinstance(item, SourceRecord):
+            content = _RECORD_CONTENT(item)
+            earlier = built.get((item.source, item.source_key))
+            if earlier is not None and earlier[0] == content:
+                row = earlier[1]._replace(observed_at=item.observed_at)
+            else:
+                row = record_row(item, keyring)
+                built[(item.source, item.source_key)] = (content, row)
+            key = row.key
+            # The latest observation wins (ties: the larger content hash), whatever the order
+            # of files and rows, so re-imports and overlapping files never flip a record back.
+            held = records.get(key)
+            if held is None or (row.observed_at, row.content_hash) >= (
+                held.observed_at,
+                held.content_hash,
+            ):
+                records[key] = row
+            parsed_records[key] = item
+            credit.setdefault(("r", key, row.content_hash), filename)
+        elif isinstance(item, Activity):
+            arow = activity_row(item, keyring)
+            activities[arow.key] = arow
+            parsed_activities[arow.key] = item
+            credit.setdefault(("a", arow.key, arow.content_hash), filename)
+    record_rows = list(records.values())
+    activity_rows = list(activities.values())
+    return PreparedBatch(
+        staged=stage(record_rows, activity_rows),
+        read=read,
+        record_files=[credit[("r", r.key, r.content_hash)] for r in record_rows],
+        activity_files=[credit[("a", a.key, a.content_hash)] for a in activity_rows],
+        errors=errors,
+        # Nothing reads them without hooks, and from a worker they would cost a pickling.
+        parsed_records=parsed_records if keep_parsed else {},
+        parsed_activities=parsed_activities if keep_parsed else {},
+    )

@@ -1,0 +1,189 @@
+"""Parsing and preparing batches in a worker process while the database writes the last one.
+
+Parsing, hashing and encryption are pure Python and hold the GIL: in a thread they only take
+turns with the writer. So once an import spans more than one batch, a forked worker process
+runs the item iterator and ``prepare`` and hands finished batches back through a pipe; the
+importing process keeps the database work, the hooks and the report.
+
+- Constant memory: the worker blocks on the pipe until the previous batch is taken, so at most
+  one batch is being written and one is waiting.
+- No orphans: Ctrl-C is left to the importing process, which ends the worker in ``finally``; a
+  worker whose importer died gets a broken pipe at its next batch and exits.
+- Same errors: a ``HubError`` from the iterator ends the stream as ``report.failed``, as before;
+  any other exception is raised again in the importer.
+- The iterator may record on the report which connector read a file and which files it refused
+  (``hub.importer`` does); those two maps travel back with every batch.
+
+Fork is what lets the iterator (a generator over open files) carry on in the worker without being
+picklable; where fork is not available everything runs in-process, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import multiprocessing
+import pickle
+import signal
+from collections.abc import AsyncGenerator, Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from hub.core.errors import HubError
+from hub.core.records import Parsed
+from hub.flows.ingest.report import IngestReport
+
+_T = TypeVar("_T")
+Chunk = list[tuple[str, Parsed]]
+_JOIN_TIMEOUT_S = 5.0
+_GC_THRESHOLDS = (100_000, 50, 100)
+
+
+class WorkerDiedError(RuntimeError):
+    """The worker process ended without saying why (killed, out of memory)."""
+
+
+def _chunks(items: Iterator[tuple[str, Parsed]], size: int) -> Iterator[Chunk]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+def _report_state(report: IngestReport) -> tuple[dict[str, str], dict[str, str]]:
+    return dict(report.chosen), dict(report.refused_files)
+
+
+def _work(
+    reader: Connection,
+    writer: Connection,
+    chunks: Iterator[Chunk],
+    prepare: Callable[[Chunk], Any],
+    report: IngestReport,
+) -> None:
+    """The worker's whole life: prepare every remaining chunk and send it, then say done."""
+    reader.close()  # else a dead importer's pipe stays open here and a send blocks forever
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importer's to handle
+    # Parsing allocates millions of short-lived, acyclic objects; at the default thresholds the
+    # collector ran so often it took a third of the worker's time (measured). Objects inherited
+    # from the importer are frozen: never scanned, and their pages never copied for the scan.
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        for chunk in chunks:
+            writer.send(("batch", prepare(chunk), _report_state(report)))
+        writer.send(("done", None, _report_state(report)))
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the importer is gone; nobody is left to tell
+    except HubError as exc:
+        writer.send(("failed", exc.message, _report_state(report)))
+    except Exception as exc:  # noqa: BLE001 - every failure is handed to the importer
+        try:
+            pickle.dumps(exc)
+        except Exception:  # noqa: BLE001 - an exception that cannot travel is described instead
+            exc = RuntimeError(f"import worker failed: {exc.__class__.__name__}: {exc}")
+        writer.send(("error", exc, _report_state(report)))
+    finally:
+        writer.close()
+
+
+async def _receive(conn: Connection) -> tuple[str, Any, tuple[dict[str, str], dict[str, str]]]:
+    """The next message, awaited without blocking the event loop while the worker is busy."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(conn.fileno(), readable)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(conn.fileno())
+    try:
+        # The worker pickles a batch whole before writing it, so once the pipe is readable the
+        # rest of the message follows at memory speed.
+        message: tuple[str, Any, tuple[dict[str, str], dict[str, str]]] = conn.recv()
+    except EOFError:
+        raise WorkerDiedError("the import worker process ended unexpectedly") from None
+    return message
+
+
+async def prepared_batches(
+    items: Iterator[tuple[str, Parsed]],
+    *,
+    prepare: Callable[[Chunk], _T],
+    batch_size: int,
+    report: IngestReport,
+) -> AsyncGenerator[_T, None]:
+    """``prepare`` of each ``batch_size`` slice of ``items``, in order.
+
+    The first batch is prepared here (a small import never starts a process); if more follow,
+    a worker prepares them while the caller writes this one. A ``HubError`` from ``items`` sets
+    ``report.failed`` and ends the stream after the batches before it.
+    """
+    chunks = _chunks(items, batch_size)
+    try:
+        first = next(chunks, None)
+    except HubError as exc:
+        report.failed = exc.message
+        return
+    if first is None:
+        return
+    if len(first) < batch_size or "fork" not in multiprocessing.get_all_start_methods():
+        async for prepared in _in_process(first, chunks, prepare, report):
+            yield prepared
+        return
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    worker = multiprocessing.get_context("fork").Process(
+        target=_work,
+        args=(reader, writer, chunks, prepare, report),
+        name="hub-import-worker",
+        daemon=True,
+    )
+    worker.start()
+    writer.close()  # only the worker writes; its exit then reads as EOF here
+    finished = False
+    try:
+        yield prepare(first)
+        while True:
+            kind, payload, (chosen, refused) = await _receive(reader)
+            report.chosen.update(chosen)
+            report.refused_files.update(refused)
+            if kind == "batch":
+                yield payload
+                continue
+            finished = True
+            if kind == "failed":
+                report.failed = payload
+            elif kind == "error":
+                raise payload
+            return
+    finally:
+        reader.close()
+        # A worker that said its last word is exiting; any other is stopped (error, Ctrl-C).
+        worker.join(_JOIN_TIMEOUT_S if finished else 0)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(_JOIN_TIMEOUT_S)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+async def _in_process(
+    first: Chunk,
+    chunks: Iterator[Chunk],
+    prepare: Callable[[Chunk], _T],
+    report: IngestReport,
+) -> AsyncGenerator[_T, None]:
+    yield prepare(first)
+    while True:
+        try:
+            chunk = next(chunks, None)
+        except HubError as exc:
+            report.failed = exc.message
+            return
+        if chunk is None:
+            return
+        yield prepare(chunk)

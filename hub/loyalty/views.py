@@ -1,0 +1,272 @@
+"""Read models for a member's loyalty page, batched over many members (one query each).
+
+Every function takes a list of member ids and answers for all of them with a fixed number of
+statements, so GraphQL DataLoaders can resolve any number of members in constant round trips.
+Reads go through the SQLAlchemy session (not the raw driver) so statement counting sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, INTEGER, TEXT, TIMESTAMP
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.loyalty import benefits as rules
+from hub.loyalty.model import Program
+from hub.loyalty.tiers import evaluation_period, next_tier
+
+EXPIRING_SOON = timedelta(days=90)
+MAX_EXPIRING = 12  # expiry dates listed per member
+MAX_PAGE = 100
+
+_IDS = bindparam("ids", type_=ARRAY(BIGINT))
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    amount: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LineBalance:
+    line: str
+    available: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointsView:
+    available: int  # spendable, net of any clawback debt (may be negative)
+    pending: int
+    debt: int
+    expiring_soon: list[Expiring] = field(default_factory=list)
+    by_business_line: list[LineBalance] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TierView:
+    code: str
+    name: str
+    growth: int  # in the current evaluation period
+    next_tier: str | None
+    progress: float  # toward the next tier, 0..1 (1 at the top tier)
+    retention: int  # growth still needed this period to keep the tier (0: kept)
+    period_end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BenefitView:
+    code: str
+    line: str
+    description: str
+    period: str
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    id: int
+    at: datetime
+    code: str
+    delta: int  # change of available + debt for the member
+    pending_delta: int
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    entries: list[LedgerEntry]
+    has_next: bool
+
+
+async def existing_members(*, session: AsyncSession, member_ids: Sequence[int]) -> set[int]:
+    rows = await session.execute(
+        text("SELECT id FROM member WHERE id = ANY(:ids)").bindparams(_IDS), {"ids": member_ids}
+    )
+    return {r[0] for r in rows}
+
+
+async def points(
+    *, session: AsyncSession, member_ids: Sequence[int], at: datetime
+) -> dict[int, PointsView]:
+    result = await session.execute(
+        text(
+            """
+            SELECT member_id, 'account' AS part, kind AS label, balance AS amount,
+                   NULL::timestamptz AS at
+              FROM loyalty_account WHERE member_id = ANY(:ids)
+            UNION ALL
+            SELECT member_id, 'line', issuer_line, sum(remaining), NULL FROM loyalty_lot
+              WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
+                AND (expires_at IS NULL OR expires_at > :at)
+              GROUP BY member_id, issuer_line
+            UNION ALL
+            SELECT member_id, 'expiring', NULL, sum(remaining), expires_at FROM loyalty_lot
+              WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
+                AND expires_at > :at AND expires_at <= :soon
+              GROUP BY member_id, expires_at
+            """
+        ).bindparams(_IDS),
+        {"ids": list(member_ids), "at": at, "soon": at + EXPIRING_SOON},
+    )
+    accounts: dict[int, dict[str, int]] = {}
+    lines: dict[int, list[LineBalance]] = {}
+    expiring: dict[int, list[Expiring]] = {}
+    for member, part, label, amount, when in result:
+        if part == "account":
+            accounts.setdefault(member, {})[label] = int(amount)
+        elif part == "line":
+            lines.setdefault(member, []).append(LineBalance(label, int(amount)))
+        else:
+            expiring.setdefault(member, []).append(Expiring(int(amount), when))
+    views: dict[int, PointsView] = {}
+    for member in member_ids:
+        acc = accounts.get(member, {})
+        debt = acc.get("member_debt", 0)
+        views[member] = PointsView(
+            available=acc.get("member_available", 0) + debt,
+            pending=acc.get("member_pending", 0),
+            debt=debt,
+            expiring_soon=sorted(expiring.get(member, []), key=lambda e: e.expires_at)[
+                :MAX_EXPIRING
+            ],
+            by_business_line=sorted(lines.get(member, []), key=lambda b: b.line),
+        )
+    return views
+
+
+async def tiers(
+    *, session: AsyncSession, program: Program, member_ids: Sequence[int], at: datetime
+) -> dict[int, TierView]:
+    result = await session.execute(
+        text(
+            """
+            SELECT s.member_id, s.tier, s.period_end, coalesce(sum(g.amount), 0)
+            FROM loyalty_tier_state s
+            LEFT JOIN loyalty_growth g ON g.member_id = s.member_id
+              AND g.earned_at >= s.period_start AND g.earned_at < s.period_end
+            WHERE s.member_id = ANY(:ids) GROUP BY s.member_id
+            """
+        ).bindparams(_IDS),
+        {"ids": list(member_ids)},
+    )
+    found = {r[0]: (r[1], r[2], max(0, int(r[3]))) for r in result}
+    default_end = evaluation_period(program, at=at, tier_since=at).end
+    views: dict[int, TierView] = {}
+    for member in member_ids:
+        code, period_end, growth = found.get(member, (program.tiers[0].code, default_end, 0))
+        tier = program.tier(code)
+        upper = next_tier(program, code)
+        progress = 1.0 if upper is None else min(1.0, growth / upper.growth_threshold)
+        views[member] = TierView(
+            code=tier.code,
+            name=tier.name,
+            growth=growth,
+            next_tier=upper.code if upper else None,
+            progress=round(progress, 4),
+            retention=max(0, tier.retention_growth - growth),
+            period_end=period_end,
+        )
+    return views
+
+
+async def entitlements(
+    *,
+    session: AsyncSession,
+    program: Program,
+    member_tiers: dict[int, str],
+    at: datetime,
+) -> dict[int, list[BenefitView]]:
+    """Benefits each member's tier gives, with claims left this period."""
+    starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
+    members = list(member_tiers)
+    used: dict[tuple[int, str], int] = {}
+    if starts and members:
+        result = await session.execute(
+            text(
+                "SELECT c.member_id, c.benefit, count(*) FROM loyalty_benefit_claim c "
+                "JOIN unnest(:codes, :starts) AS p(benefit, start) "
+                "ON p.benefit = c.benefit AND p.start = c.period_start "
+                "WHERE c.member_id = ANY(:ids) GROUP BY 1, 2"
+            ).bindparams(
+                _IDS,
+                bindparam("codes", type_=ARRAY(TEXT)),
+                bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))),
+            ),
+            {"ids": members, "codes": list(starts), "starts": list(starts.values())},
+        )
+        used = {(m, b): int(n) for m, b, n in result}
+    return {
+        member: [
+            BenefitView(
+                code=item.code,
+                line=item.line,
+                description=item.description,
+                period=str(item.period),
+                remaining=rules.remaining(item, used.get((member, item.code), 0)),
+            )
+            for item in rules.benefits_for(program, tier_code=tier)
+        ]
+        for member, tier in member_tiers.items()
+    }
+
+
+async def ledger_pages(
+    *, session: AsyncSession, requests: Sequence[tuple[int, int, int | None]]
+) -> list[LedgerPage]:
+    """Newest-first pages of members' transfers for ``(member, first, after id)`` requests."""
+    if not requests:
+        return []
+    result = await session.execute(
+        text(
+            """
+            SELECT k.ord, t.id, t.effective_at, t.code, t.reason,
+              (CASE WHEN c.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END)
+              - (CASE WHEN d.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END),
+              (CASE WHEN c.kind = 'member_pending' THEN t.amount ELSE 0 END)
+              - (CASE WHEN d.kind = 'member_pending' THEN t.amount ELSE 0 END)
+            FROM unnest(:members, :sizes, :afters) WITH ORDINALITY AS k(member, size, after, ord)
+            CROSS JOIN LATERAL (
+              -- per account, so each side is one backward range scan of (account, id)
+              SELECT DISTINCT ON (u.id) u.* FROM loyalty_account acc
+              CROSS JOIN LATERAL (
+                (SELECT x.* FROM loyalty_transfer x WHERE x.debit_account = acc.id
+                   AND x.id < coalesce(k.after, 9223372036854775807)
+                 ORDER BY x.id DESC LIMIT k.size + 1)
+                UNION ALL
+                (SELECT x.* FROM loyalty_transfer x WHERE x.credit_account = acc.id
+                   AND x.id < coalesce(k.after, 9223372036854775807)
+                 ORDER BY x.id DESC LIMIT k.size + 1)
+              ) u
+              WHERE acc.member_id = k.member
+              ORDER BY u.id DESC LIMIT k.size + 1) t
+            JOIN loyalty_account d ON d.id = t.debit_account
+            JOIN loyalty_account c ON c.id = t.credit_account
+            ORDER BY k.ord, t.id DESC
+            """
+        ).bindparams(
+            bindparam("members", type_=ARRAY(BIGINT)),
+            bindparam("sizes", type_=ARRAY(INTEGER)),
+            bindparam("afters", type_=ARRAY(BIGINT)),
+        ),
+        {
+            "members": [r[0] for r in requests],
+            "sizes": [min(max(r[1], 0), MAX_PAGE) for r in requests],
+            "afters": [r[2] for r in requests],
+        },
+    )
+    entries: dict[int, list[LedgerEntry]] = {}
+    for ord_, tid, at, code, reason, delta, pending in result:
+        entries.setdefault(ord_, []).append(
+            LedgerEntry(tid, at, code, int(delta), int(pending), reason)
+        )
+    pages: list[LedgerPage] = []
+    for i, (_, size, _) in enumerate(requests, start=1):
+        found = entries.get(i, [])
+        size = min(max(size, 0), MAX_PAGE)
+        pages.append(LedgerPage(found[:size], len(found) > size))
+    return pages

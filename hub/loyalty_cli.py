@@ -1,0 +1,128 @@
+"""Loyalty commands for the ``hub`` CLI: expiry, tier evaluation, pending release, ledger check.
+
+``loyalty_app`` is mounted on the main command by ``hub.cli`` (``app.add_typer(loyalty_app)``
+merges its commands at the top level), giving::
+
+    hub expire --as-of 2027-01-01
+    hub tiers evaluate --as-of 2027-01-01
+    hub pending release --as-of 2026-03-20
+    hub ledger check
+
+Each job runs in one transaction and is idempotent for its date, so cron can simply run it
+again after a failure. ``--as-of`` is a local date in the program's zone (its first instant);
+it defaults to today.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.core.db import Database, resolve_url
+from hub.core.errors import HubError
+from hub.core.settings import load_settings
+from hub.loyalty import jobs
+from hub.loyalty.invariants import run_checks
+from hub.loyalty.program import configured_program
+
+loyalty_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+tiers_app = typer.Typer(help="Tier (会员等级) evaluation.", no_args_is_help=True)
+pending_app = typer.Typer(help="Pending points.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The points ledger.", no_args_is_help=True)
+loyalty_app.add_typer(tiers_app, name="tiers")
+loyalty_app.add_typer(pending_app, name="pending")
+loyalty_app.add_typer(ledger_app, name="ledger")
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+AsOf = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Local date (default: today)."),
+]
+
+
+def _database() -> Database:
+    try:
+        settings = load_settings()
+    except HubError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    return Database(resolve_url(settings.database_url, settings.data_dir), pool_size=1)
+
+
+def _run_job(
+    name: str,
+    job: Callable[..., Awaitable[jobs.JobResult]],
+    as_of: datetime | None,
+) -> None:
+    async def go() -> jobs.JobResult:
+        program = configured_program()
+        day = as_of.date() if as_of else datetime.now(program.timezone).date()
+        db = _database()
+        try:
+            async with db.unit_of_work() as session:
+                return await job(session=session, program=program, as_of=day)
+        finally:
+            await db.dispose()
+
+    try:
+        result = asyncio.run(go())
+    except HubError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    changes = "".join(f" {k}={v}" for k, v in sorted(result.changes.items()))
+    console.print(
+        f"{name} as_of={result.as_of.isoformat()} items={result.items} "
+        f"points={result.points}{changes}"
+    )
+
+
+@loyalty_app.command("expire")
+def expire_cmd(as_of: AsOf = None) -> None:
+    """Expire points whose validity ended before the start of --as-of (breakage)."""
+    _run_job("expire", jobs.expire, as_of)
+
+
+@tiers_app.command("evaluate")
+def tiers_evaluate(as_of: AsOf = None) -> None:
+    """Close tier evaluation periods that ended by --as-of: keep (保级) or downgrade."""
+    _run_job("tiers evaluate", jobs.evaluate_tiers, as_of)
+
+
+@pending_app.command("release")
+def pending_release(as_of: AsOf = None) -> None:
+    """Make pending points available when their return window closed by --as-of."""
+    _run_job("pending release", jobs.release_pending, as_of)
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Run every ledger invariant; print each; exit 1 if any is violated."""
+
+    async def go() -> dict[str, list[str]]:
+        db = _database()
+        try:
+            async with db.read() as session:
+                return await _checks(session)
+        finally:
+            await db.dispose()
+
+    results = asyncio.run(go())
+    for name, found in results.items():
+        mark = "[green]ok[/green]" if not found else f"[red]{len(found)} problem(s)[/red]"
+        console.print(f"{name}: {mark}")
+        for detail in found:
+            console.print(f"  - {detail}")
+    if any(results.values()):
+        raise typer.Exit(1)
+
+
+async def _checks(session: AsyncSession) -> dict[str, list[str]]:
+    return {k: [p.detail for p in v] for k, v in (await run_checks(session)).items()}

@@ -1,0 +1,136 @@
+"""What a query may cost, and how much a principal may spend.
+
+Cost is counted on the document before execution: every field costs 1, times the page sizes of
+the lists above it (``first``/``last``; a variable counts as the maximum page). A query over
+``HUB_GRAPHQL_MAX_COST`` is refused; within the limit, its cost is charged to the caller's token
+bucket (``HUB_RATE_LIMIT_COST_PER_S`` refill, ``HUB_RATE_LIMIT_BURST`` capacity), so a client
+that asks for big pages runs out sooner than one that asks for small ones.
+
+The buckets live in the process: with N replicas a caller gets N times the rate. That is the
+documented trade-off; a shared limiter (Redis, or the gateway) replaces this at scale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Generator
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from strawberry.extensions import SchemaExtension
+
+from schema.limits import MAX_PAGE
+
+MAX_BUCKETS = 100_000  # least recently used callers are forgotten past this
+
+
+def _page(field: FieldNode) -> int:
+    for arg in field.arguments or ():
+        if arg.name.value in ("first", "last"):
+            if isinstance(arg.value, IntValueNode):
+                return max(1, min(int(arg.value.value), MAX_PAGE))
+            if isinstance(arg.value, VariableNode):
+                return MAX_PAGE
+    return 1
+
+
+def operation_cost(document: DocumentNode, operation_name: str | None = None) -> int:
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = next(
+        (o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
+        None,
+    )
+    if chosen is None:
+        return 0
+
+    def cost(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                total += 1 + _page(sel) * cost(sel.selection_set, seen)
+            elif isinstance(sel, InlineFragmentNode):
+                total += cost(sel.selection_set, seen)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
+                frag = fragments.get(sel.name.value)
+                if frag is not None:
+                    total += cost(frag.selection_set, seen | {sel.name.value})
+        return total
+
+    return cost(chosen.selection_set, frozenset())
+
+
+class TokenBuckets:
+    def __init__(self, *, rate_per_s: float, burst: float) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, who: str, amount: float) -> float:
+        """Charge ``amount``; 0.0 if allowed, else the seconds until it would be."""
+        now = time.monotonic()
+        with self._lock:
+            level, at = self._buckets.pop(who, (self.burst, now))
+            level = min(self.burst, level + (now - at) * self.rate)
+            if amount > level:
+                self._buckets[who] = (level, now)
+                wait = (amount - level) / self.rate if self.rate > 0 else float("inf")
+            else:
+                self._buckets[who] = (level - amount, now)
+                wait = 0.0
+            while len(self._buckets) > MAX_BUCKETS:
+                self._buckets.popitem(last=False)
+        return wait
+
+
+def _caller(context: object) -> str:
+    principal = getattr(context, "principal", None)
+    if principal is not None and principal.role is not None:
+        return f"{principal.role.value}:{principal.subject}"
+    request = getattr(context, "request", None)
+    client = getattr(request, "client", None)
+    return f"anonymous:{client.host if client else 'local'}"
+
+
+def cost_limiter(max_cost: int, buckets: TokenBuckets | None) -> type[SchemaExtension]:
+    class CostLimiter(SchemaExtension):
+        def on_validate(self) -> Generator[None, None, None]:
+            yield
+            ctx = self.execution_context
+            if ctx.pre_execution_errors or ctx.graphql_document is None:
+                return
+            spent = operation_cost(ctx.graphql_document, ctx.operation_name)
+            error: GraphQLError | None = None
+            if spent > max_cost:
+                error = GraphQLError(
+                    f"query cost {spent} exceeds the limit of {max_cost}; ask for smaller pages",
+                    extensions={"code": "QUERY_TOO_COSTLY", "cost": spent, "limit": max_cost},
+                )
+            elif buckets is not None:
+                wait = buckets.take(_caller(ctx.context), spent)
+                if wait > 0:
+                    error = GraphQLError(
+                        f"RATE_LIMITED: retry in {wait:.1f} s",
+                        extensions={"code": "RATE_LIMITED", "retry_after_s": round(wait, 1)},
+                    )
+            if error is not None:
+                ctx.pre_execution_errors = [*(ctx.pre_execution_errors or []), error]
+
+    return CostLimiter

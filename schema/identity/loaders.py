@@ -1,0 +1,223 @@
+"""Per-request DataLoaders for the identity views: one SQL statement per batch of keys.
+
+Created lazily in the request's ``Context.loaders.extra`` (so a request never sees another's
+cache) and read through the SQLAlchemy session, so the query-count tests see every statement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from strawberry.dataloader import DataLoader
+
+from hub.core.db import Database
+from schema.context import Context
+
+EVENTS_PER_MEMBER = 50
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        loaded = json.loads(value)
+        return loaded if isinstance(loaded, dict) else {}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    id: int
+    status: str
+    merged_into: int | None
+    golden_masked: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    id: int
+    member_id: int | None
+    source: str
+    source_key: str
+    business_line: str
+    observed_at: datetime
+    pinned: bool
+    erased: bool
+
+
+@dataclass(frozen=True)
+class IdentifierRow:
+    kind: str
+    scope: str
+    masked: str | None
+    verified: bool
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    record: int
+    member: int
+    linked_to: int | None
+    rule: str
+    score: float | None
+    explain: dict[str, Any]
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    at: datetime
+    kind: str
+    record: int | None
+    from_member: int | None
+    to_member: int | None
+    rule: str | None
+    actor: str
+    operation: int | None
+
+
+async def _rows(db: Database, sql: str, keys: Sequence[int]) -> list[Any]:
+    async with db.read() as session:
+        return list(await session.execute(text(sql), {"ids": list(keys)}))
+
+
+_RECORD_COLUMNS = (
+    "id, member_id, source, source_key, business_line, observed_at, member_pinned, "
+    "erased_at IS NOT NULL"
+)
+
+
+class MemberByIdLoader(DataLoader[int, MemberRow | None]):
+    def __init__(self, db: Database) -> None:
+        async def load(keys: list[int]) -> list[MemberRow | None]:
+            rows = await _rows(
+                db,
+                "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
+                "FROM member WHERE id = ANY(:ids)",
+                keys,
+            )
+            found = {r[0]: MemberRow(r[0], r[1], r[2], _json(r[3]), r[4], r[5]) for r in rows}
+            return [found.get(k) for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+class SourceRecordByIdLoader(DataLoader[int, RecordRow | None]):
+    def __init__(self, db: Database) -> None:
+        async def load(keys: list[int]) -> list[RecordRow | None]:
+            rows = await _rows(
+                db, f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)", keys
+            )
+            found = {r[0]: RecordRow(*r) for r in rows}
+            return [found.get(k) for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+class SourceRecordsByMemberLoader(DataLoader[int, list[RecordRow]]):
+    def __init__(self, db: Database) -> None:
+        async def load(keys: list[int]) -> list[list[RecordRow]]:
+            rows = await _rows(
+                db,
+                f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE member_id = ANY(:ids) "
+                "ORDER BY id",
+                keys,
+            )
+            out: dict[int, list[RecordRow]] = {k: [] for k in keys}
+            for r in rows:
+                out[r[1]].append(RecordRow(*r))
+            return [out[k] for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+class IdentifiersBySourceRecordLoader(DataLoader[int, list[IdentifierRow]]):
+    def __init__(self, db: Database) -> None:
+        async def load(keys: list[int]) -> list[list[IdentifierRow]]:
+            rows = await _rows(
+                db,
+                "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
+                "WHERE source_record_id = ANY(:ids) ORDER BY source_record_id, kind, scope",
+                keys,
+            )
+            out: dict[int, list[IdentifierRow]] = {k: [] for k in keys}
+            for r in rows:
+                out[r[0]].append(IdentifierRow(r[1], r[2], r[3], r[4]))
+            return [out[k] for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+class LinksByMemberLoader(DataLoader[int, list[LinkRow]]):
+    def __init__(self, db: Database) -> None:
+        async def load(keys: list[int]) -> list[list[LinkRow]]:
+            rows = await _rows(
+                db,
+                "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
+                "created_by FROM identity_link WHERE member_id = ANY(:ids) "
+                "ORDER BY source_record_id",
+                keys,
+            )
+            out: dict[int, list[LinkRow]] = {k: [] for k in keys}
+            for r in rows:
+                out[r[1]].append(LinkRow(r[0], r[1], r[2], r[3], r[4], _json(r[5]), r[6], r[7]))
+            return [out[k] for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+class EventsByMemberLoader(DataLoader[int, list[EventRow]]):
+    """The newest events that moved records into or out of each member."""
+
+    def __init__(self, db: Database) -> None:
+        async def load(keys: list[int]) -> list[list[EventRow]]:
+            rows = await _rows(
+                db,
+                "SELECT m, id, at, kind, source_record_id, from_member, to_member, rule, actor, "
+                "batch FROM (SELECT k.m, e.*, row_number() OVER (PARTITION BY k.m ORDER BY e.id "
+                "DESC) AS n FROM unnest(CAST(:ids AS bigint[])) AS k(m) JOIN identity_event e "
+                "ON e.to_member = k.m OR e.from_member = k.m) x "
+                f"WHERE n <= {EVENTS_PER_MEMBER} ORDER BY m, id DESC",
+                keys,
+            )
+            out: dict[int, list[EventRow]] = {k: [] for k in keys}
+            for r in rows:
+                out[r[0]].append(EventRow(*r[1:]))
+            return [out[k] for k in keys]
+
+        super().__init__(load_fn=load)
+
+
+@dataclass
+class IdentityLoaders:
+    member_by_id: MemberByIdLoader
+    source_record_by_id: SourceRecordByIdLoader
+    source_records_by_member: SourceRecordsByMemberLoader
+    identifiers_by_source_record: IdentifiersBySourceRecordLoader
+    links_by_member: LinksByMemberLoader
+    events_by_member: EventsByMemberLoader
+
+
+def loaders(context: Context) -> IdentityLoaders:
+    """This request's identity loaders (made on first use)."""
+    found = context.loaders.extra.get("identity")
+    if isinstance(found, IdentityLoaders):
+        return found
+    db = context.db
+    made = IdentityLoaders(
+        MemberByIdLoader(db),
+        SourceRecordByIdLoader(db),
+        SourceRecordsByMemberLoader(db),
+        IdentifiersBySourceRecordLoader(db),
+        LinksByMemberLoader(db),
+        EventsByMemberLoader(db),
+    )
+    context.loaders.extra["identity"] = made
+    return made

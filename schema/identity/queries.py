@@ -1,0 +1,108 @@
+"""Customer-service reads: search, one member's profile, the review queue (agent role)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from sqlalchemy import text
+from strawberry.types import Info
+
+from identity.store import search_members
+from schema.context import Context
+from schema.identity.loaders import loaders
+from schema.identity.types import (
+    MemberProfile,
+    ReviewItem,
+    ReviewItemConnection,
+    ReviewItemEdge,
+    ReviewPageInfo,
+    cursor_of,
+    id_of_cursor,
+)
+from schema.limits import page_size
+from schema.permissions import IsAgent
+
+MAX_SEARCH = 50
+
+
+def parse_id(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@strawberry.type
+class IdentityQuery:
+    @strawberry.field(
+        permission_classes=[IsAgent],
+        description="Members by phone, email, ID document, nick, card no., unionid, name or "
+        "order / folio no. (masked results).",
+    )
+    async def search_members(
+        self, info: Info[Context, Any], query: str, first: int | None = None
+    ) -> list[MemberProfile]:
+        ctx = info.context
+        async with ctx.db.read() as session:
+            ids = await search_members(
+                session=session,
+                keyring=ctx.keyring,
+                query=query,
+                limit=min(page_size(first), MAX_SEARCH),
+            )
+        rows = await loaders(ctx).member_by_id.load_many(ids)
+        return [MemberProfile.from_model(r) for r in rows if r is not None]
+
+    @strawberry.field(permission_classes=[IsAgent], description="One member (masked PII).")
+    async def member(self, info: Info[Context, Any], id: strawberry.ID) -> MemberProfile | None:
+        member_id = parse_id(id)
+        if member_id is None:
+            return None
+        row = await loaders(info.context).member_by_id.load(member_id)
+        return MemberProfile.from_model(row) if row else None
+
+    @strawberry.field(permission_classes=[IsAgent], description="Open review items, oldest first.")
+    async def review_queue(
+        self, info: Info[Context, Any], first: int | None = None, after: str | None = None
+    ) -> ReviewItemConnection:
+        size = page_size(first)
+        start = id_of_cursor(after)
+        async with info.context.db.read() as session:
+            rows = list(
+                await session.execute(
+                    text(
+                        "SELECT id, score, reason, rule, detail, explain, status, created_at, "
+                        "record_a, record_b FROM review_item WHERE status = 'open' AND id > :after "
+                        "ORDER BY id LIMIT :n"
+                    ),
+                    {"after": start, "n": size + 1},
+                )
+            )
+        edges = [
+            ReviewItemEdge(
+                cursor=cursor_of(r[0]),
+                node=ReviewItem(
+                    id=strawberry.ID(str(r[0])),
+                    score_bits=r[1],
+                    reason=r[2],
+                    rule=r[3],
+                    detail=r[4],
+                    explain=r[5],
+                    status=r[6],
+                    created_at=r[7],
+                    record_a_id=r[8],
+                    record_b_id=r[9],
+                ),
+            )
+            for r in rows[:size]
+        ]
+        return ReviewItemConnection(
+            edges=edges,
+            page_info=ReviewPageInfo(
+                has_next_page=len(rows) > size,
+                has_previous_page=start > 0,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
