@@ -52,7 +52,11 @@ def operation_cost(document: DocumentNode, operation_name: str | None = None) ->
     }
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     chosen = next(
-        (o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)),
+        (
+            o
+            for o in operations
+            if operation_name is None or (o.name and o.name.value == operation_name)
+        ),
         None,
     )
     if chosen is None:
@@ -112,7 +116,13 @@ def _caller(context: object) -> str:
 def cost_limiter(max_cost: int, buckets: TokenBuckets | None) -> type[SchemaExtension]:
     class CostLimiter(SchemaExtension):
         def on_validate(self) -> Generator[None, None, None]:
+            # Before the yield: strawberry checks for errors inside the validation step, so
+            # anything added after it would come too late. ValidationCache (listed earlier)
+            # has validated by now; an invalid document is left to its errors.
+            self._check()
             yield
+
+        def _check(self) -> None:
             ctx = self.execution_context
             if ctx.pre_execution_errors or ctx.graphql_document is None:
                 return

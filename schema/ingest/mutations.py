@@ -52,7 +52,9 @@ _NORMALISERS: dict[IdentifierKind, Callable[[str], str]] = {
     IdentifierKind.PHONE_MASKED: normalize.masked_phone_pattern,
     IdentifierKind.EMAIL: normalize.email,
     IdentifierKind.ID_DOCUMENT: lambda v: (
-        normalize.document_number(*v.split(":", 1)) if ":" in v else normalize.document_number("ID_CARD", v)
+        normalize.document_number(*v.split(":", 1))
+        if ":" in v
+        else normalize.document_number("ID_CARD", v)
     ),
 }
 
@@ -126,7 +128,11 @@ def _line(info: Info[Context, Any], requested: str | None) -> str | BusinessLine
 
 
 async def _run(
-    info: Info[Context, Any], items: list[T], line: str, build: Callable[[T, str], Parsed], kind: str
+    info: Info[Context, Any],
+    items: list[T],
+    line: str,
+    build: Callable[[T, str], Parsed],
+    kind: str,
 ) -> IngestPayload:
     errors: list[ItemError] = []
     parsed: list[tuple[str, Parsed]] = []
@@ -137,7 +143,13 @@ async def _run(
             errors.append(ItemError(index=index, field=exc.field, reason=exc.reason))
     report = IngestReport(connector=f"graphql:{kind}")
     ctx = info.context
-    await ingest(db=ctx.db, keyring=ctx.keyring, items=parsed, report=report, hooks=default_hooks(ctx.keyring))
+    await ingest(
+        db=ctx.db,
+        keyring=ctx.keyring,
+        items=parsed,
+        report=report,
+        hooks=default_hooks(ctx.keyring),
+    )
     return IngestResult(
         read=len(items),
         new=report.total("new"),

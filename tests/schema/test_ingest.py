@@ -33,8 +33,11 @@ mutation Push($input: IngestActivitiesInput!) {
 
 def _record(key: str, phone: str = "13800000001") -> dict[str, Any]:
     return {
-        "source": "pos", "sourceKey": key, "observedAt": "2026-03-01T10:00:00+08:00",
-        "identifiers": [{"kind": "PHONE", "value": phone, "verified": True}], "name": "测试甲",
+        "source": "pos",
+        "sourceKey": key,
+        "observedAt": "2026-03-01T10:00:00+08:00",
+        "identifiers": [{"kind": "PHONE", "value": phone, "verified": True}],
+        "name": "测试甲",
     }
 
 
@@ -43,8 +46,13 @@ async def test_partner_pushes_records_idempotently(execute: Any, db: Database) -
     first = await execute(PUSH_RECORDS, as_="partner", input=payload)
     assert first.errors is None
     assert first.data["ingestSourceRecords"] == {
-        "__typename": "IngestResult", "read": 2, "new": 2, "unchanged": 0, "updated": 0,
-        "rejected": 0, "errors": [],
+        "__typename": "IngestResult",
+        "read": 2,
+        "new": 2,
+        "unchanged": 0,
+        "updated": 0,
+        "rejected": 0,
+        "errors": [],
     }
     again = await execute(PUSH_RECORDS, as_="partner", input=payload)
     assert again.data["ingestSourceRecords"]["unchanged"] == 2
@@ -58,7 +66,11 @@ async def test_bad_items_are_rejected_by_index_and_the_rest_land(execute: Any) -
     result = await execute(PUSH_RECORDS, as_="partner", input={"items": items})
     body = result.data["ingestSourceRecords"]
     assert (body["new"], body["rejected"]) == (1, 2)
-    assert body["errors"][0] == {"index": 1, "field": "identifiers[0].value", "reason": "phone is not a valid number for its country"}
+    assert body["errors"][0] == {
+        "index": 1,
+        "field": "identifiers[0].value",
+        "reason": "phone is not a valid number for its country",
+    }
     assert body["errors"][1]["field"] == "source"
 
 
@@ -69,7 +81,9 @@ async def test_more_than_1000_items_is_a_typed_error(execute: Any) -> None:
 
 
 async def test_a_partner_cannot_push_another_lines_data(execute: Any) -> None:
-    result = await execute(PUSH_RECORDS, as_="partner", input={"items": [_record("A")], "businessLine": "hotel"})
+    result = await execute(
+        PUSH_RECORDS, as_="partner", input={"items": [_record("A")], "businessLine": "hotel"}
+    )
     assert result.data["ingestSourceRecords"]["__typename"] == "BusinessLineNotAllowed"
 
 
@@ -82,18 +96,30 @@ async def test_only_partners_and_admins_push(execute: Any, who: str) -> None:
 
 async def test_activities_status_changes_are_updates(execute: Any) -> None:
     sale = {
-        "source": "pos", "externalId": "S1:01:1", "kind": "PURCHASE", "occurredAt": "2026-03-01T10:00:00+08:00",
-        "status": "PENDING", "sourceKey": "88000000001", "amountFen": 12900,
+        "source": "pos",
+        "externalId": "S1:01:1",
+        "kind": "PURCHASE",
+        "occurredAt": "2026-03-01T10:00:00+08:00",
+        "status": "PENDING",
+        "sourceKey": "88000000001",
+        "amountFen": 12900,
     }
-    assert (await execute(PUSH_ACTIVITIES, as_="partner", input={"items": [sale]})).data["ingestActivities"]["new"] == 1
-    done = await execute(PUSH_ACTIVITIES, as_="partner", input={"items": [{**sale, "status": "CONFIRMED"}]})
+    assert (await execute(PUSH_ACTIVITIES, as_="partner", input={"items": [sale]})).data[
+        "ingestActivities"
+    ]["new"] == 1
+    done = await execute(
+        PUSH_ACTIVITIES, as_="partner", input={"items": [{**sale, "status": "CONFIRMED"}]}
+    )
     assert done.data["ingestActivities"]["updated"] == 1
 
 
-async def test_http_ingest_runs_the_connector_for_the_partners_line(client: Any, db: Database) -> None:
+async def test_http_ingest_runs_the_connector_for_the_partners_line(
+    client: Any, db: Database
+) -> None:
     body = (SAMPLES / "pos_receipts.csv").read_bytes()
     ok = await client.post(
-        "/ingest/pos", content=body,
+        "/ingest/pos",
+        content=body,
         headers={"Authorization": f"Bearer {token_for('partner')}", "X-Filename": "receipts.csv"},
     )
     assert ok.status_code == 200, ok.text

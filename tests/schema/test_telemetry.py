@@ -37,7 +37,19 @@ async def test_requests_are_traced_without_pii(client: Any, span_exporter: Any) 
         "/graphql",
         json={
             "query": "mutation($i: IngestSourceRecordsInput!) { ingestSourceRecords(input: $i) { __typename } }",
-            "variables": {"i": {"items": [{"source": "pos", "sourceKey": "CANARY-2", "observedAt": "2026-03-01T10:00:00+08:00", "name": CANARY_NAME, "identifiers": [{"kind": "PHONE", "value": CANARY_PHONE}]}]}},
+            "variables": {
+                "i": {
+                    "items": [
+                        {
+                            "source": "pos",
+                            "sourceKey": "CANARY-2",
+                            "observedAt": "2026-03-01T10:00:00+08:00",
+                            "name": CANARY_NAME,
+                            "identifiers": [{"kind": "PHONE", "value": CANARY_PHONE}],
+                        }
+                    ]
+                }
+            },
         },
         headers=headers,
     )

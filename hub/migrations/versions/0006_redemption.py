@@ -154,7 +154,7 @@ STATEMENTS = [
     """
     CREATE TABLE settlement_entry (
       id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      period          text NOT NULL REFERENCES settlement_period (period),
+      period          text NOT NULL CHECK (period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'),
       issuer_line     text NOT NULL,
       redeeming_line  text NOT NULL,
       points          bigint NOT NULL CHECK (points <> 0),
@@ -162,6 +162,7 @@ STATEMENTS = [
       fen_per_point   numeric NOT NULL CHECK (fen_per_point >= 0),
       hold_id         bigint NOT NULL REFERENCES redemption_hold (id),
       kind            text NOT NULL CHECK (kind IN ('capture', 'refund')),
+      event           text NOT NULL,
       key             text NOT NULL UNIQUE,
       effective_at    timestamptz NOT NULL,
       created_at      timestamptz NOT NULL DEFAULT now(),
@@ -172,6 +173,14 @@ STATEMENTS = [
     """,
     "CREATE INDEX settlement_entry_period ON settlement_entry (period, issuer_line, redeeming_line)",
     "CREATE INDEX settlement_entry_hold ON settlement_entry (hold_id)",
+    "CREATE INDEX settlement_entry_event ON settlement_entry (event)",
+    # Redemption transfers are keyed ``redeem:<hold>:<event>/<leg>``: settlement ties each
+    # period's entries out to the clearing postings of the same events through this index.
+    """
+    CREATE INDEX loyalty_transfer_redemption_event
+      ON loyalty_transfer (split_part(idempotency_key, '/', 1))
+      WHERE idempotency_key LIKE 'redeem:%'
+    """,
     """
     CREATE FUNCTION settlement_entry_open_period() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -214,6 +223,7 @@ def downgrade() -> None:
         "redemption_hold_guard",
     ):
         op.execute(f"DROP FUNCTION {function}()")
+    op.execute("DROP INDEX loyalty_transfer_redemption_event")
     op.execute("DELETE FROM loyalty_account WHERE kind = 'redemption_hold'")
     op.execute("ALTER TABLE loyalty_account DROP CONSTRAINT loyalty_account_kind_check")
     op.execute(f"ALTER TABLE loyalty_account ADD CONSTRAINT loyalty_account_kind_check CHECK (kind IN ({_KINDS}))")
