@@ -15,11 +15,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
@@ -32,10 +32,10 @@ from hub.core.telemetry import meter, reset_request_id, set_request_id, tracer
 from hub.core.tokens import ANONYMOUS, Principal, TokenVerifier
 from hub.http_ingest import ingest_upload
 from schema import build_schema
+from schema.context import Context
 from schema.cost import TokenBuckets
 from schema.persisted import Manifest, PersistedMode, PersistedOperationError
 from schema.persisted import resolve as resolve_persisted
-from schema.context import Context
 
 log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

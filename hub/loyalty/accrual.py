@@ -132,16 +132,27 @@ async def accrue_for_records(
     now: datetime | None = None,
 ) -> AccrualReport:
     """Accrue everything the records' activities still owe (call after identity attaches them)."""
+    return await accrue_activities(
+        session=session,
+        program=program,
+        activity_ids=await activities_of(session=session, source_record_ids=source_record_ids),
+        now=now,
+    )
+
+
+async def activities_of(*, session: AsyncSession, source_record_ids: Iterable[int]) -> list[int]:
+    """Ids of the activities made by the records' people (records with a member only)."""
+    records = sorted(set(source_record_ids))
+    if not records:
+        return []
     conn = await driver(session)
     rows = await conn.fetch(
         "SELECT a.id FROM source_record sr JOIN activity a ON a.source = sr.source "
         "AND a.source_key = sr.source_key WHERE sr.id = ANY($1::bigint[]) "
         "AND sr.member_id IS NOT NULL",
-        sorted(set(source_record_ids)),
+        records,
     )
-    return await accrue_activities(
-        session=session, program=program, activity_ids=[r["id"] for r in rows], now=now
-    )
+    return [r["id"] for r in rows]
 
 
 async def _accrue_batch(

@@ -3,8 +3,9 @@
 ``LoyaltyHooks(program).batch_landed(session=, batch=)`` runs inside the batch's transaction,
 after identity has attached the batch's records to members (compose identity's hooks first). It
 accrues the batch's new and changed activities whose source record has a member, and applies
-refunds and cancellations among them; activities whose record is not attached yet are skipped
-and accrued later by ``accrual.accrue_for_records`` when identity attaches the record.
+refunds and cancellations among them. Activities that landed before their person's record are
+picked up when the record lands (the batch's new records); any record attached to a member later
+(outside an ingest batch) is caught up with ``accrual.accrue_for_records``.
 
 The seam is structural (``hub.flows.ingest.IngestHooks`` is a Protocol), so this module needs
 nothing from ``hub.flows`` and the domain stays below the flows layer.
@@ -18,7 +19,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.loyalty.accrual import AccrualReport, accrue_activities
+from hub.loyalty.accrual import AccrualReport, accrue_activities, activities_of
 from hub.loyalty.model import Program
 
 
@@ -28,6 +29,8 @@ class _Written(Protocol):
     def new_activities(self) -> Mapping[tuple[str, str], int]: ...
     @property
     def updated_activities(self) -> Mapping[tuple[str, str], int]: ...
+    @property
+    def new_records(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class _Batch(Protocol):
@@ -43,7 +46,12 @@ class LoyaltyHooks:
 
     async def batch_landed(self, *, session: AsyncSession, batch: _Batch) -> None:
         written = batch.written
-        ids = [*written.new_activities.values(), *written.updated_activities.values()]
+        ids = {*written.new_activities.values(), *written.updated_activities.values()}
+        # Activities can land before the record of the person who made them (another file,
+        # an earlier batch); they were skipped then and are owed now that the record exists.
+        ids.update(
+            await activities_of(session=session, source_record_ids=written.new_records.values())
+        )
         if not ids:
             return
         self.report.add(

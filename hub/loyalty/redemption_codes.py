@@ -48,8 +48,10 @@ async def issue_redemption_code(
         raise InvalidRedemption("ttl_s", f"must be from 30 to {MAX_TTL_S} seconds")
     conn = await driver(session)
     # Serialise one member's issuances so two concurrent calls cannot both pass the cap.
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('redemption_code'), $1::int)",
-                       member_id % 2_147_483_647)
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('redemption_code'), $1::int)",
+        member_id % 2_147_483_647,
+    )
     active = await conn.fetchval(
         "SELECT count(*) FROM redemption_code WHERE member_id = $1 AND used_at IS NULL "
         "AND expires_at > $2",

@@ -118,7 +118,9 @@ async def idempotent(
     except REPLAYABLE as exc:
         outcome = exc
     if key is not None:
-        stored = error_payload(outcome) if isinstance(outcome, Exception) else {"ok": encode(outcome)}
+        stored = (
+            error_payload(outcome) if isinstance(outcome, Exception) else {"ok": encode(outcome)}
+        )
         await conn.execute(
             "UPDATE idempotency_key SET response = $3::jsonb WHERE scope = $1 AND key = $2",
             scope,
@@ -149,8 +151,11 @@ async def _replay(
     if row["request_hash"] != _digest(operation, request):
         first = as_json(row["request"])
         fields = sorted(set(first) | set(request))
-        differs = [f for f in fields if json.dumps(first.get(f), default=str)
-                   != json.dumps(request.get(f), default=str)]
+        differs = [
+            f
+            for f in fields
+            if json.dumps(first.get(f), default=str) != json.dumps(request.get(f), default=str)
+        ]
         raise IdempotencyConflict(key, differs[0] if differs else "request")
     response = as_json(row["response"])
     if "error" in response:

@@ -148,6 +148,54 @@ async def test_ingested_activities_accrue_through_the_hooks(ledger, keyring, pro
     assert (hooks.loyalty.report.accrued, hooks.loyalty.report.points) == (1, 250)
 
 
+async def test_activities_that_landed_before_their_record_accrue_when_it_lands(
+    ledger, keyring, program
+):
+    sale = Activity(
+        source="pos",
+        external_id="S2",
+        kind=ActivityKind.PURCHASE,
+        business_line="store",
+        occurred_at=NOW,
+        status=ActivityStatus.CONFIRMED,
+        source_key="88000000002",
+        amount_fen=12_000,
+    )
+    record = SourceRecord(
+        source="pos",
+        source_key="88000000002",
+        business_line="store",
+        observed_at=NOW,
+        identifiers=(Identifier(IdentifierKind.CARD_NO, "88000000002", scope="brand"),),
+    )
+
+    class AttachThenAccrue:
+        def __init__(self):
+            self.loyalty = LoyaltyHooks(program, now=NOW)
+
+        async def batch_landed(self, *, session, batch):
+            for record_id in batch.written.new_records.values():
+                await session.execute(
+                    text("UPDATE source_record SET member_id = :m WHERE id = :r"),
+                    {"m": await make_member(session), "r": record_id},
+                )
+            await self.loyalty.batch_landed(session=session, batch=batch)
+
+    hooks = AttachThenAccrue()
+    for item in (sale, record):
+        await ingest(
+            db=ledger,
+            keyring=keyring,
+            items=[("f.csv", item)],
+            report=IngestReport(connector="pos"),
+            hooks=hooks,
+        )
+    async with ledger.read() as s:
+        member = await s.scalar(text("SELECT member_id FROM source_record"))
+        assert await balances(s, member) == {"available": 120, "pending": 0, "debt": 0}
+    assert hooks.loyalty.report.skipped == {"no_member_yet": 1}
+
+
 def test_ledger_check_prints_each_check_and_fails_on_a_violation(
     db, database_url, monkeypatch, tmp_path, program
 ):
