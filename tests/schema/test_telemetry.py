@@ -11,10 +11,10 @@ PUSH = """
 mutation {
   ingestSourceRecords(input: {items: [{
     source: "pos", sourceKey: "CANARY-1", observedAt: "2026-03-01T10:00:00+08:00",
-    name: "NAME", identifiers: [{kind: PHONE, value: "PHONE", verified: true}]}]}) {
+    name: "@NAME@", identifiers: [{kind: PHONE, value: "@PHONE@", verified: true}]}]}) {
     __typename
   }
-}""".replace("NAME", CANARY_NAME).replace("PHONE", CANARY_PHONE)
+}""".replace("@NAME@", CANARY_NAME).replace("@PHONE@", CANARY_PHONE)
 
 
 def _everything(spans: Any) -> str:
