@@ -340,7 +340,10 @@ def generate(
 
 from hub.identity_cli import identity_app  # noqa: E402 - sub-commands mount after the app
 
+from hub.loyalty_cli import loyalty_app  # noqa: E402
+
 app.add_typer(identity_app, name="identity")
+app.add_typer(loyalty_app)
 
 schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")

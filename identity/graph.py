@@ -11,8 +11,8 @@ A merge attempt is refused (and becomes a review item) when it would
   one scope, two phones both verified within the recent window),
 - make a cluster larger than ``limits.max_cluster_size``,
 - join two clusters both at least ``limits.bridge_cluster_size`` big (a bridging record),
-- join, through a guarded key (a phone families share), clusters whose people conflict (birthdays
-  that differ, or names that only share a surname). A guarded value whose holders already
+- join, through a guarded key (a phone families share) or a score, clusters whose people conflict
+  (birthdays that differ, or names that only share a surname). A guarded value whose holders already
   describe different people is treated as shared by the resolver (no join, no evidence), so an
   account holding only that phone is not handed to whichever family member came first.
 """
@@ -223,13 +223,14 @@ def build_clusters(
     attempts: list[tuple[str, str, str, float | None, bool]] = [
         (k.a, k.b, f"key:{k.kind}", None, k.guarded) for k in ordered_keys
     ]
-    attempts.extend((s.a, s.b, "score", s.score_bits, False) for s in ordered_scores)
+    # a score is never more sure than a shared phone: the same check applies to it
+    attempts.extend((s.a, s.b, "score", s.score_bits, True) for s in ordered_scores)
     refused = []
     for a, b, rule, score, guarded in attempts:
         ra, rb = uf.find(a), uf.find(b)
         if ra == rb:
             continue
-        why = uf.refusal(ra, rb, rule[4:] if guarded else None)
+        why = uf.refusal(ra, rb, rule.removeprefix("key:") if guarded else None)
         if why is not None:
             refused.append(ReviewItem(a, b, why[0], rule, score, why[1]))
             continue

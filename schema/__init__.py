@@ -17,12 +17,14 @@ from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
 from schema.ingest.mutations import IngestMutation
 from schema.limits import extensions
+from schema.loyalty.mutations import LoyaltyMutation
+from schema.loyalty.queries import LoyaltyQuery
 from schema.viewer.queries import ViewerQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (ViewerQuery, AuditQuery, IdentityQuery))
-Mutation = merge_types("Mutation", (IngestMutation, IdentityMutation))
+Query = merge_types("Query", (ViewerQuery, AuditQuery, IdentityQuery, LoyaltyQuery))
+Mutation = merge_types("Mutation", (IngestMutation, IdentityMutation, LoyaltyMutation))
 
 
 def build_schema(
