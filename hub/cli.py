@@ -99,6 +99,25 @@ def serve(
     _serve(settings, url, host or settings.host, port or settings.port)
 
 
+async def _nightly_jobs(url: str) -> None:
+    """What the scheduler runs every night, so the demo shows today's balances and tiers."""
+    from datetime import datetime
+
+    from hub.core.db import Database
+    from hub.loyalty import jobs
+    from hub.loyalty.program import configured_program
+
+    program = configured_program()
+    today = datetime.now(program.timezone).date()
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        for job in (jobs.release_pending, jobs.expire, jobs.evaluate_tiers):
+            async with db.unit_of_work() as session:
+                await job(session=session, program=program, as_of=today)
+    finally:
+        await db.dispose()
+
+
 DEMO_PEOPLE = 2_000
 DEMO_SEED = 20261122
 
@@ -123,6 +142,7 @@ def demo(
         result = asyncio.run(_import(settings, url, "auto", files, actor="demo"))
     except HubError as exc:
         raise _fail(exc) from None
+    asyncio.run(_nightly_jobs(url))
     console.print(
         f"demo data: {result['read']:,} rows read, {result['new']:,} new, "
         f"{result['unchanged']:,} unchanged, {result['rejected']:,} rejected"

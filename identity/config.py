@@ -66,6 +66,7 @@ class KeyRule:
     fanout_limit: int
     rank: int  # position in the [keys] table: deterministic joins are tried in this order
     guard: bool = False  # holders that describe different people (name, birthday) never join
+    one_per_person: bool = False  # two values in one scope are two people (for guarded keys)
 
     def strength_of(self, *, verified: bool) -> str:
         return self.strength if verified else self.unverified
@@ -207,7 +208,17 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
     order = {name: i for i, name in enumerate(listed)}
     for kind in IdentifierKind:
         r = section.sub(kind.value, required=False)
-        r.unknown({"strength", "unverified", "scoped", "conflict", "fanout_limit", "guard"})
+        r.unknown(
+            {
+                "strength",
+                "unverified",
+                "scoped",
+                "conflict",
+                "fanout_limit",
+                "guard",
+                "one_per_person",
+            }
+        )
         strength = r.choice("strength", STRENGTHS, "none")
         rules[kind] = KeyRule(
             kind=kind,
@@ -218,6 +229,7 @@ def _keys(root: _Reader) -> dict[IdentifierKind, KeyRule]:
             fanout_limit=r.get("fanout_limit", int, 3, low=1, high=10_000),
             rank=order.get(kind.value, len(listed)),
             guard=r.get("guard", bool, False),
+            one_per_person=r.get("one_per_person", bool, False),
         )
     if rules[IdentifierKind.PHONE_MASKED].strength == "strong":
         raise ConfigError("keys.phone_masked.strength: a masked phone can never be a strong key")

@@ -178,7 +178,7 @@ class FeatureExtractor:
                 ids.setdefault(ident.kind.value, set()).add(digest)
             if strength == "strong":
                 strong.append((ident.kind.value, digest))
-                if scope is not None:
+                if scope is not None and rule.one_per_person:
                     accounts.append((f"{ident.kind.value}@{scope}", digest))
                 if rule.conflict != "none":
                     when = ident.verified_at or record.observed_at

@@ -5,7 +5,11 @@ A pair's score is ``log2(prior / (1 - prior)) + Σ log2(m / u)`` over its fields
 with the same parameters, which is what lets them agree on the partition. ``train_model`` fits it:
 
 - u (how often a level happens between *different* people) from random record pairs;
-- m and the prior by EM over the blocked candidate pairs, with u held fixed;
+- m by EM over the blocked candidate pairs, with u held fixed. EM estimates its own match rate
+  among those pairs for the E-step, but the scoring prior stays the configured one: blocked pairs
+  that share a phone or a name are mostly matches, so the estimate runs to its cap (0.5, i.e.
+  0 bits) and every shared phone would merge on its own. The prior is a calibration of the
+  thresholds, not something the data can tell apart from m;
 - the configured m/u act as pseudo-counts (``model.prior_weight_pairs``) so a small or
   one-sided data set cannot drive a weight to infinity;
 - term frequencies for ``tf = true`` fields: an exact match on a common value (王伟, SMITH) weighs
@@ -225,6 +229,6 @@ def train_model(
     cfg = model.config.model
     u = estimate_u(model, comparators, features, cfg.u_sample_pairs, cfg.random_seed)
     with_u = replace(model, u=u)
-    m, prior = em_m(with_u, patterns)
+    m, _blocked_rate = em_m(with_u, patterns)
     tf, tf_default = term_frequencies(model, features)
-    return replace(with_u, m=m, prior=prior, tf=tf, tf_default=tf_default)
+    return replace(with_u, m=m, tf=tf, tf_default=tf_default)

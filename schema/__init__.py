@@ -19,11 +19,12 @@ from schema.ingest.mutations import IngestMutation
 from schema.limits import extensions
 from schema.loyalty.mutations import LoyaltyMutation
 from schema.loyalty.queries import LoyaltyQuery
+from schema.members.queries import MembersQuery
 from schema.viewer.queries import ViewerQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (ViewerQuery, AuditQuery, IdentityQuery, LoyaltyQuery))
+Query = merge_types("Query", (ViewerQuery, AuditQuery, IdentityQuery, LoyaltyQuery, MembersQuery))
 Mutation = merge_types("Mutation", (IngestMutation, IdentityMutation, LoyaltyMutation))
 
 

@@ -119,7 +119,9 @@ async def idempotent(
         outcome = exc
     if key is not None:
         stored = (
-            error_payload(outcome) if isinstance(outcome, Exception) else {"ok": encode(outcome)}
+            error_payload(outcome)
+            if isinstance(outcome, loyalty_errors.LoyaltyError)
+            else {"ok": encode(outcome)}
         )
         await conn.execute(
             "UPDATE idempotency_key SET response = $3::jsonb WHERE scope = $1 AND key = $2",
@@ -127,7 +129,7 @@ async def idempotent(
             key,
             json.dumps(stored, default=str),
         )
-    if isinstance(outcome, Exception):
+    if isinstance(outcome, loyalty_errors.LoyaltyError):
         raise outcome
     return outcome
 

@@ -214,7 +214,9 @@ async def return_to_lots(
     strays = sorted(set(to_member) - set(locked))
     if strays:
         made = await member_accounts(session=session, member_ids=strays)
-        await lock_accounts(session=session, account_ids=[i for m in made.values() for i in m.ids()])
+        await lock_accounts(
+            session=session, account_ids=[i for m in made.values() for i in m.ids()]
+        )
         locked.update(made)
     expiry_accounts = await accounts_for(
         conn, session, [(AccountKind.EXPIRY, issuer) for issuer in breakage]

@@ -272,8 +272,9 @@ def export_csv(report: SettlementReport) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["kind", "period", "from_line", "to_line", "points", "amount_fen"])
     for p in report.pairs:
-        writer.writerow(["gross", report.period, p.issuer_line, p.redeeming_line, p.points,
-                         p.amount_fen])
+        writer.writerow(
+            ["gross", report.period, p.issuer_line, p.redeeming_line, p.points, p.amount_fen]
+        )
     for n in report.netted:
         writer.writerow(["net", report.period, n.payer_line, n.payee_line, n.points, n.amount_fen])
     return out.getvalue()

@@ -17,6 +17,7 @@ from strawberry.types import Info
 
 from hub.core.pii import mask_text
 from schema.context import Context
+from schema.loyalty.types import MemberLoyalty
 from schema.identity.loaders import (
     EventRow,
     IdentifierRow,
@@ -161,6 +162,10 @@ class MemberProfile:
     created_at: datetime
     updated_at: datetime
     row: strawberry.Private[MemberRow]
+
+    @strawberry.field(description="Tier, points, ledger and benefits: what the member sees in `me`.")
+    def loyalty(self) -> MemberLoyalty:
+        return MemberLoyalty.from_model(self.row.id)
 
     @classmethod
     def from_model(cls, row: MemberRow) -> MemberProfile:

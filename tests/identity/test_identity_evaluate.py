@@ -8,6 +8,8 @@ import pytest
 
 from hub.core.errors import ImportFormatError
 from identity.evaluate import pairwise_metrics, run_evaluation
+from identity.resolver import Resolver
+from identity.synthetic import make_people
 
 RECORDS = """source,source_id,given_name,surname,date_of_birth,phone,email,street,city,state,postcode
 hotel,h1,Anna,Example,1985-03-02,+44 7700 900001,anna.example@example.com,1 Sample Road,Springfield,NSW,2000
@@ -82,3 +84,11 @@ def test_truth_file_without_the_pair_columns_is_rejected(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\nh1,c1\n", encoding="utf-8")
     with pytest.raises(ImportFormatError, match="source_id_a,source_id_b"):
         run_evaluation(tmp_path / "r.csv", tmp_path / "t.csv")
+
+
+def test_fit_trains_m_and_u_but_keeps_the_configured_prior(keyring):
+    records, _ = make_people(300, seed=4)
+    base = Resolver(keyring=keyring)
+    fitted = base.fit(records)
+    assert fitted.model.prior == base.model.prior
+    assert fitted.model.m != base.model.m

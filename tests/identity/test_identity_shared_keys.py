@@ -109,9 +109,10 @@ def test_shared_phone_decisions_are_the_same_incrementally(keyring):
     # removing the child makes the phone private again: everything re-joins
     state = resolver.build_state(records)
     resolver.remove("pos:c2", state)
-    assert resolver.partition(state).as_sets() == resolver.resolve_batch(
-        [r for r in records if r.source_key != "c2"]
-    ).as_sets()
+    assert (
+        resolver.partition(state).as_sets()
+        == resolver.resolve_batch([r for r in records if r.source_key != "c2"]).as_sets()
+    )
 
 
 def test_masked_identifier_values_are_never_keys(resolver):
@@ -138,7 +139,9 @@ def test_chinese_name_levels_tell_typos_from_relatives(resolver):
 
 
 def test_masked_name_keeps_only_the_visible_surname(resolver):
-    state = resolver.build_state([rec("taobao", "n1", name="张*"), rec("douyin", "r1", name="张**")])
+    state = resolver.build_state(
+        [rec("taobao", "n1", name="张*"), rec("douyin", "r1", name="张**")]
+    )
     assert state.features["taobao:n1"].name_masked == state.features["douyin:r1"].name_masked
 
 

@@ -226,4 +226,6 @@ def downgrade() -> None:
     op.execute("DROP INDEX loyalty_transfer_redemption_event")
     op.execute("DELETE FROM loyalty_account WHERE kind = 'redemption_hold'")
     op.execute("ALTER TABLE loyalty_account DROP CONSTRAINT loyalty_account_kind_check")
-    op.execute(f"ALTER TABLE loyalty_account ADD CONSTRAINT loyalty_account_kind_check CHECK (kind IN ({_KINDS}))")
+    op.execute(
+        f"ALTER TABLE loyalty_account ADD CONSTRAINT loyalty_account_kind_check CHECK (kind IN ({_KINDS}))"
+    )

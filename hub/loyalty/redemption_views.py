@@ -1,0 +1,76 @@
+"""What redemption services return: quotes and redemptions (holds), as frozen values.
+
+``Redemption`` round-trips through JSON because the idempotency store replays the first result
+of a call exactly as it was returned then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class LotUse:
+    lot_id: int
+    issuer_line: str
+    points: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    line: str
+    points: int
+    amount_fen: int  # what the points pay for at the line (rounded down)
+    fen_per_point: Decimal
+    available: int  # points the member could spend now
+    enough: bool
+    lots: tuple[LotUse, ...]  # the lots a hold would take, FIFO by expiry
+
+
+@dataclass(frozen=True, slots=True)
+class HoldLot:
+    lot_id: int
+    issuer_line: str
+    points: int  # reserved from this lot
+    captured: int
+    refunded: int
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    id: int
+    member_id: int
+    line: str
+    points: int
+    order_ref: str
+    state: str  # pending | captured | cancelled | expired | refunded
+    captured_points: int
+    refunded_points: int
+    amount_fen: int
+    created_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+    available: int  # the member's available points right after this call
+    lots: tuple[HoldLot, ...]
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("created_at", "expires_at", "resolved_at"):
+            value = data[name]
+            data[name] = value.isoformat() if value is not None else None
+        data["lots"] = [asdict(lot) for lot in self.lots]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Redemption:
+        values = dict(data)
+        for name in ("created_at", "expires_at", "resolved_at"):
+            if values[name] is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        values["lots"] = tuple(HoldLot(**lot) for lot in values["lots"])
+        return replace(cls(**values), replayed=True)
