@@ -359,7 +359,6 @@ def generate(
 
 
 from hub.identity_cli import identity_app  # noqa: E402 - sub-commands mount after the app
-
 from hub.loyalty_cli import loyalty_app  # noqa: E402
 
 app.add_typer(identity_app, name="identity")
