@@ -7,6 +7,9 @@ orders), then in one run measures
       staging COPY, upserts), with its peak RSS,
 both against the same server (embedded unless HUB_DATABASE_URL is set). Prints:
   import_rows_per_s=… copy_rows_per_s=… ratio=… peak_rss_mb=… rows=…
+
+``--without-hooks`` runs (b) through ``hub.importer.run_import`` with no after-batch hooks (no
+identity resolution, no loyalty accrual): the ingest pipeline alone, to tell its cost from theirs.
 """
 
 from __future__ import annotations
@@ -110,11 +113,37 @@ async def copy_rate(url: str, path: Path, rows: int) -> float:
         await conn.close()
 
 
+_PIPELINE_ONLY = """
+import asyncio, sys
+from pathlib import Path
+from hub.core.db import Database, resolve_url
+from hub.core.settings import load_settings
+from hub.importer import run_import
+
+async def go():
+    settings = load_settings()
+    db = Database(resolve_url(settings.database_url, settings.data_dir), pool_size=2, max_overflow=1)
+    try:
+        report = await run_import(db=db, keyring=settings.keyring(), connector="taobao",
+                                  paths=[Path(sys.argv[1])], actor="bench",
+                                  batch_size=int(sys.argv[2]))
+    finally:
+        await db.dispose()
+    if report.failed:
+        raise SystemExit(report.failed)
+
+asyncio.run(go())
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="20,000 rows")
     parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument(
+        "--without-hooks", action="store_true", help="the ingest pipeline alone (see above)"
+    )
     args = parser.parse_args()
     rows = 20_000 if args.quick else args.rows
     work = Path(tempfile.mkdtemp(prefix="hub-bench-import-"))
@@ -132,10 +161,14 @@ def main() -> None:
         print(f"COPY: {copy_per_s:,.0f} rows/s", flush=True)
         env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(work / "data")}
         started = time.perf_counter()
+        if args.without_hooks:
+            command = [sys.executable, "-c", _PIPELINE_ONLY, str(export), str(args.batch_size)]
+        else:
+            command = [sys.executable, "-m", "hub.cli", "import", "taobao", str(export),
+                       "--batch-size", str(args.batch_size), "--report", str(work / "report.json")]
         proc = subprocess.run(
-            [sys.executable, "-m", "hub.cli", "import", "taobao", str(export),
-             "--batch-size", str(args.batch_size), "--report", str(work / "report.json")],
-            env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            command, env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
         )
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:

@@ -18,10 +18,11 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from itertools import product
+from typing import TypeAlias
 
 from identity.features import Features
 
-BlockKeys = array  # sorted, distinct 64-bit block hashes of one record ("q" typecode)
+BlockKeys: TypeAlias = "array[int]"  # sorted, distinct 64-bit block hashes of one record ("q" typecode)
 
 
 def _one(value: str | None) -> tuple[str, ...]:
@@ -115,7 +116,7 @@ class BlockIndex:
         members, limit = self.members, self.max_size
         for key in a:
             if key in b and len(members.get(key, ())) <= limit:
-                return key
+                return int(key)
         return None
 
     def shares_valid_block(self, a: BlockKeys, b: BlockKeys) -> bool:

@@ -354,7 +354,7 @@ class Resolver:
         seeds.discard(rid)
         return seeds
 
-    def _drop_block_pairs(self, state: ResolverState, key: str) -> set[str]:
+    def _drop_block_pairs(self, state: ResolverState, key: int) -> set[str]:
         """A block just grew too large: forget pairs that only it produced."""
         members = set(state.blocks.members[key])
         touched: set[str] = set()
@@ -365,7 +365,7 @@ class Resolver:
                     touched.update((x, y))
         return touched
 
-    def _restore_block_pairs(self, state: ResolverState, key: str) -> set[str]:
+    def _restore_block_pairs(self, state: ResolverState, key: int) -> set[str]:
         """A block just became small enough again: score the pairs it now produces."""
         bucket = sorted(state.blocks.members[key])
         touched: set[str] = set()

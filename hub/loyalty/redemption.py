@@ -626,6 +626,8 @@ async def refund_redemption(
         hold, accounts = await lock_hold(conn, hold_id, scope)
         if hold.state not in (CAPTURED, REFUNDED):
             raise NotCaptured(hold.id, hold.state)
+        if points is not None and not 0 < points <= MAX_POINTS:
+            raise InvalidRedemption("points", f"must be from 1 to {MAX_POINTS}")
         open_points = hold.captured_points - hold.refunded_points
         n = open_points if points is None else points
         if n <= 0 or n > open_points:
