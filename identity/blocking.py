@@ -22,7 +22,9 @@ from typing import TypeAlias
 
 from identity.features import Features
 
-BlockKeys: TypeAlias = "array[int]"  # sorted, distinct 64-bit block hashes of one record ("q" typecode)
+BlockKeys: TypeAlias = (
+    "array[int]"  # sorted, distinct 64-bit block hashes of one record ("q" typecode)
+)
 
 
 def _one(value: str | None) -> tuple[str, ...]:

@@ -6,6 +6,10 @@ scope into the hash, so an openid of app A can never equal an openid of app B. F
 yield the hashes of their masked forms (``138****5678``, ``13*******01``) so a platform's masked
 number can count as weak evidence against them without any plaintext comparison.
 
+Only the last 22 base64 characters of each digest are kept (132 bits: collision-free for matching
+at a million records, a third of the memory), and an identifier whose value is itself masked
+(``t**1_mix``) is dropped and counted: a masked value is shared by many people and is never a key.
+
 Names keep a comparable form in memory (fuzzy comparison cannot work on digests): the native
 script, Latin token forms, and for Chinese names the pinyin (``测试甲`` → ``CESHI JIA`` /
 ``CE SHIJIA`` / ``CESHIJIA``) so that ``测试甲``, ``CESHI JIA`` and ``JIA CESHI`` meet.

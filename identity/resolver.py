@@ -8,8 +8,11 @@ that routine's outcome on a component depends only on the component, and the mod
 both paths give the same partition for the same records (tested by permutation).
 
 Global limits are kept exact incrementally too: when a block grows past ``max_block_size`` the
-pairs it alone produced are dropped, and when a key passes its fan-out limit its members are
-re-clustered without it — exactly what batch would have decided seeing all records at once.
+pairs it alone produced are dropped, and when an identifier value becomes shared — held by more
+records than its fan-out limit, or, for a guarded key such as the phone, by records that describe
+different people — its holders are re-scored and re-clustered without it (and with it again when
+it stops being shared) — exactly what batch would have decided seeing all records at once. A
+value's shared status is a function of its holders only, so arrival order cannot change it.
 
 A record is identified by (source, source_key); sending it again replaces the older version (the
 later ``observed_at`` wins, ties go to the later arrival), as batch does for duplicates.
@@ -17,6 +20,7 @@ later ``observed_at`` wins, ties go to the later arrival), as batch does for dup
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +73,7 @@ class ResolverState:
     members: dict[str, set[str]] = field(default_factory=dict)
     links: dict[str, list[Link]] = field(default_factory=dict)  # by cluster root
     refused: dict[tuple[str, str], ReviewItem] = field(default_factory=dict)
+    refused_of: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # rid -> keys
     pairs_compared: int = 0
 
     def clusters(self) -> list[frozenset[str]]:
@@ -199,12 +204,22 @@ class Resolver:
         return state
 
     def build_state(self, records: Iterable[SourceRecord]) -> ResolverState:
-        state = self._index(self._latest(records))
-        feats = state.features
-        for a, b in state.blocks.pairs(state.blocks_of.__getitem__):
-            self._score_pair(state, feats[a], feats[b])
-        rids = sorted(feats)
-        self._apply(state, rids, self._key_attempts(state, rids), self._score_attempts(state, rids))
+        # A batch allocates millions of long-lived, acyclic objects; the cyclic collector would
+        # walk the whole growing heap again and again (a third of a million-record run).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            state = self._index(self._latest(records))
+            feats = state.features
+            for a, b in state.blocks.pairs(state.blocks_of.__getitem__):
+                self._score_pair(state, feats[a], feats[b])
+            rids = sorted(feats)
+            self._apply(
+                state, rids, self._key_attempts(state, rids), self._score_attempts(state, rids)
+            )
+        finally:
+            if collecting:
+                gc.enable()
         return state
 
     def resolve_batch(self, records: Iterable[SourceRecord]) -> Partition:
@@ -281,7 +296,10 @@ class Resolver:
         for link in result.links:
             state.links.setdefault(result.root[link.a], []).append(link)
         for item in result.refused:
-            state.refused[(item.a, item.b)] = item
+            key = (item.a, item.b)
+            state.refused[key] = item
+            state.refused_of.setdefault(item.a, set()).add(key)
+            state.refused_of.setdefault(item.b, set()).add(key)
 
     # -- incremental ----------------------------------------------------------------------------
     def resolve_one(self, record: SourceRecord, state: ResolverState) -> Decision:
@@ -408,8 +426,15 @@ class Resolver:
             )
         )
         self._drop_clusters(state, comp)
-        for key in [k for k in state.refused if k[0] in comp or k[1] in comp]:
-            del state.refused[key]
+        for rid in comp:
+            for key in state.refused_of.pop(rid, ()):
+                if state.refused.pop(key, None) is not None:
+                    other = key[1] if key[0] == rid else key[0]
+                    keys = state.refused_of.get(other)
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del state.refused_of[other]
         rids = sorted(comp)
         self._apply(state, rids, self._key_attempts(state, rids), self._score_attempts(state, rids))
         after = tuple(sorted({frozenset(state.members[state.root[x]]) for x in comp}, key=min))
@@ -465,8 +490,13 @@ class Resolver:
                 best[(ra, rb)] = item
 
         wanted = set(rids) if scope is not None else None
-        for (a, b), item in state.refused.items():
-            if (wanted is None or a in wanted or b in wanted) and root[a] != root[b]:
+        if wanted is None:
+            refused = list(state.refused.values())
+        else:
+            keys = {k for rid in wanted for k in state.refused_of.get(rid, ())}
+            refused = [state.refused[k] for k in keys]
+        for item in refused:
+            if root[item.a] != root[item.b]:
                 offer(item)
         for a in rids:
             for b, edge in state.edges.get(a, {}).items():

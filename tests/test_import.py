@@ -187,7 +187,7 @@ def test_an_import_killed_midway_and_rerun_ends_as_one_clean_run(
 ) -> None:
     killed_url, clean_url = two_databases
     data = tmp_path_factory.mktemp("kill")
-    generate(1500, 5, data)
+    generate(700, 5, data)
     args = ["import", "auto", str(data), "--batch-size", "200"]
     env_k: dict[str, Any] = {"HUB_DATABASE_URL": killed_url, "HUB_DATA_DIR": str(data / ".k")}
     proc = _cli(args, env_k)

@@ -74,9 +74,30 @@ async def _fire(url: str, token: str, keys: list[str]) -> list[httpx.Response]:
         ))
 
 
+async def _busiest(ledger, stop: asyncio.Event) -> int:
+    """The most hub connections seen working at once: evidence of real database concurrency."""
+    from sqlalchemy import text
+
+    most = 0
+    async with ledger.read() as s:
+        while not stop.is_set():
+            await s.execute(text("SELECT pg_stat_clear_snapshot()"))  # else cached per transaction
+            busy = await s.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'member-hub' AND state <> 'idle' "
+                "AND pid <> pg_backend_pid()"))
+            most = max(most, int(busy))
+            await asyncio.sleep(0.002)
+    return most
+
+
 async def test_parallel_redemptions_succeed_exactly_as_far_as_the_balance_goes(ledger, server_at):
     member, token = await _member(ledger)
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(_busiest(ledger, stop))
     responses = await _fire(server_at, token, [f"k{i}" for i in range(CALLS)])
+    stop.set()
+    assert await watcher >= 2
     assert {r.status_code for r in responses} == {200}
     bodies = [r.json() for r in responses]
     assert all("errors" not in b for b in bodies), [b for b in bodies if "errors" in b][:3]

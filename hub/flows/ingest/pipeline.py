@@ -3,9 +3,9 @@
 ``ingest(db=..., items=..., ...)`` takes any iterator of canonical items (what a connector
 yields), cuts it into batches of at most ``batch_size``, turns each batch into rows (in a worker
 process while the previous batch is being written, see ``worker``) and commits one transaction
-per batch. After
-each batch lands, the ``IngestHooks`` seam is called inside the same transaction: identity
-resolution and loyalty accrual plug in there, so a batch is all-or-nothing across them.
+per batch. After each batch lands, the ``IngestHooks`` seam is called inside the same
+transaction: identity resolution and loyalty accrual plug in there, so a batch is all-or-nothing
+across them.
 """
 
 from __future__ import annotations

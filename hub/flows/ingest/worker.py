@@ -76,14 +76,20 @@ def _work(
         return  # the importer is gone; nobody is left to tell
     except HubError as exc:
         writer.send(("failed", exc.message, _report_state(report)))
-    except Exception as exc:  # noqa: BLE001 - every failure is handed to the importer
-        try:
-            pickle.dumps(exc)
-        except Exception:  # noqa: BLE001 - an exception that cannot travel is described instead
-            exc = RuntimeError(f"import worker failed: {exc.__class__.__name__}: {exc}")
-        writer.send(("error", exc, _report_state(report)))
+    except Exception as exc:  # every other failure is raised again in the importer
+        writer.send(("error", _portable(exc), _report_state(report)))
     finally:
         writer.close()
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` if it survives the trip through the pipe, else a stand-in naming its class (not
+    its message, which may quote a row)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # an exception that cannot travel is described instead
+        return RuntimeError(f"import worker failed with {exc.__class__.__name__}")
+    return exc
 
 
 async def _receive(conn: Connection) -> tuple[str, Any, tuple[dict[str, str], dict[str, str]]]:
