@@ -76,28 +76,39 @@ async def seed(db: Database) -> None:
     program = default_program()
     earned = utcnow() - timedelta(days=30)
     async with db.unit_of_work() as s:
-        await s.execute(text("INSERT INTO member (id) SELECT g FROM generate_series(1, :n) g"),
-                        {"n": MEMBERS})
-        await s.execute(text("SELECT setval(pg_get_serial_sequence('member', 'id'), :n)"),
-                        {"n": MEMBERS})
-        await s.execute(text(
-            "INSERT INTO source_record (source, source_key, business_line, observed_at, "
-            "content_hash, member_id) SELECT 'app', 'u' || g, 'app', now(), 'h', g "
-            "FROM generate_series(1, :n) g"), {"n": MEMBERS})
+        await s.execute(
+            text("INSERT INTO member (id) SELECT g FROM generate_series(1, :n) g"), {"n": MEMBERS}
+        )
+        await s.execute(
+            text("SELECT setval(pg_get_serial_sequence('member', 'id'), :n)"), {"n": MEMBERS}
+        )
+        await s.execute(
+            text(
+                "INSERT INTO source_record (source, source_key, business_line, observed_at, "
+                "content_hash, member_id) SELECT 'app', 'u' || g, 'app', now(), 'h', g "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"n": MEMBERS},
+        )
         # 200 yuan → 200 points per purchase (cap 20,000); member 1 gets 100 purchases.
-        await s.execute(text(
-            "INSERT INTO activity (source, external_id, kind, business_line, source_key, "
-            "amount_fen, quantity, occurred_at, status, content_hash) "
-            "SELECT 'app', 'o' || g, 'purchase', 'app', 'u' || CASE WHEN g > 2 * :n THEN 1 "
-            "ELSE 1 + g % :n END, 1000000, 0, :at, 'confirmed', 'h' "
-            "FROM generate_series(1, 2 * :n + 100) g"), {"n": MEMBERS, "at": earned})
+        await s.execute(
+            text(
+                "INSERT INTO activity (source, external_id, kind, business_line, source_key, "
+                "amount_fen, quantity, occurred_at, status, content_hash) "
+                "SELECT 'app', 'o' || g, 'purchase', 'app', 'u' || CASE WHEN g > 2 * :n THEN 1 "
+                "ELSE 1 + g % :n END, 1000000, 0, :at, 'confirmed', 'h' "
+                "FROM generate_series(1, 2 * :n + 100) g"
+            ),
+            {"n": MEMBERS, "at": earned},
+        )
         ids = list((await s.execute(text("SELECT id FROM activity ORDER BY id"))).scalars())
         await accrue_activities(session=s, program=program, activity_ids=ids, now=earned)
         await jobs.release_pending(session=s, program=program, as_of=utcnow())
         await s.execute(text("CREATE TABLE bench_counter (id int PRIMARY KEY, n bigint)"))
-        await s.execute(text(
-            "INSERT INTO bench_counter SELECT g, 0 FROM generate_series(1, :n) g"),
-            {"n": MEMBERS})
+        await s.execute(
+            text("INSERT INTO bench_counter SELECT g, 0 FROM generate_series(1, :n) g"),
+            {"n": MEMBERS},
+        )
     async with db.unit_of_work() as s:
         await s.execute(text("ANALYZE"))
 
@@ -142,11 +153,22 @@ async def redemptions(db: Database, seconds: float, *, hot: bool) -> tuple[float
     async def one(_: int) -> None:
         member = 1 if hot else rng.randint(2, MEMBERS)
         key = f"bench-{'hot' if hot else 'all'}-{next(counter)}"
-        hold = await run_redemption(db=db, work=lambda s: place_hold(
-            session=s, program=program, actor=POS, member_id=member, line="store",
-            points=POINTS, order_ref=key, idempotency_key=key))
-        await run_redemption(db=db, work=lambda s: capture(
-            session=s, program=program, actor=POS, hold_id=hold.id))
+        hold = await run_redemption(
+            db=db,
+            work=lambda s: place_hold(
+                session=s,
+                program=program,
+                actor=POS,
+                member_id=member,
+                line="store",
+                points=POINTS,
+                order_ref=key,
+                idempotency_key=key,
+            ),
+        )
+        await run_redemption(
+            db=db, work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id)
+        )
 
     return await timed(seconds, one)
 
@@ -169,12 +191,16 @@ async def main() -> None:
             raw = await raw_updates(url, seconds)
             print(f"raw_update tx_per_s={raw:,.0f} workers={WORKERS}", flush=True)
             across, n_across = await redemptions(db, seconds, hot=False)
-            print(f"redemption across_members per_s={across:,.0f} n={n_across} "
-                  f"members={MEMBERS}", flush=True)
+            print(
+                f"redemption across_members per_s={across:,.0f} n={n_across} members={MEMBERS}",
+                flush=True,
+            )
             hot, n_hot = await redemptions(db, seconds, hot=True)
             print(f"redemption hot_member per_s={hot:,.0f} n={n_hot}", flush=True)
-            print(f"ratio={across / raw:.2f} (across members / raw single-row UPDATE; "
-                  f"hot member {hot / raw:.2f})")
+            print(
+                f"ratio={across / raw:.2f} (across members / raw single-row UPDATE; "
+                f"hot member {hot / raw:.2f})"
+            )
         finally:
             await db.dispose()
     finally:

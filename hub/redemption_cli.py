@@ -101,7 +101,9 @@ def holds_expire(
 
 @holds_app.command("purge-keys")
 def holds_purge_keys(
-    days: Annotated[int, typer.Option(help=f"Keep keys this many days (≥ {KEEP_DAYS}).")] = KEEP_DAYS,
+    days: Annotated[
+        int, typer.Option(help=f"Keep keys this many days (≥ {KEEP_DAYS}).")
+    ] = KEEP_DAYS,
 ) -> None:
     """Delete redemption idempotency keys older than --days."""
     if days < KEEP_DAYS:
@@ -136,7 +138,10 @@ def settle_cmd(
             if close:
                 async with db.unit_of_work() as session:
                     closed_now = await settlement.close_period(
-                        session=session, program=program, period=period, actor="cli",
+                        session=session,
+                        program=program,
+                        period=period,
+                        actor="cli",
                         now=utcnow(),
                     )
             async with db.read() as session:
@@ -169,10 +174,10 @@ def _print(report: settlement.SettlementReport) -> None:
     for n in report.netted:
         net.add_row(n.payer_line, n.payee_line, str(n.points), str(n.amount_fen))
     console.print(net)
-    for p in report.lines:
-        mark = "ok" if p.ties_out else "MISMATCH"
+    for pos in report.lines:
+        mark = "ok" if pos.ties_out else "MISMATCH"
         console.print(
-            f"line {p.line}: net_points={p.net_points} net_fen={p.net_fen} "
-            f"clearing_points={p.clearing_points} {mark}"
+            f"line {pos.line}: net_points={pos.net_points} net_fen={pos.net_fen} "
+            f"clearing_points={pos.clearing_points} {mark}"
         )
     console.print(f"tie-out: clearing_sum={report.clearing_sum} ties_out={report.ties_out}")

@@ -23,6 +23,7 @@ from strawberry.extensions.base_extension import LifecycleStep
 from strawberry.extensions.tracing import OpenTelemetryExtension
 
 from hub.core.errors import HubError
+from schema.context import SharedReads
 
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
@@ -57,6 +58,7 @@ def extensions(
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
     exts: list[Callable[[], SchemaExtension]] = [
+        SharedReads,
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),

@@ -11,6 +11,7 @@ from typing import Any
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
+from hub.core.audit import record_audit
 from hub.core.tokens import Role
 from schema.context import Context
 
@@ -31,8 +32,27 @@ class _RoleIn(BasePermission):
     roles: frozenset[Role] = frozenset()
     error_extensions = {"code": "PERMISSION_DENIED"}
 
-    def has_permission(self, source: Any, info: Info[Context, Any], **kwargs: Any) -> bool:
-        return _role(info) in self.roles
+    async def has_permission(self, source: Any, info: Info[Context, Any], **kwargs: Any) -> bool:
+        role = _role(info)
+        if role in self.roles:
+            return True
+        if role is Role.MEMBER:
+            # A member reaching past itself (another member's data, an agent's tool) is worth a
+            # trace: audited with the field and argument names, never their values.
+            await _audit_member_denial(info, kwargs)
+        return False
+
+
+async def _audit_member_denial(info: Info[Context, Any], kwargs: dict[str, Any]) -> None:
+    ctx = info.context
+    async with ctx.db.unit_of_work() as session:
+        await record_audit(
+            session=session,
+            actor=ctx.actor,
+            action="access.denied",
+            subject=f"member:{ctx.principal.member_id}",
+            details={"field": info.field_name, "arguments": sorted(kwargs)},
+        )
 
 
 class IsMember(_RoleIn):

@@ -1,6 +1,9 @@
 """Database: the async engine over asyncpg, the unit of work, and the embedded server.
 
 - ``Database`` owns one ``AsyncEngine`` with bounded pool limits and a statement timeout.
+  Pooled connections are checked before reuse only when they sat idle (HikariCP's bypass
+  window): a busy pool hands connections straight out, and a connection left over from before
+  a database restart (which takes far longer than the window) is replaced, not handed out.
 - ``Database.unit_of_work()`` is the only place the hub commits: services take the session it
   yields, do their work, and never commit; leaving the block commits once, an exception rolls
   back everything it did.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,8 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -64,6 +68,35 @@ def plain_url(url: str) -> str:
     return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
 
 
+IDLE_CHECK_S = 0.5  # HikariCP's default aliveBypassWindowMs
+
+
+def _check_idle_connections(engine: AsyncEngine, idle_check_s: float) -> None:
+    """Ping a pooled connection on checkout only if it has been idle longer than
+    ``idle_check_s``; a failed ping makes the pool discard it and try another.
+
+    ``pool_pre_ping`` pings on every checkout: three round trips with asyncpg (BEGIN, ``;``,
+    ROLLBACK), on every DataLoader batch of every request. A connection used moments ago is
+    alive, or its server went away so recently that a restart cannot be over yet (then the
+    statement fails, SQLAlchemy sees the disconnect and invalidates the whole pool).
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["hub_idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("hub_idle_since")
+        if since is None or time.monotonic() - since <= idle_check_s:
+            return  # new, or just used
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # any failure: the pool replaces the connection
+            raise DisconnectionError(f"pooled connection is dead ({type(exc).__name__})") from exc
+
+
 class Database:
     def __init__(
         self,
@@ -73,6 +106,7 @@ class Database:
         max_overflow: int = 5,
         pool_timeout_s: float = 10.0,
         statement_timeout_ms: int = 30_000,
+        idle_check_s: float = IDLE_CHECK_S,
     ) -> None:
         self.url = plain_url(url)
         self.engine: AsyncEngine = create_async_engine(
@@ -80,7 +114,6 @@ class Database:
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout_s,
-            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={
                 "server_settings": {
@@ -90,6 +123,7 @@ class Database:
                 "timeout": 5,
             },
         )
+        _check_idle_connections(self.engine, idle_check_s)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager

@@ -31,9 +31,8 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,43 +42,40 @@ from hub.core.clock import utcnow
 from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.core.pii import KeyRing
-from hub.loyalty import settlement
 from hub.loyalty._sql import driver
 from hub.loyalty.errors import InsufficientPoints, LoyaltyError
 from hub.loyalty.holdings import burn, load_lots, save_lots, spendable
-from hub.loyalty.ledger import AccountKind, MemberAccounts, Transfer, TransferCode, post_transfers
+from hub.loyalty.ledger import AccountKind, Transfer, TransferCode, post_transfers
 from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_codes import code_hash, use_redemption_code
 from hub.loyalty.redemption_errors import (
-    AlreadyCancelled,
-    AlreadyCaptured,
-    HoldExpired,
     InvalidRedemption,
     InvalidRedemptionCode,
-    NotCaptured,
-    NotRedeemableHere,
-    RefundExceedsCaptured,
 )
 from hub.loyalty.redemption_keys import idempotent
+from hub.loyalty.redemption_refund import refund_redemption
+from hub.loyalty.redemption_resolve import ExpiryRun, cancel, capture, expire_holds
 from hub.loyalty.redemption_store import (
-    ANY,
-    CANCELLED,
-    CAPTURED,
-    EXPIRED,
     PENDING,
-    REFUNDED,
-    HoldRow,
     HoldScope,
     accounts_for,
-    lock_hold,
     lock_member,
-    return_to_lots,
-    save_hold_lots,
 )
-from hub.loyalty.redemption_views import HoldLot, LotUse, Quote, Redemption
+from hub.loyalty.redemption_views import (
+    MAX_POINTS,
+    HoldLot,
+    LotUse,
+    Quote,
+    Redemption,
+    check_points,
+    points_for_fen,
+    rate_of,
+    value_fen,
+)
 
 __all__ = [
+    "ExpiryRun",
     "HoldLot",
     "HoldScope",
     "LotUse",
@@ -89,38 +85,22 @@ __all__ = [
     "capture",
     "expire_holds",
     "place_hold",
+    "points_for_fen",
     "quote_redemption",
+    "rate_of",
     "refund_redemption",
     "run_redemption",
+    "value_fen",
 ]
 
 DEFAULT_HOLD_TTL_S = 900
 MIN_HOLD_TTL_S = 10
 MAX_HOLD_TTL_S = 86_400
-MAX_POINTS = 10_000_000
 MAX_ORDER_REF = 128
 MAX_REASON = 500
 MAX_ATTEMPTS = 6
-EXPIRE_BATCH = 500
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
 R = TypeVar("R")
-
-
-def rate_of(program: Program, line: str) -> Decimal:
-    rate = program.line(line).redemption_fen_per_point
-    if rate is None or rate <= 0:
-        raise NotRedeemableHere(line)
-    return rate
-
-
-def value_fen(points: int, rate: Decimal) -> int:
-    """What ``points`` pay for at a line: rounded down, a member never gets more than they spend."""
-    return int((Decimal(points) * rate).to_integral_value(rounding=ROUND_FLOOR))
-
-
-def points_for_fen(amount_fen: int, rate: Decimal) -> int:
-    """Points needed to pay ``amount_fen``: rounded up, so they always cover the amount."""
-    return int((Decimal(amount_fen) / rate).to_integral_value(rounding=ROUND_CEILING))
 
 
 async def quote_redemption(
@@ -143,7 +123,7 @@ async def quote_redemption(
             raise InvalidRedemption("amount_fen", "must be positive and within the points cap")
         points = points_for_fen(amount_fen, rate)
     assert points is not None
-    _check_points(points)
+    check_points(points)
     conn = await driver(session)
     rows = await conn.fetch(
         "SELECT id, issuer_line, earned_at, expires_at, remaining FROM loyalty_lot "
@@ -172,11 +152,6 @@ async def quote_redemption(
     )
 
 
-def _check_points(points: int) -> None:
-    if not 0 < points <= MAX_POINTS:
-        raise InvalidRedemption("points", f"must be from 1 to {MAX_POINTS}")
-
-
 async def place_hold(
     *,
     session: AsyncSession,
@@ -197,7 +172,7 @@ async def place_hold(
     at = now or utcnow()
     ttl = DEFAULT_HOLD_TTL_S if hold_ttl_s is None else hold_ttl_s
     rate = rate_of(program, line)
-    _check_points(points)
+    check_points(points)
     if not MIN_HOLD_TTL_S <= ttl <= MAX_HOLD_TTL_S:
         raise InvalidRedemption("hold_ttl_s", f"must be from {MIN_HOLD_TTL_S} to {MAX_HOLD_TTL_S}")
     if not order_ref.strip() or len(order_ref) > MAX_ORDER_REF:
@@ -351,418 +326,6 @@ async def _hold(
         available=have - points,
         lots=tuple(HoldLot(lot.id, lot.issuer_line, n, 0, 0) for lot, n in taken),
     )
-
-
-def _already(hold: HoldRow) -> LoyaltyError:
-    if hold.state in (CAPTURED, REFUNDED):
-        return AlreadyCaptured(hold.id)
-    if hold.state == CANCELLED:
-        return AlreadyCancelled(hold.id)
-    return HoldExpired(hold.id)
-
-
-async def capture(
-    *,
-    session: AsyncSession,
-    program: Program,
-    actor: Actor,
-    hold_id: int,
-    points: int | None = None,
-    idempotency_key: str | None = None,
-    scope: HoldScope = ANY,
-    now: datetime | None = None,
-) -> Redemption:
-    """Spend all of a pending hold, or part of it (the rest goes back to its lots)."""
-    at = now or utcnow()
-    conn = await driver(session)
-
-    async def run() -> Redemption | LoyaltyError:
-        hold, accounts = await lock_hold(conn, hold_id, scope)
-        if hold.state != PENDING:
-            raise _already(hold)
-        if hold.expires_at <= at:
-            await _void(conn, session, hold, accounts, EXPIRED, at)
-            return HoldExpired(hold.id)
-        n = hold.points if points is None else points
-        if not 0 < n <= hold.points:
-            raise InvalidRedemption("points", f"must be from 1 to the {hold.points} held")
-        left = n
-        for item in hold.lots:  # FIFO: the lots that expire first are the ones spent
-            item.captured = min(item.points, left)
-            left -= item.captured
-        by_issuer: dict[str, int] = {}
-        for item in hold.lots:
-            if item.captured:
-                by_issuer[item.issuer_line] = by_issuer.get(item.issuer_line, 0) + item.captured
-        wanted = [
-            (AccountKind.REDEMPTION_HOLD, hold.line),
-            (AccountKind.REDEMPTION_CLEARING, hold.line),
-        ]
-        wanted += [
-            (k, a)
-            for a in by_issuer
-            for k in (AccountKind.REDEMPTION_CLEARING, AccountKind.ISSUANCE)
-        ]
-        acc = await accounts_for(conn, session, wanted)
-        event = f"redeem:{hold.id}:capture"
-        transfers = [
-            Transfer(
-                debit=acc[(AccountKind.REDEMPTION_HOLD, hold.line)],
-                credit=acc[(AccountKind.REDEMPTION_CLEARING, hold.line)],
-                amount=n,
-                code=TransferCode.CAPTURE,
-                key=f"{event}/spent",
-                effective_at=at,
-            )
-        ] + [
-            Transfer(
-                debit=acc[(AccountKind.REDEMPTION_CLEARING, issuer)],
-                credit=acc[(AccountKind.ISSUANCE, issuer)],
-                amount=pts,
-                code=TransferCode.REDEEM,
-                key=f"{event}/issuer:{issuer}",
-                effective_at=at,
-            )
-            for issuer, pts in sorted(by_issuer.items())
-        ]
-        back = 0
-        if n < hold.points:
-            back = await _give_back(
-                conn,
-                session,
-                hold,
-                acc[(AccountKind.REDEMPTION_HOLD, hold.line)],
-                accounts,
-                f"redeem:{hold.id}:void",
-                at,
-                [(x.lot_id, x.issuer_line, x.points - x.captured) for x in hold.lots],
-            )
-        await post_transfers(session=session, transfers=transfers)
-        await conn.execute(
-            "UPDATE redemption_hold SET state = 'captured', captured_points = $2, "
-            "resolved_at = $3 WHERE id = $1",
-            hold.id,
-            n,
-            at,
-        )
-        await save_hold_lots(conn, hold)
-        await settlement.record_entries(
-            conn,
-            program=program,
-            hold_id=hold.id,
-            redeeming_line=hold.line,
-            event=event,
-            drafts=[
-                settlement.draft(
-                    issuer=issuer,
-                    before=0,
-                    after=pts,
-                    price=settlement.price_per_point(
-                        program, issuer=issuer, redeeming_rate=hold.fen_per_point
-                    ),
-                )
-                for issuer, pts in by_issuer.items()
-            ],
-            at=at,
-        )
-        hold.state, hold.captured_points, hold.resolved_at = CAPTURED, n, at
-        return _view(hold, await _available(conn, accounts.available), back)
-
-    return await _once(conn, actor, idempotency_key, "capture", hold_id, points, run)
-
-
-async def cancel(
-    *,
-    session: AsyncSession,
-    program: Program,
-    actor: Actor,
-    hold_id: int,
-    idempotency_key: str | None = None,
-    scope: HoldScope = ANY,
-    now: datetime | None = None,
-) -> Redemption:
-    """Void a pending hold: every point goes back to the lot it came from."""
-    at = now or utcnow()
-    conn = await driver(session)
-
-    async def run() -> Redemption | LoyaltyError:
-        hold, accounts = await lock_hold(conn, hold_id, scope)
-        if hold.state != PENDING:
-            raise _already(hold)
-        state = EXPIRED if hold.expires_at <= at else CANCELLED
-        await _void(conn, session, hold, accounts, state, at)
-        if state == EXPIRED:
-            return HoldExpired(hold.id)
-        return _view(hold, await _available(conn, accounts.available), 0)
-
-    return await _once(conn, actor, idempotency_key, "cancel", hold_id, None, run)
-
-
-async def _once(
-    conn: Any,
-    actor: Actor,
-    key: str | None,
-    operation: str,
-    hold_id: int,
-    points: int | None,
-    run: Callable[[], Awaitable[Redemption | LoyaltyError]],
-) -> Redemption:
-    return await idempotent(
-        conn,
-        actor=actor,
-        key=key,
-        operation=operation,
-        request={"redemption_id": hold_id, "points": points},
-        run=run,
-        encode=Redemption.to_json,
-        decode=Redemption.from_json,
-    )
-
-
-async def _void(
-    conn: Any,
-    session: AsyncSession,
-    hold: HoldRow,
-    accounts: MemberAccounts,
-    state: str,
-    at: datetime,
-) -> int:
-    held = (await accounts_for(conn, session, [(AccountKind.REDEMPTION_HOLD, hold.line)]))[
-        (AccountKind.REDEMPTION_HOLD, hold.line)
-    ]
-    back = await _give_back(
-        conn,
-        session,
-        hold,
-        held,
-        accounts,
-        f"redeem:{hold.id}:void",
-        at,
-        [(x.lot_id, x.issuer_line, x.points) for x in hold.lots],
-    )
-    await conn.execute(
-        "UPDATE redemption_hold SET state = $2, resolved_at = $3 WHERE id = $1", hold.id, state, at
-    )
-    hold.state, hold.resolved_at = state, at
-    return back
-
-
-async def _give_back(
-    conn: Any,
-    session: AsyncSession,
-    hold: HoldRow,
-    source: int,
-    accounts: MemberAccounts,
-    event: str,
-    at: datetime,
-    pieces: list[tuple[int, str, int]],
-    code: TransferCode = TransferCode.VOID,
-) -> int:
-    """Return pieces to their lots from ``source``; the points the hold's member got back."""
-    pieces = [p for p in pieces if p[2] > 0]
-    lots = await load_lots(session=session, lot_ids=[lot for lot, _, _ in pieces], with_empty=True)
-    locked = {hold.member_id: accounts}
-    result = await return_to_lots(
-        conn,
-        session,
-        pieces=pieces,
-        lots=lots,
-        source=source,
-        code=code,
-        event=event,
-        at=at,
-        locked=locked,
-    )
-    await save_lots(session=session, lots=lots.values())
-    await post_transfers(session=session, transfers=result.transfers)
-    return result.to_member.get(hold.member_id, 0)
-
-
-async def _available(conn: Any, account: int) -> int:
-    return int(await conn.fetchval("SELECT balance FROM loyalty_account WHERE id = $1", account))
-
-
-def _view(hold: HoldRow, available: int, _back: int) -> Redemption:
-    return Redemption(
-        id=hold.id,
-        member_id=hold.member_id,
-        line=hold.line,
-        points=hold.points,
-        order_ref=hold.order_ref,
-        state=hold.state,
-        captured_points=hold.captured_points,
-        refunded_points=hold.refunded_points,
-        amount_fen=value_fen(hold.captured_points or hold.points, hold.fen_per_point),
-        created_at=hold.created_at,
-        expires_at=hold.expires_at,
-        resolved_at=hold.resolved_at,
-        available=available,
-        lots=tuple(
-            HoldLot(x.lot_id, x.issuer_line, x.points, x.captured, x.refunded) for x in hold.lots
-        ),
-    )
-
-
-async def refund_redemption(
-    *,
-    session: AsyncSession,
-    program: Program,
-    actor: Actor,
-    hold_id: int,
-    idempotency_key: str,
-    points: int | None = None,
-    scope: HoldScope = ANY,
-    now: datetime | None = None,
-) -> Redemption:
-    """Give captured points back (all, or ``points`` of them) to the lots they came from.
-
-    The last lots spent come back first (the reverse of the FIFO burn). Lots that expired since
-    send their share to expiry; the settlement entries reverse at the capture's price.
-    """
-    at = now or utcnow()
-    conn = await driver(session)
-
-    async def run() -> Redemption:
-        hold, accounts = await lock_hold(conn, hold_id, scope)
-        if hold.state not in (CAPTURED, REFUNDED):
-            raise NotCaptured(hold.id, hold.state)
-        if points is not None and not 0 < points <= MAX_POINTS:
-            raise InvalidRedemption("points", f"must be from 1 to {MAX_POINTS}")
-        open_points = hold.captured_points - hold.refunded_points
-        n = open_points if points is None else points
-        if n <= 0 or n > open_points:
-            raise RefundExceedsCaptured(
-                hold_id=hold.id,
-                captured=hold.captured_points,
-                refunded=hold.refunded_points,
-                requested=max(n, 1) if points is None else points,
-            )
-        pieces: list[tuple[int, str, int]] = []
-        by_issuer: dict[str, tuple[int, int]] = {}  # issuer → (net before, refunded now)
-        left = n
-        for item in reversed(hold.lots):
-            take = min(item.captured - item.refunded, left)
-            before, now_back = by_issuer.get(item.issuer_line, (0, 0))
-            by_issuer[item.issuer_line] = (before + item.captured - item.refunded, now_back + take)
-            if take:
-                item.refunded += take
-                left -= take
-                pieces.append((item.lot_id, item.issuer_line, take))
-        event = f"redeem:{hold.id}:refund{hold.refunded_points}"
-        wanted = [(AccountKind.REDEMPTION_CLEARING, hold.line)]
-        wanted += [
-            (k, a)
-            for a in by_issuer
-            for k in (AccountKind.REDEMPTION_CLEARING, AccountKind.ISSUANCE)
-        ]
-        acc = await accounts_for(conn, session, wanted)
-        await _give_back(
-            conn,
-            session,
-            hold,
-            acc[(AccountKind.REDEMPTION_CLEARING, hold.line)],
-            accounts,
-            event,
-            at,
-            pieces,
-            code=TransferCode.REFUND_REDEMPTION,
-        )
-        await post_transfers(
-            session=session,
-            transfers=[
-                Transfer(
-                    debit=acc[(AccountKind.ISSUANCE, issuer)],
-                    credit=acc[(AccountKind.REDEMPTION_CLEARING, issuer)],
-                    amount=back,
-                    code=TransferCode.REFUND_REDEMPTION,
-                    key=f"{event}/issuer:{issuer}",
-                    effective_at=at,
-                )
-                for issuer, (_, back) in sorted(by_issuer.items())
-                if back
-            ],
-        )
-        hold.refunded_points += n
-        hold.state = REFUNDED if hold.refunded_points == hold.captured_points else CAPTURED
-        await conn.execute(
-            "UPDATE redemption_hold SET state = $2, refunded_points = $3 WHERE id = $1",
-            hold.id,
-            hold.state,
-            hold.refunded_points,
-        )
-        await save_hold_lots(conn, hold)
-        prices = await _capture_prices(conn, hold.id)
-        await settlement.record_entries(
-            conn,
-            program=program,
-            hold_id=hold.id,
-            redeeming_line=hold.line,
-            event=event,
-            drafts=[
-                settlement.draft(
-                    issuer=issuer,
-                    before=before,
-                    after=before - back,
-                    price=prices.get(issuer, Decimal(0)),
-                )
-                for issuer, (before, back) in by_issuer.items()
-                if back
-            ],
-            at=at,
-        )
-        return _view(hold, await _available(conn, accounts.available), 0)
-
-    return await idempotent(
-        conn,
-        actor=actor,
-        key=idempotency_key,
-        operation="refund",
-        request={"redemption_id": hold_id, "points": points},
-        run=run,
-        encode=Redemption.to_json,
-        decode=Redemption.from_json,
-    )
-
-
-async def _capture_prices(conn: Any, hold_id: int) -> dict[str, Decimal]:
-    rows = await conn.fetch(
-        "SELECT issuer_line, fen_per_point FROM settlement_entry WHERE hold_id = $1 "
-        "AND kind = 'capture'",
-        hold_id,
-    )
-    return {r["issuer_line"]: r["fen_per_point"] for r in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryRun:
-    holds: int
-    points: int
-
-
-async def expire_holds(
-    *, session: AsyncSession, program: Program, as_of: datetime, limit: int = EXPIRE_BATCH
-) -> ExpiryRun:
-    """Expire up to ``limit`` pending holds whose TTL passed by ``as_of`` (members in id order).
-
-    Concurrent runs and captures are safe: each hold is re-checked under its lock, and one
-    that a capture resolved first is skipped.
-    """
-    conn = await driver(session)
-    due = await conn.fetch(
-        "SELECT id FROM redemption_hold WHERE state = 'pending' AND expires_at <= $1 "
-        "ORDER BY member_id, id LIMIT $2",
-        as_of,
-        min(limit, EXPIRE_BATCH),
-    )
-    holds = points = 0
-    for row in due:
-        hold, accounts = await lock_hold(conn, row["id"], ANY)
-        if hold.state != PENDING or hold.expires_at > as_of:
-            continue
-        await _void(conn, session, hold, accounts, EXPIRED, as_of)
-        holds += 1
-        points += hold.points
-    return ExpiryRun(holds=holds, points=points)
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
+
+from hub.loyalty.model import Program
+from hub.loyalty.redemption_errors import InvalidRedemption, NotRedeemableHere
+
+MAX_POINTS = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +79,25 @@ class Redemption:
                 values[name] = datetime.fromisoformat(values[name])
         values["lots"] = tuple(HoldLot(**lot) for lot in values["lots"])
         return replace(cls(**values), replayed=True)
+
+
+def rate_of(program: Program, line: str) -> Decimal:
+    rate = program.line(line).redemption_fen_per_point
+    if rate is None or rate <= 0:
+        raise NotRedeemableHere(line)
+    return rate
+
+
+def value_fen(points: int, rate: Decimal) -> int:
+    """What ``points`` pay for at a line: rounded down, a member never gets more than they spend."""
+    return int((Decimal(points) * rate).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def points_for_fen(amount_fen: int, rate: Decimal) -> int:
+    """Points needed to pay ``amount_fen``: rounded up, so they always cover the amount."""
+    return int((Decimal(amount_fen) / rate).to_integral_value(rounding=ROUND_CEILING))
+
+
+def check_points(points: int) -> None:
+    if not 0 < points <= MAX_POINTS:
+        raise InvalidRedemption("points", f"must be from 1 to {MAX_POINTS}")

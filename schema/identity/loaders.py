@@ -1,7 +1,8 @@
 """Per-request DataLoaders for the identity views: one SQL statement per batch of keys.
 
 Created lazily in the request's ``Context.loaders.extra`` (so a request never sees another's
-cache) and read through the SQLAlchemy session, so the query-count tests see every statement.
+cache) and read through the request's shared read session (``Context.reads``) with SQLAlchemy
+Core, so the query-count tests see every statement.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from strawberry.dataloader import DataLoader
 
-from hub.core.db import Database
-from schema.context import Context
+from schema.context import Context, RequestReads
 
 EVENTS_PER_MEMBER = 50
 
@@ -83,9 +83,13 @@ class EventRow:
     operation: int | None
 
 
-async def _rows(db: Database, sql: str, keys: Sequence[int]) -> list[Any]:
-    async with db.read() as session:
-        return list(await session.execute(text(sql), {"ids": list(keys)}))
+async def _rows(reads: RequestReads, sql: str, keys: Sequence[int]) -> list[Any]:
+    statement = text(sql)
+
+    async def run(session: Any) -> list[Any]:
+        return list(await session.execute(statement, {"ids": list(keys)}))
+
+    return await reads.run(run)
 
 
 _RECORD_COLUMNS = (
@@ -95,10 +99,10 @@ _RECORD_COLUMNS = (
 
 
 class MemberByIdLoader(DataLoader[int, MemberRow | None]):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[MemberRow | None]:
             rows = await _rows(
-                db,
+                reads,
                 "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
                 "FROM member WHERE id = ANY(:ids)",
                 keys,
@@ -110,10 +114,10 @@ class MemberByIdLoader(DataLoader[int, MemberRow | None]):
 
 
 class SourceRecordByIdLoader(DataLoader[int, RecordRow | None]):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[RecordRow | None]:
             rows = await _rows(
-                db, f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)", keys
+                reads, f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)", keys
             )
             found = {r[0]: RecordRow(*r) for r in rows}
             return [found.get(k) for k in keys]
@@ -122,10 +126,10 @@ class SourceRecordByIdLoader(DataLoader[int, RecordRow | None]):
 
 
 class SourceRecordsByMemberLoader(DataLoader[int, list[RecordRow]]):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[RecordRow]]:
             rows = await _rows(
-                db,
+                reads,
                 f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE member_id = ANY(:ids) "
                 "ORDER BY id",
                 keys,
@@ -139,10 +143,10 @@ class SourceRecordsByMemberLoader(DataLoader[int, list[RecordRow]]):
 
 
 class IdentifiersBySourceRecordLoader(DataLoader[int, list[IdentifierRow]]):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[IdentifierRow]]:
             rows = await _rows(
-                db,
+                reads,
                 "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
                 "WHERE source_record_id = ANY(:ids) ORDER BY source_record_id, kind, scope",
                 keys,
@@ -156,10 +160,10 @@ class IdentifiersBySourceRecordLoader(DataLoader[int, list[IdentifierRow]]):
 
 
 class LinksByMemberLoader(DataLoader[int, list[LinkRow]]):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[LinkRow]]:
             rows = await _rows(
-                db,
+                reads,
                 "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
                 "created_by FROM identity_link WHERE member_id = ANY(:ids) "
                 "ORDER BY source_record_id",
@@ -176,10 +180,10 @@ class LinksByMemberLoader(DataLoader[int, list[LinkRow]]):
 class EventsByMemberLoader(DataLoader[int, list[EventRow]]):
     """The newest events that moved records into or out of each member."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[EventRow]]:
             rows = await _rows(
-                db,
+                reads,
                 "SELECT m, id, at, kind, source_record_id, from_member, to_member, rule, actor, "
                 "batch FROM (SELECT k.m, e.*, row_number() OVER (PARTITION BY k.m ORDER BY e.id "
                 "DESC) AS n FROM unnest(CAST(:ids AS bigint[])) AS k(m) JOIN identity_event e "
@@ -197,12 +201,15 @@ class EventsByMemberLoader(DataLoader[int, list[EventRow]]):
 
 @dataclass
 class IdentityLoaders:
-    member_by_id: MemberByIdLoader
-    source_record_by_id: SourceRecordByIdLoader
-    source_records_by_member: SourceRecordsByMemberLoader
-    identifiers_by_source_record: IdentifiersBySourceRecordLoader
-    links_by_member: LinksByMemberLoader
-    events_by_member: EventsByMemberLoader
+    """Typed as plain DataLoaders so the same views can be served from memory (the benchmark's
+    GraphQL ceiling) with loaders that answer from a snapshot."""
+
+    member_by_id: DataLoader[int, MemberRow | None]
+    source_record_by_id: DataLoader[int, RecordRow | None]
+    source_records_by_member: DataLoader[int, list[RecordRow]]
+    identifiers_by_source_record: DataLoader[int, list[IdentifierRow]]
+    links_by_member: DataLoader[int, list[LinkRow]]
+    events_by_member: DataLoader[int, list[EventRow]]
 
 
 def loaders(context: Context) -> IdentityLoaders:
@@ -210,14 +217,14 @@ def loaders(context: Context) -> IdentityLoaders:
     found = context.loaders.extra.get("identity")
     if isinstance(found, IdentityLoaders):
         return found
-    db = context.db
+    reads = context.reads
     made = IdentityLoaders(
-        MemberByIdLoader(db),
-        SourceRecordByIdLoader(db),
-        SourceRecordsByMemberLoader(db),
-        IdentifiersBySourceRecordLoader(db),
-        LinksByMemberLoader(db),
-        EventsByMemberLoader(db),
+        MemberByIdLoader(reads),
+        SourceRecordByIdLoader(reads),
+        SourceRecordsByMemberLoader(reads),
+        IdentifiersBySourceRecordLoader(reads),
+        LinksByMemberLoader(reads),
+        EventsByMemberLoader(reads),
     )
     context.loaders.extra["identity"] = made
     return made

@@ -256,4 +256,3 @@ class RedemptionMutation:
         except rerrors.InvalidRedemption as exc:
             return typed_error(exc)  # type: ignore[no-any-return]
         return t.IssueRedemptionCodeSuccess(redemption_code=t.RedemptionCode.from_model(issued))
-

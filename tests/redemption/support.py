@@ -128,7 +128,9 @@ async def earn(
 
 async def available(session: AsyncSession, member: int) -> int:
     value = await session.scalar(
-        text("SELECT balance FROM loyalty_account WHERE member_id = :m AND kind = 'member_available'"),
+        text(
+            "SELECT balance FROM loyalty_account WHERE member_id = :m AND kind = 'member_available'"
+        ),
         {"m": member},
     )
     return int(value or 0)

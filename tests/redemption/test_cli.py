@@ -26,14 +26,41 @@ def test_holds_expire_and_settle_from_the_command_line(db, database_url, monkeyp
                 # the app's 7-day return window closes before the points are spent
                 await jobs.release_pending(session=s, program=program, as_of=shanghai(2025, 1, 9))
             at = shanghai(2025, 1, 10, 12)
-            spent = await run_redemption(db=database, work=lambda s: place_hold(
-                session=s, program=program, actor=POS, member_id=member, line="store",
-                points=200, order_ref="POS-1", idempotency_key="a", now=at))
-            await run_redemption(db=database, work=lambda s: capture(
-                session=s, program=program, actor=POS, hold_id=spent.id, now=at))
-            await run_redemption(db=database, work=lambda s: place_hold(
-                session=s, program=program, actor=POS, member_id=member, line="store",
-                points=50, order_ref="POS-2", idempotency_key="b", hold_ttl_s=60, now=at))
+            spent = await run_redemption(
+                db=database,
+                work=lambda s: place_hold(
+                    session=s,
+                    program=program,
+                    actor=POS,
+                    member_id=member,
+                    line="store",
+                    points=200,
+                    order_ref="POS-1",
+                    idempotency_key="a",
+                    now=at,
+                ),
+            )
+            await run_redemption(
+                db=database,
+                work=lambda s: capture(
+                    session=s, program=program, actor=POS, hold_id=spent.id, now=at
+                ),
+            )
+            await run_redemption(
+                db=database,
+                work=lambda s: place_hold(
+                    session=s,
+                    program=program,
+                    actor=POS,
+                    member_id=member,
+                    line="store",
+                    points=50,
+                    order_ref="POS-2",
+                    idempotency_key="b",
+                    hold_ttl_s=60,
+                    now=at,
+                ),
+            )
         finally:
             await database.dispose()
 
@@ -47,14 +74,18 @@ def test_holds_expire_and_settle_from_the_command_line(db, database_url, monkeyp
         redemption_app, ["settle", "--period", "2025-01", "--close", "--csv", str(out)]
     )
     assert settled.exit_code == 0, settled.output
-    assert "ties_out=True" in settled.output and "closed now" in settled.output
+    assert "ties_out=True" in settled.output
+    assert "closed now" in settled.output
     assert out.read_text(encoding="utf-8").splitlines()[1:] == [
         "gross,2025-01,app,store,200,200",
         "net,2025-01,app,store,200,200",
     ]
     again = runner.invoke(redemption_app, ["settle", "--period", "2025-01", "--close"])
-    assert "was already closed" in again.output and "state=closed" in again.output
+    assert "was already closed" in again.output
+    assert "state=closed" in again.output
     bad = runner.invoke(redemption_app, ["settle", "--period", "2025-13"])
-    assert bad.exit_code == 1 and "must be a month" in bad.output
+    assert bad.exit_code == 1
+    assert "must be a month" in bad.output
     purged = runner.invoke(redemption_app, ["holds", "purge-keys", "--days", "30"])
-    assert purged.exit_code == 0 and "deleted=0" in purged.output
+    assert purged.exit_code == 0
+    assert "deleted=0" in purged.output

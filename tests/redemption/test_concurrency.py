@@ -38,11 +38,12 @@ async def server_at(settings, ledger, monkeypatch) -> AsyncIterator[str]:
     app = create_app(settings, services=Services(settings, db, settings.keyring()))
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", log_level="warning",
-                       access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, loop="asyncio", log_level="warning", access_log=False
+        )
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}/graphql"
@@ -56,22 +57,35 @@ async def _member(ledger) -> tuple[int, str]:
     async with ledger.unit_of_work() as s:
         member = await make_member(s)
         await earn(s, default_program(), member, BALANCE, line="store", at=shanghai(2026, 1, 5))
-    token = issue_token(secret=JWT_SECRET, role=Role.MEMBER, subject=f"m-{member}",
-                        member_id=member)
+    token = issue_token(
+        secret=JWT_SECRET, role=Role.MEMBER, subject=f"m-{member}", member_id=member
+    )
     return member, token
 
 
 async def _fire(url: str, token: str, keys: list[str]) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(keys), max_keepalive_connections=len(keys))
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        return await asyncio.gather(*(
-            client.post(url, headers={"Authorization": f"Bearer {token}"}, json={
-                "query": REDEEM,
-                "variables": {"input": {"line": "store", "points": EACH, "orderRef": f"O-{k}",
-                                        "idempotencyKey": k}},
-            })
-            for k in keys
-        ))
+        return await asyncio.gather(
+            *(
+                client.post(
+                    url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    json={
+                        "query": REDEEM,
+                        "variables": {
+                            "input": {
+                                "line": "store",
+                                "points": EACH,
+                                "orderRef": f"O-{k}",
+                                "idempotencyKey": k,
+                            }
+                        },
+                    },
+                )
+                for k in keys
+            )
+        )
 
 
 async def _busiest(ledger, stop: asyncio.Event) -> int:
@@ -82,10 +96,13 @@ async def _busiest(ledger, stop: asyncio.Event) -> int:
     async with ledger.read() as s:
         while not stop.is_set():
             await s.execute(text("SELECT pg_stat_clear_snapshot()"))  # else cached per transaction
-            busy = await s.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = 'member-hub' AND state <> 'idle' "
-                "AND pid <> pg_backend_pid()"))
+            busy = await s.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'member-hub' AND state <> 'idle' "
+                    "AND pid <> pg_backend_pid()"
+                )
+            )
             most = max(most, int(busy))
             await asyncio.sleep(0.002)
     return most
@@ -102,8 +119,10 @@ async def test_parallel_redemptions_succeed_exactly_as_far_as_the_balance_goes(l
     bodies = [r.json() for r in responses]
     assert all("errors" not in b for b in bodies), [b for b in bodies if "errors" in b][:3]
     kinds = Counter(b["data"]["redeemPoints"]["__typename"] for b in bodies)
-    assert kinds == {"RedeemPointsSuccess": BALANCE // EACH,
-                     "InsufficientPoints": CALLS - BALANCE // EACH}
+    assert kinds == {
+        "RedeemPointsSuccess": BALANCE // EACH,
+        "InsufficientPoints": CALLS - BALANCE // EACH,
+    }
     async with ledger.read() as s:
         assert await available(s, member) == BALANCE - EACH * (BALANCE // EACH) >= 0
 

@@ -57,13 +57,17 @@ async def test_member_redeems_for_itself_and_captures(execute, member):
     hold = data["redeemPoints"]["redemption"]
     assert (hold["state"], hold["available"], hold["memberId"]) == ("PENDING", 400, str(member))
     data = await execute(
-        RESOLVE, as_member(member), cap={"redemptionId": hold["id"], "points": 60},
+        RESOLVE,
+        as_member(member),
+        cap={"redemptionId": hold["id"], "points": 60},
         can={"redemptionId": hold["id"]},
     )
     assert data["captureRedemption"]["redemption"] == {
-        "state": "CAPTURED", "capturedPoints": 60, "available": 440}
-    assert data["cancelRedemption"] == {"__typename": "AlreadyCaptured",
-                                        "redemptionId": hold["id"]}
+        "state": "CAPTURED",
+        "capturedPoints": 60,
+        "available": 440,
+    }
+    assert data["cancelRedemption"] == {"__typename": "AlreadyCaptured", "redemptionId": hold["id"]}
 
 
 async def test_member_may_not_name_another_member(execute, member):
@@ -75,8 +79,9 @@ async def test_member_cannot_touch_another_members_hold(execute, member):
     data = await execute(REDEEM, as_member(member), input=redeem_input())
     hold_id = data["redeemPoints"]["redemption"]["id"]
     other = as_member(member + 1)
-    data = await execute(RESOLVE, other, cap={"redemptionId": hold_id},
-                         can={"redemptionId": hold_id})
+    data = await execute(
+        RESOLVE, other, cap={"redemptionId": hold_id}, can={"redemptionId": hold_id}
+    )
     assert data["captureRedemption"]["__typename"] == "RedemptionNotFound"
     assert data["cancelRedemption"]["__typename"] == "RedemptionNotFound"
 
@@ -89,13 +94,13 @@ mutation { issueRedemptionCode(input: {}) {
 
 async def test_point_of_sale_redeems_with_the_members_one_time_code(execute, member, ledger):
     code = (await execute(ISSUE, as_member(member)))["issueRedemptionCode"]["redemptionCode"][
-        "code"]
+        "code"
+    ]
     data = await execute(REDEEM, POS, input=redeem_input(redemptionCode=code))
     assert data["redeemPoints"]["redemption"]["memberId"] == str(member)
     replay = await execute(REDEEM, POS, input=redeem_input(redemptionCode=code))
     assert replay["redeemPoints"]["redemption"]["replayed"] is True
-    again = await execute(REDEEM, POS, input=redeem_input(redemptionCode=code,
-                                                          idempotencyKey="k2"))
+    again = await execute(REDEEM, POS, input=redeem_input(redemptionCode=code, idempotencyKey="k2"))
     assert again["redeemPoints"]["__typename"] == "InvalidRedemptionCode"
     without = await execute(REDEEM, POS, input=redeem_input(idempotencyKey="k3"))
     assert without["redeemPoints"]["__typename"] == "RedemptionNotAllowed"
@@ -109,21 +114,28 @@ async def test_point_of_sale_redeems_with_the_members_one_time_code(execute, mem
 async def test_agent_redeems_with_a_reason_and_is_audited(execute, member, ledger):
     data = await execute(REDEEM, AGENT, input=redeem_input(memberId=str(member)))
     assert data["redeemPoints"]["__typename"] == "RedemptionNotAllowed"
-    data = await execute(REDEEM, AGENT, input=redeem_input(memberId=str(member),
-                                                           reason="电话客服代客兑换"))
+    data = await execute(
+        REDEEM, AGENT, input=redeem_input(memberId=str(member), reason="电话客服代客兑换")
+    )
     assert data["redeemPoints"]["redemption"]["state"] == "PENDING"
     async with ledger.read() as s:
-        row = (await s.execute(text(
-            "SELECT actor, action, subject, reason FROM audit_log"))).one()
-    assert tuple(row) == ("agent-1", "loyalty.redeem_points", f"member:{member}",
-                          "电话客服代客兑换")
+        row = (await s.execute(text("SELECT actor, action, subject, reason FROM audit_log"))).one()
+    assert tuple(row) == (
+        "agent-1",
+        "loyalty.redeem_points",
+        f"member:{member}",
+        "电话客服代客兑换",
+    )
 
 
 async def test_typed_errors_and_idempotency_through_graphql(execute, member):
     who = as_member(member)
     short = await execute(REDEEM, who, input=redeem_input(points=501))
-    assert short["redeemPoints"] == {"__typename": "InsufficientPoints", "requested": 501,
-                                     "available": 500}
+    assert short["redeemPoints"] == {
+        "__typename": "InsufficientPoints",
+        "requested": 501,
+        "available": 500,
+    }
     conflict = await execute(REDEEM, who, input=redeem_input(points=10))
     assert conflict["redeemPoints"] == {"__typename": "IdempotencyConflict", "field": "points"}
     nowhere = await execute(REDEEM, who, input=redeem_input(line="taobao", idempotencyKey="t"))
@@ -145,8 +157,13 @@ query($line: String!, $amount: Int, $member: ID) {
 async def test_quote_for_member_and_agent(execute, member):
     data = await execute(QUOTE, as_member(member), line="store", amount=120)
     assert data["quoteRedemption"] == {
-        "__typename": "RedemptionQuote", "points": 120, "amountFen": 120, "available": 500,
-        "enough": True, "lots": [{"issuerLine": "store", "points": 120}]}
+        "__typename": "RedemptionQuote",
+        "points": 120,
+        "amountFen": 120,
+        "available": 500,
+        "enough": True,
+        "lots": [{"issuerLine": "store", "points": 120}],
+    }
     data = await execute(QUOTE, AGENT, line="store", amount=120, member=str(member))
     assert data["quoteRedemption"]["points"] == 120
 
@@ -158,6 +175,8 @@ async def test_settlement_is_for_admins(execute, gql_schema, settings, ledger):
     data = await execute(SETTLEMENT, ADMIN, p="2026-01")
     assert data["settlement"]["tiesOut"] is True
     services = Services(settings, ledger, settings.keyring())
-    denied = await gql_schema.execute(SETTLEMENT, variable_values={"p": "2026-01"},
-                                      context_value=services.context(AGENT))
-    assert denied.errors and "PERMISSION_DENIED" in denied.errors[0].message
+    denied = await gql_schema.execute(
+        SETTLEMENT, variable_values={"p": "2026-01"}, context_value=services.context(AGENT)
+    )
+    assert denied.errors
+    assert "PERMISSION_DENIED" in denied.errors[0].message

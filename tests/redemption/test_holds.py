@@ -37,8 +37,16 @@ async def _hold(db, program, member, points, key="k1", line="store", ttl=None, a
     return await run_redemption(
         db=db,
         work=lambda s: place_hold(
-            session=s, program=program, actor=POS, member_id=member, line=line, points=points,
-            order_ref="POS-0001", idempotency_key=key, hold_ttl_s=ttl, now=at,
+            session=s,
+            program=program,
+            actor=POS,
+            member_id=member,
+            line=line,
+            points=points,
+            order_ref="POS-0001",
+            idempotency_key=key,
+            hold_ttl_s=ttl,
+            now=at,
         ),
     )
 
@@ -51,7 +59,8 @@ async def test_quote_prices_points_at_the_line_and_lists_lots_fifo_by_expiry(led
         )
     assert quote.points == 402  # 0.5 fen a point, rounded up to cover 201 fen
     assert quote.amount_fen == 201
-    assert quote.available == 800 and quote.enough
+    assert quote.available == 800
+    assert quote.enough
     assert [(u.issuer_line, u.points) for u in quote.lots] == [("taobao", 300), ("hotel", 102)]
 
 
@@ -68,7 +77,8 @@ async def test_quote_rejects_lines_that_take_no_points(ledger, program):
 async def test_hold_takes_points_from_available_at_once(ledger, program):
     member = await _member_with(ledger, program, taobao=300, hotel=500)
     hold = await _hold(ledger, program, member, 400)
-    assert hold.state == "pending" and hold.available == 400
+    assert hold.state == "pending"
+    assert hold.available == 400
     assert [(x.issuer_line, x.points) for x in hold.lots] == [("taobao", 300), ("hotel", 100)]
     async with ledger.read() as s:
         assert await available(s, member) == 400
@@ -79,10 +89,12 @@ async def test_full_capture_spends_the_hold(ledger, program):
     member = await _member_with(ledger, program, store=500)
     hold = await _hold(ledger, program, member, 200)
     done = await run_redemption(
-        db=ledger, work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id,
-                                          now=T0)
+        db=ledger,
+        work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
     )
-    assert done.state == "captured" and done.captured_points == 200 and done.available == 300
+    assert done.state == "captured"
+    assert done.captured_points == 200
+    assert done.available == 300
     assert done.amount_fen == 200
 
 
@@ -91,12 +103,16 @@ async def test_partial_capture_returns_the_rest_to_the_same_lots(ledger, program
     hold = await _hold(ledger, program, member, 600)
     done = await run_redemption(
         db=ledger,
-        work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id,
-                               points=350, now=T0),
+        work=lambda s: capture(
+            session=s, program=program, actor=POS, hold_id=hold.id, points=350, now=T0
+        ),
     )
-    assert done.captured_points == 350 and done.available == 450
+    assert done.captured_points == 350
+    assert done.available == 450
     assert [(x.issuer_line, x.points, x.captured) for x in done.lots] == [
-        ("taobao", 300, 300), ("hotel", 300, 50)]
+        ("taobao", 300, 300),
+        ("hotel", 300, 50),
+    ]
     async with ledger.read() as s:
         assert await lot_remaining(s, member) == {"taobao": 0, "hotel": 450}
 
@@ -105,10 +121,11 @@ async def test_cancel_voids_the_hold_and_restores_the_lots(ledger, program):
     member = await _member_with(ledger, program, taobao=300, hotel=500)
     hold = await _hold(ledger, program, member, 600)
     done = await run_redemption(
-        db=ledger, work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=hold.id,
-                                         now=T0)
+        db=ledger,
+        work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
     )
-    assert done.state == "cancelled" and done.available == 800
+    assert done.state == "cancelled"
+    assert done.available == 800
     async with ledger.read() as s:
         assert await lot_remaining(s, member) == {"taobao": 300, "hotel": 500}
 
@@ -119,12 +136,16 @@ async def test_second_resolution_is_a_typed_error_never_a_second_effect(ledger, 
     cancelled = await _hold(ledger, program, member, 100, key="b")
 
     def cap(hold_id):
-        return run_redemption(db=ledger, work=lambda s: capture(
-            session=s, program=program, actor=POS, hold_id=hold_id, now=T0))
+        return run_redemption(
+            db=ledger,
+            work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold_id, now=T0),
+        )
 
     def void(hold_id):
-        return run_redemption(db=ledger, work=lambda s: cancel(
-            session=s, program=program, actor=POS, hold_id=hold_id, now=T0))
+        return run_redemption(
+            db=ledger,
+            work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=hold_id, now=T0),
+        )
 
     await cap(captured.id)
     await void(cancelled.id)
@@ -144,13 +165,17 @@ async def test_holds_expire_after_their_ttl(ledger, program):
     member = await _member_with(ledger, program, store=500)
     hold = await _hold(ledger, program, member, 100, ttl=60)
     async with ledger.unit_of_work() as s:
-        early = await expire_holds(session=s, program=program, as_of=shanghai(2026, 10, 10, 12, 0, 59))
+        early = await expire_holds(
+            session=s, program=program, as_of=shanghai(2026, 10, 10, 12, 0, 59)
+        )
     async with ledger.unit_of_work() as s:
         late = await expire_holds(session=s, program=program, as_of=shanghai(2026, 10, 10, 12, 1))
     assert (early.holds, late.holds, late.points) == (0, 1, 100)
     with pytest.raises(HoldExpired):
-        await run_redemption(db=ledger, work=lambda s: capture(
-            session=s, program=program, actor=POS, hold_id=hold.id, now=T0))
+        await run_redemption(
+            db=ledger,
+            work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
+        )
     async with ledger.read() as s:
         assert await available(s, member) == 500
 
@@ -159,9 +184,16 @@ async def test_capture_after_the_ttl_expires_the_hold_and_says_so(ledger, progra
     member = await _member_with(ledger, program, store=500)
     hold = await _hold(ledger, program, member, 100, ttl=60)
     with pytest.raises(HoldExpired):
-        await run_redemption(db=ledger, work=lambda s: capture(
-            session=s, program=program, actor=POS, hold_id=hold.id,
-            now=shanghai(2026, 10, 10, 13)))
+        await run_redemption(
+            db=ledger,
+            work=lambda s: capture(
+                session=s,
+                program=program,
+                actor=POS,
+                hold_id=hold.id,
+                now=shanghai(2026, 10, 10, 13),
+            ),
+        )
     async with ledger.read() as s:
         assert await available(s, member) == 500  # the expiry itself was committed
 
@@ -191,9 +223,21 @@ async def test_a_scoped_caller_cannot_touch_another_lines_hold(ledger, program):
     member = await _member_with(ledger, program, store=100)
     hold = await _hold(ledger, program, member, 10)
     with pytest.raises(HoldNotFound):
-        await run_redemption(db=ledger, work=lambda s: capture(
-            session=s, program=program, actor=POS, hold_id=hold.id, now=T0,
-            scope=HoldScope(line="hotel")))
+        await run_redemption(
+            db=ledger,
+            work=lambda s: capture(
+                session=s,
+                program=program,
+                actor=POS,
+                hold_id=hold.id,
+                now=T0,
+                scope=HoldScope(line="hotel"),
+            ),
+        )
     with pytest.raises(HoldNotFound):
-        await run_redemption(db=ledger, work=lambda s: cancel(
-            session=s, program=program, actor=POS, hold_id=hold.id + 99, now=T0))
+        await run_redemption(
+            db=ledger,
+            work=lambda s: cancel(
+                session=s, program=program, actor=POS, hold_id=hold.id + 99, now=T0
+            ),
+        )

@@ -19,29 +19,53 @@ async def _spent(db, program, *, points, line="store", at=T0, key="k", **earned)
         member = await make_member(s)
         for i, (issuer, pts) in enumerate(earned.items()):
             await earn(s, program, member, pts, line=issuer, at=shanghai(2026, 10, 1 + i, 9))
-    hold = await run_redemption(db=db, work=lambda s: place_hold(
-        session=s, program=program, actor=POS, member_id=member, line=line, points=points,
-        order_ref="POS-9", idempotency_key=key, now=at))
-    await run_redemption(db=db, work=lambda s: capture(
-        session=s, program=program, actor=POS, hold_id=hold.id, now=at))
+    hold = await run_redemption(
+        db=db,
+        work=lambda s: place_hold(
+            session=s,
+            program=program,
+            actor=POS,
+            member_id=member,
+            line=line,
+            points=points,
+            order_ref="POS-9",
+            idempotency_key=key,
+            now=at,
+        ),
+    )
+    await run_redemption(
+        db=db,
+        work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id, now=at),
+    )
     return member, hold.id
 
 
 def _refund(db, program, hold_id, key, points=None, at=T0):
-    return run_redemption(db=db, work=lambda s: refund_redemption(
-        session=s, program=program, actor=POS, hold_id=hold_id, idempotency_key=key,
-        points=points, now=at))
+    return run_redemption(
+        db=db,
+        work=lambda s: refund_redemption(
+            session=s,
+            program=program,
+            actor=POS,
+            hold_id=hold_id,
+            idempotency_key=key,
+            points=points,
+            now=at,
+        ),
+    )
 
 
 async def test_refund_returns_points_to_the_lots_they_came_from(ledger, program):
     member, hold = await _spent(ledger, program, points=600, taobao=300, hotel=500)
     part = await _refund(ledger, program, hold, "r1", points=200)
-    assert part.state == "captured" and part.refunded_points == 200
+    assert part.state == "captured"
+    assert part.refunded_points == 200
     async with ledger.read() as s:
         # the last lot spent comes back first
         assert await lot_remaining(s, member) == {"taobao": 0, "hotel": 400}
     rest = await _refund(ledger, program, hold, "r2")
-    assert rest.state == "refunded" and rest.available == 800
+    assert rest.state == "refunded"
+    assert rest.available == 800
     async with ledger.read() as s:
         assert await lot_remaining(s, member) == {"taobao": 300, "hotel": 500}
     with pytest.raises(RefundExceedsCaptured):
@@ -55,8 +79,9 @@ async def test_refund_to_an_expired_lot_goes_to_expiry_not_the_member(ledger, pr
     assert done.available == 0
     async with ledger.read() as s:
         assert await available(s, member) == 0
-        breakage = await s.scalar(text(
-            "SELECT sum(amount) FROM loyalty_transfer WHERE code = 'hold_breakage'"))
+        breakage = await s.scalar(
+            text("SELECT sum(amount) FROM loyalty_transfer WHERE code = 'hold_breakage'")
+        )
     assert breakage == 300
 
 
@@ -74,9 +99,20 @@ async def test_refund_of_an_uncaptured_hold_is_not_captured(ledger, program):
     async with ledger.unit_of_work() as s:
         member = await make_member(s)
         await earn(s, program, member, 50, line="store", at=shanghai(2026, 10, 1))
-    hold = await run_redemption(db=ledger, work=lambda s: place_hold(
-        session=s, program=program, actor=POS, member_id=member, line="store", points=10,
-        order_ref="x", idempotency_key="p", now=T0))
+    hold = await run_redemption(
+        db=ledger,
+        work=lambda s: place_hold(
+            session=s,
+            program=program,
+            actor=POS,
+            member_id=member,
+            line="store",
+            points=10,
+            order_ref="x",
+            idempotency_key="p",
+            now=T0,
+        ),
+    )
     with pytest.raises(NotCaptured):
         await _refund(ledger, program, hold.id, "r")
 
@@ -88,10 +124,14 @@ async def test_capture_creates_settlement_entries_at_the_issuers_price(ledger, p
         report = await settlement.settle(session=s, period="2026-10")
     gross = {(p.issuer_line, p.redeeming_line): (p.points, p.amount_fen) for p in report.pairs}
     assert gross == {("hotel", "store"): (400, 480), ("taobao", "store"): (305, 275)}
-    assert report.ties_out and report.clearing_sum == 0
+    assert report.ties_out
+    assert report.clearing_sum == 0
     positions = {p.line: (p.net_points, p.net_fen, p.clearing_points) for p in report.lines}
-    assert positions == {"store": (705, 755, 705), "hotel": (-400, -480, -400),
-                         "taobao": (-305, -275, -305)}
+    assert positions == {
+        "store": (705, 755, 705),
+        "hotel": (-400, -480, -400),
+        "taobao": (-305, -275, -305),
+    }
 
 
 async def test_settlement_nets_opposite_obligations(ledger, program):
@@ -101,7 +141,8 @@ async def test_settlement_nets_opposite_obligations(ledger, program):
         report = await settlement.settle(session=s, period="2026-10")
     # hotel owes store 360 fen, store owes hotel 200 fen: hotel pays 160 net
     assert [(n.payer_line, n.payee_line, n.amount_fen) for n in report.netted] == [
-        ("hotel", "store", 160)]
+        ("hotel", "store", 160)
+    ]
     assert report.ties_out
     csv_text = settlement.export_csv(report)
     assert csv_text.splitlines()[0] == "kind,period,from_line,to_line,points,amount_fen"
@@ -121,32 +162,51 @@ async def test_closed_period_is_immutable_and_late_refunds_land_in_the_next(ledg
     _, hold = await _spent(ledger, program, points=100, hotel=100)
     async with ledger.unit_of_work() as s:
         with pytest.raises(InvalidRedemption):
-            await settlement.close_period(session=s, program=program, period="2026-10",
-                                          actor="admin", now=shanghai(2026, 10, 31, 23))
+            await settlement.close_period(
+                session=s,
+                program=program,
+                period="2026-10",
+                actor="admin",
+                now=shanghai(2026, 10, 31, 23),
+            )
     async with ledger.unit_of_work() as s:
-        assert await settlement.close_period(session=s, program=program, period="2026-10",
-                                             actor="admin", now=shanghai(2026, 11, 1, 1))
+        assert await settlement.close_period(
+            session=s,
+            program=program,
+            period="2026-10",
+            actor="admin",
+            now=shanghai(2026, 11, 1, 1),
+        )
     async with ledger.unit_of_work() as s:
-        assert not await settlement.close_period(session=s, program=program, period="2026-10",
-                                                 actor="admin", now=shanghai(2026, 11, 1, 2))
+        assert not await settlement.close_period(
+            session=s,
+            program=program,
+            period="2026-10",
+            actor="admin",
+            now=shanghai(2026, 11, 1, 2),
+        )
     # a refund effective in October, recorded after the close
     await _refund(ledger, program, hold, "late", points=40, at=shanghai(2026, 10, 31, 22))
     async with ledger.read() as s:
         october = await settlement.settle(session=s, period="2026-10")
         november = await settlement.settle(session=s, period="2026-11")
-    assert october.state == "closed" and [(p.points, p.amount_fen) for p in october.pairs] == [
-        (100, 120)]
+    assert october.state == "closed"
+    assert [(p.points, p.amount_fen) for p in october.pairs] == [(100, 120)]
     assert [(p.points, p.amount_fen) for p in november.pairs] == [(-40, -48)]
-    assert october.ties_out and november.ties_out
+    assert october.ties_out
+    assert november.ties_out
     with pytest.raises(DBAPIError, match="closed"):
         async with ledger.unit_of_work() as s:
             await s.execute(text("UPDATE settlement_period SET closed_by = 'x'"))
     with pytest.raises(DBAPIError, match="closed"):
         async with ledger.unit_of_work() as s:
-            await s.execute(text(
-                "INSERT INTO settlement_entry (period, issuer_line, redeeming_line, points, "
-                "amount_fen, fen_per_point, hold_id, kind, event, key, effective_at) VALUES "
-                f"('2026-10', 'hotel', 'store', 1, 1, 1, {hold}, 'capture', 'x', 'x', now())"))
+            await s.execute(
+                text(
+                    "INSERT INTO settlement_entry (period, issuer_line, redeeming_line, points, "
+                    "amount_fen, fen_per_point, hold_id, kind, event, key, effective_at) VALUES "
+                    f"('2026-10', 'hotel', 'store', 1, 1, 1, {hold}, 'capture', 'x', 'x', now())"
+                )
+            )
 
 
 async def test_expired_lot_while_held_goes_to_expiry_on_cancel(ledger, program):
@@ -155,15 +215,30 @@ async def test_expired_lot_while_held_goes_to_expiry_on_cancel(ledger, program):
     async with ledger.unit_of_work() as s:
         member = await make_member(s)
         await earn(s, program, member, 100, line="store", at=shanghai(2026, 10, 1))
-    hold = await run_redemption(db=ledger, work=lambda s: place_hold(
-        session=s, program=program, actor=POS, member_id=member, line="store", points=100,
-        order_ref="x", idempotency_key="h", hold_ttl_s=86_400,
-        now=shanghai(2026, 10, 31, 12)))
+    hold = await run_redemption(
+        db=ledger,
+        work=lambda s: place_hold(
+            session=s,
+            program=program,
+            actor=POS,
+            member_id=member,
+            line="store",
+            points=100,
+            order_ref="x",
+            idempotency_key="h",
+            hold_ttl_s=86_400,
+            now=shanghai(2026, 10, 31, 12),
+        ),
+    )
     async with ledger.unit_of_work() as s:  # the expiry job finds nothing to expire: it is held
         result = await jobs.expire(session=s, program=program, as_of=shanghai(2026, 11, 1, 1))
     assert result.points == 0
-    await run_redemption(db=ledger, work=lambda s: cancel(
-        session=s, program=program, actor=POS, hold_id=hold.id, now=shanghai(2026, 11, 1, 2)))
+    await run_redemption(
+        db=ledger,
+        work=lambda s: cancel(
+            session=s, program=program, actor=POS, hold_id=hold.id, now=shanghai(2026, 11, 1, 2)
+        ),
+    )
     async with ledger.read() as s:
         assert await available(s, member) == 0
 
@@ -174,13 +249,26 @@ async def test_idempotent_replay_and_conflict(ledger, program):
         await earn(s, program, member, 100, line="store", at=shanghai(2026, 10, 1))
 
     def hold(points, order="POS-1", key="same"):
-        return run_redemption(db=ledger, work=lambda s: place_hold(
-            session=s, program=program, actor=POS, member_id=member, line="store",
-            points=points, order_ref=order, idempotency_key=key, now=T0))
+        return run_redemption(
+            db=ledger,
+            work=lambda s: place_hold(
+                session=s,
+                program=program,
+                actor=POS,
+                member_id=member,
+                line="store",
+                points=points,
+                order_ref=order,
+                idempotency_key=key,
+                now=T0,
+            ),
+        )
 
     first = await hold(60)
     again = await hold(60)
-    assert again.id == first.id and again.replayed and not first.replayed
+    assert again.id == first.id
+    assert again.replayed
+    assert not first.replayed
     with pytest.raises(IdempotencyConflict) as caught:
         await hold(60, order="POS-2")
     assert caught.value.field == "order_ref"
@@ -192,8 +280,10 @@ async def test_idempotent_replay_and_conflict(ledger, program):
         await hold(50, key="err")
     from hub.loyalty.redemption import cancel
 
-    await run_redemption(db=ledger, work=lambda s: cancel(
-        session=s, program=program, actor=POS, hold_id=first.id, now=T0))
+    await run_redemption(
+        db=ledger,
+        work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=first.id, now=T0),
+    )
     with pytest.raises(InsufficientPoints):
         await hold(50, key="err")
     async with ledger.read() as s:

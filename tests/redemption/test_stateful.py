@@ -40,8 +40,12 @@ from hub.loyalty.redemption_errors import (
 from tests.conftest import _truncate_all
 from tests.redemption.support import POS, earn, make_member, problems, program, shanghai
 
-RESOLVED_ERROR = {"captured": AlreadyCaptured, "refunded": AlreadyCaptured,
-                  "cancelled": AlreadyCancelled, "expired": HoldExpired}
+RESOLVED_ERROR = {
+    "captured": AlreadyCaptured,
+    "refunded": AlreadyCaptured,
+    "cancelled": AlreadyCancelled,
+    "expired": HoldExpired,
+}
 
 
 class Redemptions(RuleBasedStateMachine):
@@ -72,24 +76,53 @@ class Redemptions(RuleBasedStateMachine):
                 for i in range(2):
                     member = await make_member(s)
                     for j, line in enumerate(("taobao", "hotel", "store")):
-                        await earn(s, self.program, member, 100 + 50 * j, line=line,
-                                   at=self.now - timedelta(days=20 - 5 * j + i))
+                        await earn(
+                            s,
+                            self.program,
+                            member,
+                            100 + 50 * j,
+                            line=line,
+                            at=self.now - timedelta(days=20 - 5 * j + i),
+                        )
                     self.members.append(member)
 
         self.run(go())
 
-    @rule(target=holds, who=st.integers(0, 1), points=st.integers(1, 400),
-          ttl=st.sampled_from([60, 3600, 86_400]), line=st.sampled_from(["store", "hotel"]))
+    @rule(
+        target=holds,
+        who=st.integers(0, 1),
+        points=st.integers(1, 400),
+        ttl=st.sampled_from([60, 3600, 86_400]),
+        line=st.sampled_from(["store", "hotel"]),
+    )
     def hold(self, who, points, ttl, line):
         try:
-            hold = self.run(run_redemption(db=self.db, work=lambda s: place_hold(
-                session=s, program=self.program, actor=POS, member_id=self.members[who],
-                line=line, points=points, order_ref="O", idempotency_key=self.key(),
-                hold_ttl_s=ttl, now=self.now)))
+            hold = self.run(
+                run_redemption(
+                    db=self.db,
+                    work=lambda s: place_hold(
+                        session=s,
+                        program=self.program,
+                        actor=POS,
+                        member_id=self.members[who],
+                        line=line,
+                        points=points,
+                        order_ref="O",
+                        idempotency_key=self.key(),
+                        hold_ttl_s=ttl,
+                        now=self.now,
+                    ),
+                )
+            )
         except InsufficientPoints:
             return multiple()
-        self.model[hold.id] = {"state": "pending", "points": points, "captured": 0,
-                               "refunded": 0, "expires": self.now + timedelta(seconds=ttl)}
+        self.model[hold.id] = {
+            "state": "pending",
+            "points": points,
+            "captured": 0,
+            "refunded": 0,
+            "expires": self.now + timedelta(seconds=ttl),
+        }
         return hold.id
 
     def _expected_resolution_error(self, hold_id):
@@ -107,11 +140,25 @@ class Redemptions(RuleBasedStateMachine):
         m = self.model[hold_id]
         points = None if part == 0 else max(1, m["points"] * part // 4)
         try:
-            done = self.run(run_redemption(db=self.db, work=lambda s: capture(
-                session=s, program=self.program, actor=POS, hold_id=hold_id, points=points,
-                now=self.now)))
+            done = self.run(
+                run_redemption(
+                    db=self.db,
+                    work=lambda s: capture(
+                        session=s,
+                        program=self.program,
+                        actor=POS,
+                        hold_id=hold_id,
+                        points=points,
+                        now=self.now,
+                    ),
+                )
+            )
         except (AlreadyCaptured, AlreadyCancelled, HoldExpired) as exc:
-            assert type(exc) is expected
+            failure: type[Exception] | None = type(exc)
+        else:
+            failure = None
+        assert failure is expected
+        if failure is not None:
             return
         assert expected is None
         m["state"], m["captured"] = "captured", points or m["points"]
@@ -121,10 +168,20 @@ class Redemptions(RuleBasedStateMachine):
     def cancel(self, hold_id):
         expected = self._expected_resolution_error(hold_id)
         try:
-            self.run(run_redemption(db=self.db, work=lambda s: cancel(
-                session=s, program=self.program, actor=POS, hold_id=hold_id, now=self.now)))
+            self.run(
+                run_redemption(
+                    db=self.db,
+                    work=lambda s: cancel(
+                        session=s, program=self.program, actor=POS, hold_id=hold_id, now=self.now
+                    ),
+                )
+            )
         except (AlreadyCaptured, AlreadyCancelled, HoldExpired) as exc:
-            assert type(exc) is expected
+            failure: type[Exception] | None = type(exc)
+        else:
+            failure = None
+        assert failure is expected
+        if failure is not None:
             return
         assert expected is None
         self.model[hold_id]["state"] = "cancelled"
@@ -134,9 +191,20 @@ class Redemptions(RuleBasedStateMachine):
         m = self.model[hold_id]
         left = m["captured"] - m["refunded"]
         try:
-            done = self.run(run_redemption(db=self.db, work=lambda s: refund_redemption(
-                session=s, program=self.program, actor=POS, hold_id=hold_id,
-                idempotency_key=self.key(), points=points, now=self.now)))
+            done = self.run(
+                run_redemption(
+                    db=self.db,
+                    work=lambda s: refund_redemption(
+                        session=s,
+                        program=self.program,
+                        actor=POS,
+                        hold_id=hold_id,
+                        idempotency_key=self.key(),
+                        points=points,
+                        now=self.now,
+                    ),
+                )
+            )
         except NotCaptured:
             assert m["state"] not in ("captured", "refunded")
             return
@@ -158,8 +226,9 @@ class Redemptions(RuleBasedStateMachine):
             return run
 
         run = self.run(go())
-        due = [h for h, m in self.model.items() if m["state"] == "pending"
-               and m["expires"] <= self.now]
+        due = [
+            h for h, m in self.model.items() if m["state"] == "pending" and m["expires"] <= self.now
+        ]
         assert run.holds == len(due)
         for h in due:
             self.model[h]["state"] = "expired"
@@ -177,7 +246,8 @@ class Redemptions(RuleBasedStateMachine):
             return
         found, report, later = self.run(go())
         assert found == []
-        assert report.ties_out and later.ties_out
+        assert report.ties_out
+        assert later.ties_out
 
     def teardown(self):
         self.run(_truncate_all(self.db))  # each example starts from an empty ledger
@@ -191,8 +261,12 @@ DATABASE_URL: list[str] = []
 def test_redemption_state_machine(database_url):
     DATABASE_URL[:] = [database_url]
     test = Redemptions.TestCase
-    test.settings = settings(max_examples=10, stateful_step_count=12, deadline=None,
-                             suppress_health_check=[HealthCheck.too_slow])
+    test.settings = settings(
+        max_examples=10,
+        stateful_step_count=12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     try:
         test().runTest()
     finally:
@@ -201,4 +275,3 @@ def test_redemption_state_machine(database_url):
         cleanup.run_until_complete(_truncate_all(database))
         cleanup.run_until_complete(database.dispose())
         cleanup.close()
-

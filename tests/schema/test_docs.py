@@ -40,7 +40,9 @@ def test_the_docs_have_examples_for_each_audience() -> None:
     EXAMPLES,
     ids=[f"{p}:{i}" for i, (p, *_rest) in enumerate(EXAMPLES)],
 )
-async def test_doc_example_runs(execute: Any, page: str, role: str, variables: dict[str, Any], document: str) -> None:
+async def test_doc_example_runs(
+    execute: Any, page: str, role: str, variables: dict[str, Any], document: str
+) -> None:
     result = await execute(document, as_=role, **variables)
     assert result.errors is None, f"{page}: {result.errors}"
     assert result.data
