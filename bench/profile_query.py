@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -66,13 +65,11 @@ VIEWS = {
   sourceRecords { id source sourceKey businessLine observedAt pinned erased
                   identifiers { kind scope value verified } }
   links { sourceRecordId linkedTo rule scoreBits explain createdAt createdBy }
-  loyalty { memberId %s } } }"""
-    % LOYALTY,
+  loyalty { memberId @LOYALTY@ } } }""".replace("@LOYALTY@", LOYALTY),
     "me": """query MeView { me {
   memberId
   profile { id name nameLatin gender birthYear identifiers { kind value } }
-  %s } }"""
-    % LOYALTY,
+  @LOYALTY@ } }""".replace("@LOYALTY@", LOYALTY),
 }
 
 # -- the database -----------------------------------------------------------------------------
@@ -315,32 +312,38 @@ class Snapshot:
 
 
 async def take_snapshot(db: Any, members: list[int]) -> Snapshot:
+    from schema.context import RequestReads
     from schema.identity import loaders as identity
     from schema.loyalty import loaders as loyalty
 
+    reads = RequestReads(db)
     ident = {
-        "member_by_id": identity.MemberByIdLoader(db),
-        "source_records_by_member": identity.SourceRecordsByMemberLoader(db),
-        "links_by_member": identity.LinksByMemberLoader(db),
-        "events_by_member": identity.EventsByMemberLoader(db),
+        "member_by_id": identity.MemberByIdLoader(reads),
+        "source_records_by_member": identity.SourceRecordsByMemberLoader(reads),
+        "links_by_member": identity.LinksByMemberLoader(reads),
+        "events_by_member": identity.EventsByMemberLoader(reads),
     }
-    snap_i = {k: dict(zip(members, await v.load_many(members), strict=True)) for k, v in ident.items()}
+    snap_i = {
+        k: dict(zip(members, await v.load_many(members), strict=True)) for k, v in ident.items()
+    }
     records = [r.id for rows in snap_i["source_records_by_member"].values() for r in rows]
-    idents = identity.IdentifiersBySourceRecordLoader(db)
+    idents = identity.IdentifiersBySourceRecordLoader(reads)
     snap_i["identifiers_by_source_record"] = dict(
         zip(records, await idents.load_many(records), strict=True)
     )
     snap_i["source_record_by_id"] = {
         r.id: r for rows in snap_i["source_records_by_member"].values() for r in rows
     }
-    loy = loyalty.LoyaltyLoaders.create(db, loyalty.program())
+    loy = loyalty.LoyaltyLoaders.create(reads, loyalty.program())
     keys = [(m, 20, None) for m in members]
     snap_l = {
         "member_by_id": dict(zip(members, await loy.member_by_id.load_many(members), strict=True)),
         "summary_by_member": dict(
             zip(members, await loy.summary_by_member.load_many(members), strict=True)
         ),
-        "ledger_by_member": dict(zip(keys, await loy.ledger_by_member.load_many(keys), strict=True)),
+        "ledger_by_member": dict(
+            zip(keys, await loy.ledger_by_member.load_many(keys), strict=True)
+        ),
     }
     return Snapshot(snap_i, snap_l, loy.at)
 
@@ -388,8 +391,14 @@ def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None
     setup_telemetry(settings.otel_exporter.value)  # what `hub serve` does: real (SDK) spans
     services: Services = build_services(settings)
     if mode == "memory":
-        snapshot = asyncio.run(take_snapshot(services.db, members))
-        asyncio.run(services.db.dispose())
+
+        async def snap() -> Snapshot:
+            try:
+                return await take_snapshot(services.db, members)
+            finally:
+                await services.db.dispose()
+
+        snapshot = asyncio.run(snap())
         base = services.context
 
         def context(principal: Any, *, request: Any = None, response: Any = None) -> Any:
@@ -448,10 +457,7 @@ async def load(port: int, requests: list[bytes], seconds: float) -> tuple[float,
     latencies: list[float] = []
     start = time.perf_counter()
     await asyncio.gather(
-        *(
-            one_client(port, requests, start + seconds, latencies, 100 + i)
-            for i in range(CLIENTS)
-        )
+        *(one_client(port, requests, start + seconds, latencies, 100 + i) for i in range(CLIENTS))
     )
     return time.perf_counter() - start, latencies
 
@@ -472,9 +478,9 @@ def figures(elapsed: float, latencies: list[float]) -> Figures:
     )
 
 
-async def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+async def wait_ready(port: int, proc: asyncio.subprocess.Process) -> None:
     for _ in range(600):
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise SystemExit(f"server exited with {proc.returncode}")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -496,9 +502,9 @@ async def measure(
     from hub.core.tokens import Role, issue_token
 
     sample = ",".join(map(str, members))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", mode, "--url", url, "--port", str(port),
-         "--sample", sample, "--http", http],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", mode, "--url", url, "--port", str(port),
+        "--sample", sample, "--http", http,
     )  # fmt: skip
     try:
         await wait_ready(port, proc)
@@ -527,7 +533,7 @@ async def measure(
         return out
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        await asyncio.wait_for(proc.wait(), timeout=30)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from hub.core.errors import ImportFormatError
 from hub.core.normalize import clean_cell
-from hub.core.pii import mask_text
+from hub.core.pii import mask_raw
 from hub.core.records import RowError
 
 SNIFF_BYTES = 64 * 1024
@@ -127,5 +127,5 @@ def row_error(
         reason=reason,
         code=code,
         column=column,
-        raw=mask_text(text) if text else None,
+        raw=mask_raw(text) if text else None,
     )

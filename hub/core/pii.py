@@ -236,3 +236,20 @@ def mask_text(text: str, limit: int = 300) -> str:
         masked,
     )
     return masked if len(masked) <= limit else masked[:limit] + "…"
+
+
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
+_LATIN_WORD = re.compile(r"(?<![A-Za-z])([A-Za-z])([A-Za-z]{2,})")
+
+
+def mask_raw(text: str, limit: int = 300) -> str:
+    """A bad row as it may appear in an import report: its shape, not its people.
+
+    On top of ``mask_text`` (digits, emails), every run of Chinese characters and every Latin
+    word keeps only its first letter — names cannot be told from other words by pattern, so all
+    words are treated as if they were one. The file, line and column locate the row.
+    """
+    masked = mask_text(text, limit=max(limit * 2, limit))
+    masked = _CJK_RUN.sub(lambda m: m.group(0)[0] + "*" * (len(m.group(0)) - 1), masked)
+    masked = _LATIN_WORD.sub(lambda m: m.group(1) + "*" * len(m.group(2)), masked)
+    return masked if len(masked) <= limit else masked[:limit] + "…"

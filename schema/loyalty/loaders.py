@@ -1,7 +1,8 @@
 """Per-request DataLoaders for the loyalty view; each batch is one SQL statement.
 
 They live in ``Context.loaders.extra["loyalty"]`` (created on first use in a request), so a
-query over many members costs the same few statements as one member.
+query over many members costs the same few statements as one member, all on the request's
+shared read session (``Context.reads``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from hub.core.clock import utcnow
-from hub.core.db import Database
 from hub.loyalty import views
 from hub.loyalty.model import Program
 from hub.loyalty.program import configured_program
-from schema.context import Context
+from schema.context import Context, RequestReads
 
 LedgerKey = tuple[int, int, int | None]  # member, first, after transfer id
 
@@ -47,18 +47,18 @@ class LoyaltyLoaders:
     at: datetime
 
     @classmethod
-    def create(cls, db: Database, loyalty: Program) -> LoyaltyLoaders:
+    def create(cls, reads: RequestReads, loyalty: Program) -> LoyaltyLoaders:
         at = utcnow()
 
         async def members(ids: Sequence[int]) -> list[bool]:
-            async with db.read() as session:
-                found = await views.existing_members(session=session, member_ids=ids)
+            async def run(session: Any) -> set[int]:
+                return await views.existing_members(session=session, member_ids=ids)
+
+            found = await reads.run(run)
             return [i in found for i in ids]
 
-        # Points, tier and benefits share one session: three statements, one connection
-        # checkout, instead of three checkouts (each a ping, a BEGIN and a ROLLBACK).
         async def summaries(ids: Sequence[int]) -> list[Summary]:
-            async with db.read() as session:
+            async def run(session: Any) -> list[Summary]:
                 points = await views.points(session=session, member_ids=ids, at=at)
                 tiers = await views.tiers(session=session, program=loyalty, member_ids=ids, at=at)
                 entitled = await views.entitlements(
@@ -67,11 +67,15 @@ class LoyaltyLoaders:
                     member_tiers={i: tiers[i].code for i in ids},
                     at=at,
                 )
-            return [Summary(points[i], tiers[i], entitled[i]) for i in ids]
+                return [Summary(points[i], tiers[i], entitled[i]) for i in ids]
+
+            return await reads.run(run)
 
         async def ledger(keys: Sequence[LedgerKey]) -> list[views.LedgerPage]:
-            async with db.read() as session:
+            async def run(session: Any) -> list[views.LedgerPage]:
                 return await views.ledger_pages(session=session, requests=keys)
+
+            return await reads.run(run)
 
         return cls(
             member_by_id=DataLoader(load_fn=members),
@@ -85,6 +89,6 @@ def loaders(info: Info[Context, Any]) -> LoyaltyLoaders:
     extra = info.context.loaders.extra
     found = extra.get("loyalty")
     if found is None:
-        found = extra["loyalty"] = LoyaltyLoaders.create(info.context.db, program())
+        found = extra["loyalty"] = LoyaltyLoaders.create(info.context.reads, program())
     assert isinstance(found, LoyaltyLoaders)
     return found

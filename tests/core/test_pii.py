@@ -131,3 +131,13 @@ def test_mask_text_hides_phones_ids_and_emails_in_free_text() -> None:
     assert "11010519491231002X" not in masked
     assert "ceshi@example.com" not in masked
     assert "138****5678" in masked
+
+
+def test_mask_raw_hides_names_in_any_script_but_keeps_the_shape() -> None:
+    from hub.core.pii import mask_raw
+
+    raw = "88000099002,13899990007,测试金丝雀,not-a-date,FEMALE,CESHI JINSIQUE,a.b@example.com"
+    masked = mask_raw(raw)
+    for secret in ("13899990007", "测试金丝雀", "CESHI", "JINSIQUE", "a.b@example.com"):
+        assert secret not in masked
+    assert masked.count(",") == raw.count(",")
