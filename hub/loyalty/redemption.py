@@ -24,6 +24,10 @@ balance is checked under its row lock and a CHECK constraint backs it up, so N c
 on one balance succeed exactly as far as it goes. ``run_redemption`` runs a service in its own
 unit of work, retries deadlock and serialization failures a bounded number of times, and
 commits typed errors so the idempotency key remembers them (``redemption_keys``).
+
+Modules: this one (quote, hold, the retrying runner), ``redemption_resolve`` (capture, cancel,
+expiry), ``redemption_refund``, ``redemption_store`` (rows, locks, returns to lots),
+``redemption_keys`` (idempotency), ``redemption_codes`` (one-time codes), ``settlement``.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ async def refund_redemption(
             ],
             at=at,
         )
-        return view_of(hold, await available_of(conn, accounts.available), 0)
+        return view_of(hold, await available_of(conn, accounts.available))
 
     return await idempotent(
         conn,

@@ -122,9 +122,8 @@ async def capture(
             )
             for issuer, pts in sorted(by_issuer.items())
         ]
-        back = 0
         if n < hold.points:
-            back = await give_back(
+            await give_back(
                 conn,
                 session,
                 hold,
@@ -163,7 +162,7 @@ async def capture(
             at=at,
         )
         hold.state, hold.captured_points, hold.resolved_at = CAPTURED, n, at
-        return view_of(hold, await available_of(conn, accounts.available), back)
+        return view_of(hold, await available_of(conn, accounts.available))
 
     return await _once(conn, actor, idempotency_key, "capture", hold_id, points, run)
 
@@ -190,7 +189,7 @@ async def cancel(
         await _void(conn, session, hold, accounts, state, at)
         if state == EXPIRED:
             return HoldExpired(hold.id)
-        return view_of(hold, await available_of(conn, accounts.available), 0)
+        return view_of(hold, await available_of(conn, accounts.available))
 
     return await _once(conn, actor, idempotency_key, "cancel", hold_id, None, run)
 
@@ -279,7 +278,7 @@ async def available_of(conn: Any, account: int) -> int:
     return int(await conn.fetchval("SELECT balance FROM loyalty_account WHERE id = $1", account))
 
 
-def view_of(hold: HoldRow, available: int, _back: int) -> Redemption:
+def view_of(hold: HoldRow, available: int) -> Redemption:
     return Redemption(
         id=hold.id,
         member_id=hold.member_id,
