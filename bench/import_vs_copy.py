@@ -37,7 +37,11 @@ from hub.core.db import embedded_url, plain_url  # noqa: E402
 from hub.core.migrate import upgrade  # noqa: E402
 from hub.generator.layout import TAOBAO_ORDERS_HEADER  # noqa: E402
 
-PROVINCES = (("浙江省", "杭州市", "西湖区"), ("上海", "上海市", "浦东新区"), ("广东省", "深圳市", "南山区"))
+PROVINCES = (
+    ("浙江省", "杭州市", "西湖区"),
+    ("上海", "上海市", "浦东新区"),
+    ("广东省", "深圳市", "南山区"),
+)
 STATUSES = ("交易成功", "交易成功", "交易成功", "卖家已发货，等待买家确认", "交易关闭")
 
 
@@ -137,7 +141,9 @@ asyncio.run(go())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="20,000 rows")
     parser.add_argument("--batch-size", type=int, default=5_000)
@@ -155,7 +161,10 @@ def main() -> None:
         export = work / "ExportOrderList202503010000.csv"
         t = time.perf_counter()
         write_export(export, rows)
-        print(f"wrote {rows:,} rows ({export.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s", flush=True)
+        print(
+            f"wrote {rows:,} rows ({export.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
         upgrade(url)
         copy_per_s = asyncio.run(copy_rate(url, export, rows))
         print(f"COPY: {copy_per_s:,.0f} rows/s", flush=True)
@@ -164,11 +173,26 @@ def main() -> None:
         if args.without_hooks:
             command = [sys.executable, "-c", _PIPELINE_ONLY, str(export), str(args.batch_size)]
         else:
-            command = [sys.executable, "-m", "hub.cli", "import", "taobao", str(export),
-                       "--batch-size", str(args.batch_size), "--report", str(work / "report.json")]
+            command = [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "import",
+                "taobao",
+                str(export),
+                "--batch-size",
+                str(args.batch_size),
+                "--report",
+                str(work / "report.json"),
+            ]
         proc = subprocess.run(
-            command, env=env, cwd=ROOT, check=False, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True,
+            command,
+            env=env,
+            cwd=ROOT,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:

@@ -285,6 +285,7 @@ async def _import(
                 batch_size=batch_size,
                 progress=progress,
                 on_plan=on_plan,
+                parallel=True,
             )
         return result.as_dict()
     finally:
@@ -360,9 +361,11 @@ def generate(
 
 from hub.identity_cli import identity_app  # noqa: E402 - sub-commands mount after the app
 from hub.loyalty_cli import loyalty_app  # noqa: E402
+from hub.redemption_cli import redemption_app  # noqa: E402
 
 app.add_typer(identity_app, name="identity")
 app.add_typer(loyalty_app)
+app.add_typer(redemption_app)
 
 schema_app = typer.Typer(help="The GraphQL schema.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")

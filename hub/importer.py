@@ -17,6 +17,7 @@ from hub.core.db import Database
 from hub.core.errors import ImportFormatError
 from hub.core.pii import KeyRing
 from hub.core.records import Parsed
+from hub.flows.hooks import default_hooks as ingest_hooks
 from hub.flows.ingest import (
     DEFAULT_BATCH,
     IngestHooks,
@@ -25,7 +26,6 @@ from hub.flows.ingest import (
     ingest,
     start_run,
 )
-from hub.flows.hooks import default_hooks as ingest_hooks
 
 __all__ = ["ingest_hooks", "run_import"]
 
@@ -55,7 +55,9 @@ async def run_import(
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int, int], None] | None = None,
     on_plan: Callable[[list[Plan]], None] | None = None,
+    parallel: bool = False,
 ) -> IngestReport:
+    """``parallel``: prepare batches in a forked worker (the CLI; never inside a server)."""
     mapping = generic_csv.load_mapping(mapping_path) if mapping_path is not None else None
     plans, refused = plan(connector, paths, mapping=mapping)
     if on_plan is not None:
@@ -73,6 +75,7 @@ async def run_import(
             hooks=hooks,
             batch_size=batch_size,
             progress=progress,
+            parallel=parallel,
         )
     except BaseException:
         report.failed = report.failed or "interrupted"

@@ -125,4 +125,7 @@ def ledger_check() -> None:
 
 
 async def _checks(session: AsyncSession) -> dict[str, list[str]]:
-    return {k: [p.detail for p in v] for k, v in (await run_checks(session)).items()}
+    from hub.loyalty.redemption_invariants import run_redemption_checks
+
+    results = {**await run_checks(session), **await run_redemption_checks(session)}
+    return {k: [p.detail for p in v] for k, v in results.items()}

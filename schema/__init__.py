@@ -20,12 +20,18 @@ from schema.limits import extensions
 from schema.loyalty.mutations import LoyaltyMutation
 from schema.loyalty.queries import LoyaltyQuery
 from schema.members.queries import MembersQuery
+from schema.redemption.mutations import RedemptionMutation
+from schema.redemption.queries import RedemptionQuery
 from schema.viewer.queries import ViewerQuery
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (ViewerQuery, AuditQuery, IdentityQuery, LoyaltyQuery, MembersQuery))
-Mutation = merge_types("Mutation", (IngestMutation, IdentityMutation, LoyaltyMutation))
+Query = merge_types(
+    "Query", (ViewerQuery, AuditQuery, IdentityQuery, LoyaltyQuery, MembersQuery, RedemptionQuery)
+)
+Mutation = merge_types(
+    "Mutation", (IngestMutation, IdentityMutation, LoyaltyMutation, RedemptionMutation)
+)
 
 
 def build_schema(

@@ -52,8 +52,21 @@ class Crashable:
         # start timeout on a busy machine: start it the same way, with a longer wait.
         pgdata = Path(self.server.pgdata)
         pg_ctl(
-            ["-w", "-t", "120", "-o", '-h ""', "-o", f"-k {pgdata}", "-l", str(pgdata / "log"), "start"],
-            pgdata=pgdata, user=self.server.system_user, timeout=130,
+            [
+                "-w",
+                "-t",
+                "120",
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {pgdata}",
+                "-l",
+                str(pgdata / "log"),
+                "start",
+            ],
+            pgdata=pgdata,
+            user=self.server.system_user,
+            timeout=130,
         )
 
 
@@ -93,7 +106,9 @@ def _import(url: str, data: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "import", "auto", str(data), "--batch-size", "200"],
         env={**os.environ, **KEY_ENV, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(data / ".d")},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

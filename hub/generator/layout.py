@@ -231,7 +231,9 @@ TRUTH_KEYS: dict[str, TruthKey] = {
     ),
     SOURCE_TAOBAO_MEMBERS: TruthKey(SOURCE_TAOBAO_MEMBERS, TAOBAO_MEMBERS, "ouid"),
     SOURCE_DOUYIN_MEMBERS: TruthKey(
-        SOURCE_DOUYIN_MEMBERS, DOUYIN_MEMBERS, 'f"{shop_id}:{open_id}" (open ids are per shop; union_id is shared)'
+        SOURCE_DOUYIN_MEMBERS,
+        DOUYIN_MEMBERS,
+        'f"{shop_id}:{open_id}" (open ids are per shop; union_id is shared)',
     ),
     SOURCE_APP: TruthKey(SOURCE_APP, APP_ACCOUNTS, 'f"{app_id}:{openid}"'),
     SOURCE_POS: TruthKey(SOURCE_POS, POS_MEMBERS, "card_no (= member_card_num on receipts)"),

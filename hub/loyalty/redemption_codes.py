@@ -47,6 +47,8 @@ async def issue_redemption_code(
     if not 30 <= ttl_s <= MAX_TTL_S:
         raise InvalidRedemption("ttl_s", f"must be from 30 to {MAX_TTL_S} seconds")
     conn = await driver(session)
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM member WHERE id = $1)", member_id):
+        raise InvalidRedemption("member", "no such member (merged or erased?)")
     # Serialise one member's issuances so two concurrent calls cannot both pass the cap.
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('redemption_code'), $1::int)",

@@ -17,7 +17,6 @@ from strawberry.types import Info
 
 from hub.core.pii import mask_text
 from schema.context import Context
-from schema.loyalty.types import MemberLoyalty
 from schema.identity.loaders import (
     EventRow,
     IdentifierRow,
@@ -26,6 +25,7 @@ from schema.identity.loaders import (
     RecordRow,
     loaders,
 )
+from schema.loyalty.types import MemberLoyalty
 
 
 def gid(value: int) -> strawberry.ID:
@@ -163,7 +163,9 @@ class MemberProfile:
     updated_at: datetime
     row: strawberry.Private[MemberRow]
 
-    @strawberry.field(description="Tier, points, ledger and benefits: what the member sees in `me`.")
+    @strawberry.field(
+        description="Tier, points, ledger and benefits: what the member sees in `me`."
+    )
     def loyalty(self) -> MemberLoyalty:
         return MemberLoyalty.from_model(self.row.id)
 

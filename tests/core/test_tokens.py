@@ -16,23 +16,37 @@ def _rsa_pair() -> tuple[bytes, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
 def _claims(**extra: object) -> dict[str, object]:
     now = datetime.now(UTC)
-    return {"sub": "agent-7", "role": "agent", "line": "hotel", "iss": "member-hub",
-            "aud": "member-hub", "iat": now, "exp": now + timedelta(minutes=5), **extra}
+    return {
+        "sub": "agent-7",
+        "role": "agent",
+        "line": "hotel",
+        "iss": "member-hub",
+        "aud": "member-hub",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        **extra,
+    }
 
 
 def test_production_verifies_rs256_tokens_from_the_identity_provider() -> None:
     private, public = _rsa_pair()
     verifier = TokenVerifier(issuer="member-hub", audience="member-hub", rs256_public_key=public)
     principal = verifier.verify(jwt.encode(_claims(), private, algorithm="RS256"))
-    assert (principal.subject, principal.role, principal.business_line) == ("agent-7", Role.AGENT, "hotel")
+    assert (principal.subject, principal.role, principal.business_line) == (
+        "agent-7",
+        Role.AGENT,
+        "hotel",
+    )
 
 
 def test_production_refuses_hs256_tokens_even_with_a_known_secret() -> None:
@@ -63,7 +77,9 @@ def test_bad_claims_are_refused(claims: dict[str, object], reason: str) -> None:
 def test_member_tokens_carry_the_member_id() -> None:
     secret = "s" * 40
     token = issue_token(secret=secret, role=Role.MEMBER, subject="m", member_id=42)
-    principal = TokenVerifier(issuer="member-hub", audience="member-hub", hs256_secret=secret).verify(token)
+    principal = TokenVerifier(
+        issuer="member-hub", audience="member-hub", hs256_secret=secret
+    ).verify(token)
     assert principal.member_id == 42
     with pytest.raises(ValueError, match="member-id"):
         issue_token(secret=secret, role=Role.MEMBER, subject="m")

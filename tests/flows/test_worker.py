@@ -59,7 +59,7 @@ async def _count(db: Database, table: str) -> int:
 
 async def _ingest(db: Database, keyring: KeyRing, items: Iterator[tuple[str, Parsed]]) -> dict:
     report = IngestReport(connector="pos")
-    await ingest(db=db, keyring=keyring, items=items, report=report, batch_size=2)
+    await ingest(db=db, keyring=keyring, items=items, report=report, batch_size=2, parallel=True)
     return report.as_dict()
 
 
@@ -116,7 +116,7 @@ async def test_what_the_iterator_notes_on_the_report_comes_back_from_the_worker(
             yield name, sale(f"{name}:2")
         raise ImportFormatError("d.csv is not a file at all")
 
-    await ingest(db=db, keyring=keyring, items=items(), report=report, batch_size=2)
+    await ingest(db=db, keyring=keyring, items=items(), report=report, batch_size=2, parallel=True)
     assert report.chosen == {"a.csv": "pos", "b.csv": "pos", "c.csv": "pos"}
     assert report.refused_files == {"b.csv": "b.csv does not look like a pos file"}
     assert report.failed == "d.csv is not a file at all"
@@ -136,7 +136,39 @@ async def test_a_failing_hook_stops_the_worker(db: Database, keyring: KeyRing) -
     report = IngestReport(connector="pos")
     with pytest.raises(RuntimeError, match="hook failed"):
         await ingest(
-            db=db, keyring=keyring, items=items(), report=report, hooks=Failing(), batch_size=2
+            db=db,
+            keyring=keyring,
+            items=items(),
+            report=report,
+            hooks=Failing(),
+            batch_size=2,
+            parallel=True,
         )
     assert multiprocessing.active_children() == []
     assert await _count(db, "activity") == 0
+
+
+async def test_without_parallel_no_process_is_started(db: Database, keyring: KeyRing) -> None:
+    started: list[object] = []
+    original = multiprocessing.get_context
+
+    def spy(method: str | None = None) -> object:
+        started.append(method)
+        return original(method)
+
+    import hub.flows.ingest.worker as worker
+
+    worker.multiprocessing.get_context = spy  # type: ignore[assignment]
+    try:
+        report = IngestReport(connector="pos")
+        await ingest(
+            db=db,
+            keyring=keyring,
+            items=(("a.csv", sale(f"P{i}")) for i in range(9)),
+            report=report,
+            batch_size=2,
+        )
+    finally:
+        worker.multiprocessing.get_context = original  # type: ignore[assignment]
+    assert started == []
+    assert report.total("new") == 9

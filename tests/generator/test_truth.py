@@ -11,7 +11,9 @@ def _file_keys(dataset: DataSet) -> dict[str, set[str]]:
     return {
         layout.SOURCE_TAOBAO: {r["买家会员名"] for r in dataset.rows(layout.TAOBAO_ORDERS, "gbk")},
         layout.SOURCE_TAOBAO_MEMBERS: {r["ouid"] for r in dataset.rows(layout.TAOBAO_MEMBERS)},
-        layout.SOURCE_DOUYIN_MEMBERS: {f"{r['shop_id']}:{r['open_id']}" for r in dataset.rows(layout.DOUYIN_MEMBERS)},
+        layout.SOURCE_DOUYIN_MEMBERS: {
+            f"{r['shop_id']}:{r['open_id']}" for r in dataset.rows(layout.DOUYIN_MEMBERS)
+        },
         layout.SOURCE_APP: {
             layout.app_truth_key(a["app_id"], a["openid"])
             for a in dataset.objects(layout.APP_ACCOUNTS)

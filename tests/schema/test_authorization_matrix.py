@@ -65,7 +65,7 @@ EXPECTED: dict[str, set[str]] = {
 # Filled in as domains add fields: redemption and settlement.
 EXPECTED.update(
     {
-        "quoteRedemption": MEMBERS | AGENTS | {"partner", "partner_other_line"},
+        "quoteRedemption": MEMBERS | AGENTS,
         "redeemPoints": MEMBERS | AGENTS | {"partner", "partner_other_line"},
         "captureRedemption": MEMBERS | AGENTS | {"partner", "partner_other_line"},
         "cancelRedemption": MEMBERS | AGENTS | {"partner", "partner_other_line"},
@@ -103,7 +103,7 @@ def _value(t: GraphQLInputType, field: str = "") -> Any:
         "JSON": {},
         "DateTime": "2026-11-01T10:00:00+08:00",
         "Date": "1990-01-01",
-    }.get(t.name, f"matrix-{field or 'x'}")
+    }.get(t.name, "2026-10" if field == "period" else f"matrix-{field or 'x'}")
 
 
 def _operations() -> list[tuple[str, str, dict[str, Any]]]:

@@ -143,6 +143,7 @@ async def ingest(
     report: IngestReport,
     hooks: IngestHooks | None = None,
     batch_size: int = DEFAULT_BATCH,
+    parallel: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Land ``(filename, item)`` pairs batch by batch; ``progress(rows, errors)`` after each.
@@ -157,7 +158,9 @@ async def ingest(
         prepare_batch, keyring=keyring, keep_parsed=not isinstance(hooks, NoHooks)
     )
     # Batch n + 1 is parsed and prepared (in a worker process) while batch n is written.
-    batches = prepared_batches(iter(items), prepare=prepare, batch_size=batch_size, report=report)
+    batches = prepared_batches(
+        iter(items), prepare=prepare, batch_size=batch_size, report=report, parallel=parallel
+    )
     async with contextlib.aclosing(batches):
         async for prepared in batches:
             await _land(db=db, hooks=hooks, report=report, prepared=prepared)

@@ -121,6 +121,7 @@ async def prepared_batches(
     prepare: Callable[[Chunk], _T],
     batch_size: int,
     report: IngestReport,
+    parallel: bool = False,
 ) -> AsyncGenerator[_T, None]:
     """``prepare`` of each ``batch_size`` slice of ``items``, in order.
 
@@ -136,7 +137,13 @@ async def prepared_batches(
         return
     if first is None:
         return
-    if len(first) < batch_size or "fork" not in multiprocessing.get_all_start_methods():
+    # Forking is for the CLI, a single-threaded process; a server (threads, open sockets) must
+    # not fork, so it prepares in-process.
+    if (
+        not parallel
+        or len(first) < batch_size
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
         async for prepared in _in_process(first, chunks, prepare, report):
             yield prepared
         return
