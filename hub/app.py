@@ -1,8 +1,9 @@
 """The composition root for HTTP: ``create_app(settings)`` returns the Starlette application.
 
 Routes: ``/graphql`` (strawberry; GraphiQL only in dev), ``/healthz`` (the process is up),
-``/readyz`` (the database answers and is migrated). Every request gets an id (``X-Request-ID``,
-taken from the caller when it is sane) and a body-size limit.
+``/readyz`` (the database answers and is migrated), ``/console`` (the agents' web console).
+Every request gets an id (``X-Request-ID``, taken from the caller when it is sane) and a
+body-size limit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+from hub.console import console_routes
 from hub.core.db import Database, resolve_url
 from hub.core.errors import DatabaseUnavailable, HubError, NotAuthenticated, NotMigrated
 from hub.core.migrate import head_revision, known_revisions
@@ -281,12 +283,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         else None,
         introspection=settings.env is not Env.PROD,
     )
+    manifest = Manifest.load()
     mode = PersistedMode(
         settings.persisted_operations or ("enforce" if settings.env is Env.PROD else "off")
     )
     graphql = HubGraphQL(
         services=svc,
-        persisted=(Manifest.load(), mode),
+        persisted=(manifest, mode),
         schema=schema,
         graphql_ide="graphiql" if settings.env is Env.DEV else None,
         allow_queries_via_get=settings.env is Env.DEV,
@@ -303,6 +306,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/ingest/{source}", ingest_endpoint, methods=["POST"]),
+            # The agents' console: static files and the ids of its persisted operations.
+            *console_routes(manifest.names),
         ],
         lifespan=lifespan,
     )

@@ -118,6 +118,33 @@ async def _nightly_jobs(url: str) -> None:
         await db.dispose()
 
 
+async def _demo_member(url: str) -> int | None:
+    """The demo's story: a member the hotel, Tmall and the store all know, with points."""
+    from sqlalchemy import text
+
+    from hub.core.db import Database
+
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.read() as session:
+            found = await session.scalar(
+                text(
+                    "SELECT sr.member_id FROM source_record sr "
+                    "GROUP BY sr.member_id "
+                    "HAVING bool_or(sr.source = 'hotel') AND bool_or(sr.source = 'taobao') "
+                    "AND bool_or(sr.source = 'pos') "
+                    "ORDER BY (SELECT count(DISTINCT l.issuer_line) * 1000000 "
+                    "  + coalesce(sum(l.remaining) FILTER (WHERE l.issuer_line = 'hotel'), 0) "
+                    "  FROM loyalty_lot l WHERE l.member_id = sr.member_id "
+                    "  AND l.state = 'available' AND l.remaining > 0) DESC NULLS LAST, "
+                    "sr.member_id LIMIT 1"
+                )
+            )
+        return int(found) if found is not None else None
+    finally:
+        await db.dispose()
+
+
 DEMO_PEOPLE = 2_000
 DEMO_SEED = 20261122
 
@@ -148,6 +175,7 @@ def demo(
         f"{result['unchanged']:,} unchanged, {result['rejected']:,} rejected"
     )
     secret = settings.jwt_signing_secret()
+    star = asyncio.run(_demo_member(url))
     tokens = {
         "agent (hotel)": issue_token(
             secret=secret, role=Role.AGENT, subject="demo-agent", business_line="hotel"
@@ -157,13 +185,32 @@ def demo(
         ),
         "admin": issue_token(secret=secret, role=Role.ADMIN, subject="demo-admin"),
     }
+    if star is not None:
+        tokens[f"member {star}"] = issue_token(
+            secret=secret, role=Role.MEMBER, subject=f"demo-member-{star}", member_id=star
+        )
     h, p = host or settings.host, port or settings.port
-    console.print(f"\n[bold]Member Hub demo[/bold]: GraphiQL at http://{h}:{p}/graphql")
-    for label, token in tokens.items():
-        console.print(f"  {label} token: {token}")
+    base = f"http://{h}:{p}"
+    console.print(f"\n[bold]Member Hub demo[/bold] at {base}")
+    console.print(f"  GraphiQL      {base}/graphql   (header: Authorization: Bearer <token>)")
     console.print(
-        "  try: { viewer { role businessLine memberId } } with header Authorization: Bearer <token>\n"
+        f"  console       {base}/console   (customer service; sign in with the agent token)"
     )
+    console.print(f"  health        {base}/readyz")
+    for label, value in tokens.items():
+        console.print(f"\n  [bold]{label}[/bold] token:\n  {value}")
+    if star is not None:
+        console.print(
+            f"\n[bold]Member {star}[/bold] is known to the hotel by ID document, to Tmall and to"
+            " the store — one profile, points from every line. Three things to try:\n"
+            "  1. as that member:  { me { profile { name sourceRecords { source } } "
+            "points { available byBusinessLine { line available } } } }\n"
+            f'  2. as the agent:    {{ member(id: "{star}") {{ links {{ rule explain }} '
+            "loyalty { tier { code } } } }\n"
+            "  3. as that member, spend hotel points at the store:  mutation { redeemPoints(input: "
+            '{line: "store", points: 100, orderRef: "DEMO-1", idempotencyKey: "demo-1"}) '
+            "{ __typename ... on RedeemPointsSuccess { redemption { id lots { issuerLine points } } } } }\n"
+        )
     _serve(settings, url, h, p)
 
 

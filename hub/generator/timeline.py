@@ -10,9 +10,11 @@ from datetime import date, datetime, timedelta
 
 from hub.core.clock import SHANGHAI
 
-PERIOD_START = datetime(2023, 1, 1, tzinfo=SHANGHAI)
-PERIOD_END = datetime(2024, 12, 31, 23, 59, 59, tzinfo=SHANGHAI)
-EXPORT_AT = datetime(2025, 1, 2, 9, 30, tzinfo=SHANGHAI)
+# Recent enough that a demo today shows live points: what was earned in 2025 is still spendable
+# until the end of 2026 (and shows as expiring soon), 2026's until the end of 2027.
+PERIOD_START = datetime(2025, 1, 1, tzinfo=SHANGHAI)
+PERIOD_END = datetime(2026, 10, 31, 23, 59, 59, tzinfo=SHANGHAI)
+EXPORT_AT = datetime(2026, 11, 1, 9, 30, tzinfo=SHANGHAI)
 _PERIOD_S = int((PERIOD_END - PERIOD_START).total_seconds())
 
 # Orders this close to the export are still open (in transit / inside the return window).

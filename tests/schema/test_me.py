@@ -144,3 +144,55 @@ async def test_me_costs_the_same_statements_whatever_the_history(
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     assert counts[0] == counts[1]
     assert counts[0] <= 12
+
+
+AGENT_PROFILE = """
+query($id: ID!) { member(id: $id) {
+  id name identifiers { kind value }
+  sourceRecords { source sourceKey businessLine identifiers { kind value verified } }
+  links { rule scoreBits explain }
+  events { kind rule }
+  loyalty {
+    tier { code growth }
+    points { available expiringSoon { amount } byBusinessLine { line available } }
+    ledger(first: 20) { edges { node { delta code } } pageInfo { hasNextPage } }
+    benefits { code remaining }
+  } } }"""
+
+
+async def test_the_agent_profile_costs_the_same_statements_and_one_checkout_whatever_the_history(
+    gql_schema: strawberry.Schema, services: Services, db: Database, landed: list[tuple[int, int]]
+) -> None:
+    busiest, quietest = landed[0], landed[-1]
+    agent = Principal("a", Role.AGENT, business_line="hotel")
+    statements: list[str] = []
+    checkouts: list[int] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def checkout(*args: Any) -> None:
+        checkouts.append(1)
+
+    pool = db.engine.sync_engine.pool
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    event.listen(pool, "checkout", checkout)
+    try:
+        counts = []
+        for member, _ in (busiest, quietest):
+            statements.clear()
+            checkouts.clear()
+            result = await _as(gql_schema, services, agent, AGENT_PROFILE, id=str(member))
+            assert result.errors is None, result.errors
+            assert result.data["member"]["sourceRecords"]
+            assert result.data["member"]["links"]
+            counts.append(len(statements))
+            # every loader batch of the request shared one read session
+            assert len(checkouts) == 1
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        event.remove(pool, "checkout", checkout)
+    assert counts[0] == counts[1]
+    # member, records, identifiers, links, events, points, tier, benefit claims, ledger
+    assert counts[0] <= 9
+    assert pool.checkedout() == 0  # the request's session was closed when the operation ended
