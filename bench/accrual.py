@@ -56,14 +56,14 @@ GENERATE = [
     """INSERT INTO activity (source, external_id, kind, business_line, source_key, amount_fen,
          quantity, occurred_at, status, content_hash)
        SELECT src, 'o' || g, 'purchase', CASE src WHEN 'pos' THEN 'store' ELSE 'taobao' END,
-              src || ':' || (1 + g % :members), 500 + (g * 7919) % 60000, 0,
+              src || ':' || (1 + g % :members), 500 + (g::bigint * 7919) % 60000, 0,
               timestamptz '2026-01-01 10:00+08' + (g % 360) * interval '1 day', 'confirmed', 'h'
        FROM (SELECT g, CASE WHEN g % 3 = 2 THEN 'taobao' ELSE 'pos' END AS src
              FROM generate_series(1, :purchases) g) x""",
     # Partial refunds of store purchases, landing after them.
     """INSERT INTO activity (source, external_id, kind, business_line, source_key, amount_fen,
          quantity, occurred_at, status, original_external_id, content_hash)
-       SELECT 'pos', 'x' || g, 'refund', 'store', NULL, (500 + (g * 7919) % 60000) / 2, 0,
+       SELECT 'pos', 'x' || g, 'refund', 'store', NULL, (500 + (g::bigint * 7919) % 60000) / 2, 0,
               timestamptz '2026-01-02 10:00+08' + (g % 360) * interval '1 day', 'confirmed',
               'o' || g, 'h'
        FROM generate_series(1, :purchases) g WHERE g % 3 = 0
