@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 ## Set up and run the whole test suite against real PostgreSQL (embedded, or HUB_TEST_DATABASE_URL)
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(BIN)/pytest -q
 
 ## Format check, lint, strict types, import contracts, exported schema up to date
