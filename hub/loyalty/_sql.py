@@ -1,8 +1,9 @@
 """The asyncpg connection under a session's transaction, for the ledger's set-based writes.
 
 Writes go through asyncpg directly (array parameters, ``unnest`` inserts, one round trip per
-statement); reads that GraphQL counts go through the SQLAlchemy session. Both share the one
-connection and transaction of the caller's unit of work.
+statement; redemption calls one PL/pgSQL function per service, migration 0008); reads that
+GraphQL counts go through the SQLAlchemy session. Both share the one connection and
+transaction of the caller's unit of work.
 """
 
 from __future__ import annotations
@@ -22,15 +23,31 @@ async def driver(session: AsyncSession) -> Any:
     cached = session.info.get(_KEY)
     if cached is not None and cached[0] is conn and cached[1].is_in_transaction():
         return cached[1]
-    # SQLAlchemy's asyncpg adapter begins the transaction lazily on its first statement: run one
-    # so asyncpg is inside the unit of work rather than in autocommit.
-    await conn.execute(text("SELECT 1"))
     raw = await conn.get_raw_connection()
     apg = raw.driver_connection
+    if apg is not None and not apg.is_in_transaction():
+        await _begin(conn, raw.dbapi_connection)
     if apg is None or not apg.is_in_transaction():
         raise RuntimeError("ledger writes must run inside the unit of work's transaction")
     session.info[_KEY] = (conn, apg)
     return apg
+
+
+async def _begin(conn: Any, adapted: Any) -> None:
+    """Begin the unit of work's transaction on the asyncpg connection.
+
+    SQLAlchemy's asyncpg adapter begins lazily, on its first statement, and owns the
+    transaction it begins (its commit and rollback act on it). Asking the adapter to begin
+    costs one BEGIN; running a throwaway ``SELECT 1`` through it (the fallback, should the
+    adapter's internals change) costs that query on top, on every unit of work.
+    """
+    start = getattr(adapted, "_start_transaction", None)
+    mutex = getattr(adapted, "_execute_mutex", None)
+    if start is None or mutex is None or getattr(adapted, "_transaction", False) is not None:
+        await conn.execute(text("SELECT 1"))
+        return
+    async with mutex:
+        await start()
 
 
 def as_json(value: object) -> dict[str, Any]:

@@ -25,6 +25,12 @@ on one balance succeed exactly as far as it goes. ``run_redemption`` runs a serv
 unit of work, retries deadlock and serialization failures a bounded number of times, and
 commits typed errors so the idempotency key remembers them (``redemption_keys``).
 
+Round trips: hold, capture and cancel (and each hold an expiry run resolves) are one PL/pgSQL
+function each (migration 0008), which claims the idempotency key, locks, checks, posts and
+stores the outcome inside the caller's transaction: a hold plus its capture is then a handful
+of round trips instead of ~37, which is where ``bench/redemption.py`` measured the time going.
+Python validates the input, prices it from the program and shapes the answer.
+
 Modules: this one (quote, hold, the retrying runner), ``redemption_resolve`` (capture, cancel,
 expiry), ``redemption_refund``, ``redemption_store`` (rows, locks, returns to lots),
 ``redemption_keys`` (idempotency), ``redemption_codes`` (one-time codes), ``settlement``.
@@ -33,11 +39,12 @@ expiry), ``redemption_refund``, ``redemption_store`` (rows, locks, returns to lo
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,25 +54,15 @@ from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.core.pii import KeyRing
 from hub.loyalty._sql import driver
-from hub.loyalty.errors import InsufficientPoints, LoyaltyError
-from hub.loyalty.holdings import burn, load_lots, save_lots, spendable
-from hub.loyalty.ledger import AccountKind, Transfer, TransferCode, post_transfers
+from hub.loyalty.errors import LoyaltyError
 from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
-from hub.loyalty.redemption_codes import code_hash, use_redemption_code
-from hub.loyalty.redemption_errors import (
-    InvalidRedemption,
-    InvalidRedemptionCode,
-)
-from hub.loyalty.redemption_keys import idempotent
+from hub.loyalty.redemption_codes import code_format_error, code_hash
+from hub.loyalty.redemption_errors import InvalidRedemption
+from hub.loyalty.redemption_keys import error_payload, key_args, outcome
 from hub.loyalty.redemption_refund import refund_redemption
 from hub.loyalty.redemption_resolve import ExpiryRun, cancel, capture, expire_holds
-from hub.loyalty.redemption_store import (
-    PENDING,
-    HoldScope,
-    accounts_for,
-    lock_member,
-)
+from hub.loyalty.redemption_store import PENDING, HoldScope
 from hub.loyalty.redemption_views import (
     MAX_POINTS,
     HoldLot,
@@ -185,138 +182,29 @@ async def place_hold(
         raise InvalidRedemption("reason", f"must be 1 to {MAX_REASON} characters")
     if redemption_code is not None and keyring is None:
         raise ValueError("a redemption code needs the keyring to look it up")
-    conn = await driver(session)
+    expires_at = at + timedelta(seconds=ttl)
+    digest = code_hash(keyring, redemption_code) if redemption_code and keyring else None
     request = {
         "line": line,
         "points": points,
         "order_ref": order_ref,
         "hold_ttl_s": ttl,
         "member_id": member_id,
-        "redemption_code": code_hash(keyring, redemption_code)
-        if redemption_code and keyring
-        else None,
+        "redemption_code": digest,
         "reason": reason,
     }
-
-    async def run() -> Redemption:
-        member = member_id
-        if redemption_code is not None and keyring is not None:
-            owner = await use_redemption_code(
-                conn, keyring=keyring, code=redemption_code, used_by=actor.id, at=at
-            )
-            if member is not None and member != owner:
-                raise InvalidRedemptionCode("belongs to another member")
-            member = owner
-        if member is None:
-            raise InvalidRedemption("member_id", "name the member or give its redemption code")
-        hold = await _hold(
-            conn,
-            session,
-            program=program,
-            actor=actor,
-            member_id=member,
-            line=line,
-            rate=rate,
-            points=points,
-            order_ref=order_ref,
-            expires_at=at + timedelta(seconds=ttl),
-            reason=reason,
-            at=at,
-        )
-        if reason is not None:
-            await record_audit(
-                session=session,
-                actor=actor,
-                action="loyalty.redeem_points",
-                subject=f"member:{member}",
-                reason=reason.strip(),
-                details={"hold_id": hold.id, "points": points, "line": line},
-            )
-        return hold
-
-    return await idempotent(
-        conn,
-        actor=actor,
-        key=idempotency_key,
-        operation="redeem_points",
-        request=request,
-        run=run,
-        encode=Redemption.to_json,
-        decode=Redemption.from_json,
-    )
-
-
-async def _hold(
-    conn: Any,
-    session: AsyncSession,
-    *,
-    program: Program,
-    actor: Actor,
-    member_id: int,
-    line: str,
-    rate: Decimal,
-    points: int,
-    order_ref: str,
-    expires_at: datetime,
-    reason: str | None,
-    at: datetime,
-) -> Redemption:
-    held = (await accounts_for(conn, session, [(AccountKind.REDEMPTION_HOLD, line)]))[
-        (AccountKind.REDEMPTION_HOLD, line)
-    ]
-    accounts = await lock_member(conn, member_id)
-    if accounts is None:
-        raise InsufficientPoints(requested=points, available=0)
-    lots = list((await load_lots(session=session, member_ids=[member_id])).values())
-    have = spendable(lots, at=at)
-    if have < points:
-        raise InsufficientPoints(requested=points, available=have)
-    taken = burn(lots, points, at=at)
-    row = await conn.fetchrow(
-        "INSERT INTO redemption_hold (member_id, line, points, order_ref, state, fen_per_point, "
-        "actor, actor_role, reason, created_at, expires_at) "
-        "VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10) RETURNING id",
-        member_id,
-        line,
-        points,
-        order_ref,
-        rate,
-        actor.id,
-        actor.role,
-        reason,
-        at,
-        expires_at,
-    )
-    hold_id = int(row["id"])
-    await conn.execute(
-        "INSERT INTO redemption_hold_lot (hold_id, seq, lot_id, issuer_line, points) "
-        "SELECT $1, s - 1, v.lot, v.issuer, v.points "
-        "FROM unnest($2::bigint[], $3::text[], $4::bigint[]) WITH ORDINALITY AS v(lot, issuer, "
-        "points, s)",
-        hold_id,
-        [lot.id for lot, _ in taken],
-        [lot.issuer_line for lot, _ in taken],
-        [n for _, n in taken],
-    )
-    await save_lots(session=session, lots=lots)
-    await post_transfers(
-        session=session,
-        transfers=[
-            Transfer(
-                debit=accounts.available,
-                credit=held,
-                amount=points,
-                code=TransferCode.HOLD,
-                key=f"redeem:{hold_id}:hold/available",
-                effective_at=at,
-                agent=actor.id if reason else None,
-                reason=reason,
-            )
-        ],
-    )
-    return Redemption(
-        id=hold_id,
-        member_id=member_id,
+    # Errors known before asking the database are still remembered under the key, like every
+    # outcome of the call (a replay with a valid code must not run what failed the first time).
+    early: LoyaltyError | None = None
+    if redemption_code is not None:
+        early = code_format_error(redemption_code)
+    elif member_id is None:
+        early = InvalidRedemption("member_id", "name the member or give its redemption code")
+    # What the database does not decide, as the caller will see it; the function fills in the
+    # hold's id, member, lots and the available points left.
+    view = Redemption(
+        id=0,
+        member_id=member_id or 0,
         line=line,
         points=points,
         order_ref=order_ref,
@@ -327,9 +215,53 @@ async def _hold(
         created_at=at,
         expires_at=expires_at,
         resolved_at=None,
-        available=have - points,
-        lots=tuple(HoldLot(lot.id, lot.issuer_line, n, 0, 0) for lot, n in taken),
+        available=0,
+        lots=(),
     )
+    conn = await driver(session)
+    args = key_args(actor, idempotency_key, "redeem_points", request)
+    result = await conn.fetchval(
+        "SELECT redemption_place_hold($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, "
+        "$11, $12, $13, $14, $15, $16, $17::jsonb)",
+        *args,
+        json.dumps(error_payload(early)) if early else None,
+        member_id,
+        digest if early is None else None,
+        actor.id,
+        actor.role,
+        line,
+        points,
+        order_ref,
+        rate,
+        reason,
+        at,
+        expires_at,
+        json.dumps(view.to_json()) if idempotency_key is not None else None,
+    )
+    hold = outcome(
+        result,
+        key=idempotency_key,
+        operation="redeem_points",
+        request=request,
+        decode=Redemption.from_json,
+        fresh=lambda ok: replace(
+            view,
+            id=ok["id"],
+            member_id=ok["member_id"],
+            available=ok["available"],
+            lots=tuple(HoldLot(**lot) for lot in ok["lots"]),
+        ),
+    )
+    if reason is not None and not hold.replayed:
+        await record_audit(
+            session=session,
+            actor=actor,
+            action="loyalty.redeem_points",
+            subject=f"member:{hold.member_id}",
+            reason=reason.strip(),
+            details={"hold_id": hold.id, "points": points, "line": line},
+        )
+    return hold
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,28 +74,14 @@ async def issue_redemption_code(
     return IssuedCode(code=code, expires_at=expires)
 
 
-async def use_redemption_code(
-    conn: Any, *, keyring: KeyRing, code: str, used_by: str, at: datetime
-) -> int:
-    """Mark the code used (row-locked, so only one caller wins); returns its member id."""
+def code_format_error(code: str) -> InvalidRedemptionCode | None:
+    """What is wrong with a code before it is looked up, if anything.
+
+    The look-up and the one use happen in the hold itself (``redemption_hold_points`` in
+    migration 0008): the code row is locked, so only one of two concurrent uses wins, and it is
+    marked used only when the hold is placed.
+    """
     text = code.strip()
     if not (len(text) == DIGITS and text.isdigit()):
-        raise InvalidRedemptionCode(f"must be {DIGITS} digits")
-    row = await conn.fetchrow(
-        "SELECT member_id, expires_at, used_at FROM redemption_code WHERE code_hash = $1 "
-        "FOR UPDATE",
-        code_hash(keyring, text),
-    )
-    if row is None:
-        raise InvalidRedemptionCode("is not known")
-    if row["used_at"] is not None:
-        raise InvalidRedemptionCode("was already used")
-    if row["expires_at"] <= at:
-        raise InvalidRedemptionCode("has expired")
-    await conn.execute(
-        "UPDATE redemption_code SET used_at = $2, used_by = $3 WHERE code_hash = $1",
-        code_hash(keyring, text),
-        at,
-        used_by,
-    )
-    return int(row["member_id"])
+        return InvalidRedemptionCode(f"must be {DIGITS} digits")
+    return None

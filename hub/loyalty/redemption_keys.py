@@ -2,10 +2,16 @@
 
 The key row is inserted first, inside the caller's transaction, with ``ON CONFLICT DO
 NOTHING``: a second call with the same key waits on the first one's uncommitted row, then finds
-it and replays the stored outcome, so two concurrent calls execute once. The work runs under a
-savepoint: a typed error it raises undoes its writes but the key row keeps the error, so a retry
-gets the same error rather than a second attempt. The caller's unit of work must commit after a
-typed error (``redemption.run_redemption`` does).
+it and replays the stored outcome, so two concurrent calls execute once. A typed error leaves
+no writes behind but the key row keeps the error, so a retry gets the same error rather than a
+second attempt. The caller's unit of work must commit after a typed error
+(``redemption.run_redemption`` does).
+
+Two ways to run a call: ``idempotent`` runs Python work under a savepoint (a typed error it
+raises rolls back to it); hold, capture and cancel run as one database function each
+(migration 0008) that claims the key, decides every typed error before its first write and
+stores the outcome itself — ``key_args`` gives it the key's columns and ``outcome`` reads its
+answer, replaying through the same code as ``idempotent``.
 
 Keys are scoped per caller (``redemption:<role>:<subject>``) and kept at least
 ``KEEP_DAYS`` days (``purge_idempotency_keys``).
@@ -134,6 +140,43 @@ async def idempotent(
     return outcome
 
 
+def key_args(
+    actor: Actor, key: str | None, operation: str, request: Mapping[str, object]
+) -> tuple[str, str | None, str, str]:
+    """(scope, key, request hash, request as JSON): the key row a database function claims
+    (without a key there is no row, and the hash is not worth computing)."""
+    if key is None:
+        return scope_for(actor), None, "", "{}"
+    check_key(key)
+    return (
+        scope_for(actor),
+        key,
+        _digest(operation, request),
+        json.dumps(dict(request), default=str),
+    )
+
+
+def outcome(
+    result: object,
+    *,
+    key: str | None,
+    operation: str,
+    request: Mapping[str, object],
+    decode: Callable[[dict[str, Any]], R],
+    fresh: Callable[[dict[str, Any]], R],
+) -> R:
+    """A database function's answer: its ``ok`` value read by ``fresh``, the first call's
+    outcome replayed (``decode``), or a typed error raised."""
+    answer = as_json(result)
+    if "replay" in answer:
+        if key is None:  # pragma: no cover - the function claims no key it was not given
+            raise RuntimeError("a replay without an idempotency key")
+        return _replayed(as_json(answer["replay"]), key, operation, request, decode)
+    if "error" in answer:
+        raise error_from(answer)
+    return fresh(as_json(answer["ok"]))
+
+
 async def _replay(
     conn: Any,
     scope: str,
@@ -148,6 +191,16 @@ async def _replay(
         scope,
         key,
     )
+    return _replayed(dict(row), key, operation, request, decode)
+
+
+def _replayed(
+    row: Mapping[str, Any],
+    key: str,
+    operation: str,
+    request: Mapping[str, object],
+    decode: Callable[[dict[str, Any]], R],
+) -> R:
     if row["operation"] != operation:
         raise IdempotencyConflict(key, "operation")
     if row["request_hash"] != _digest(operation, request):

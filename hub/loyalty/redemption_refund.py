@@ -24,13 +24,14 @@ from hub.loyalty.redemption_errors import (
     RefundExceedsCaptured,
 )
 from hub.loyalty.redemption_keys import idempotent
-from hub.loyalty.redemption_resolve import available_of, give_back, view_of
+from hub.loyalty.redemption_resolve import available_of, view_of
 from hub.loyalty.redemption_store import (
     ANY,
     CAPTURED,
     REFUNDED,
     HoldScope,
     accounts_for,
+    give_back,
     lock_hold,
     save_hold_lots,
 )
@@ -95,14 +96,12 @@ async def refund_redemption(
         acc = await accounts_for(conn, session, wanted)
         await give_back(
             conn,
-            session,
-            hold,
-            acc[(AccountKind.REDEMPTION_CLEARING, hold.line)],
-            accounts,
-            event,
-            at,
-            pieces,
+            member_id=hold.member_id,
+            source=acc[(AccountKind.REDEMPTION_CLEARING, hold.line)],
+            event=event,
             code=TransferCode.REFUND_REDEMPTION,
+            at=at,
+            pieces=pieces,
         )
         await post_transfers(
             session=session,

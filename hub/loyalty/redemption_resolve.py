@@ -1,11 +1,13 @@
 """Resolving holds exactly once: capture (all or part), cancel, expiry by TTL.
 
-See ``hub.loyalty.redemption`` for the postings and ``redemption_store`` for the lock order.
+Each is one database function (``redemption_capture``, ``redemption_cancel``,
+``redemption_expire`` in migration 0008): it locks the member's accounts and the hold, checks
+the hold's state, posts and returns the outcome in one round trip. See
+``hub.loyalty.redemption`` for the postings and ``redemption_store`` for the lock order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,46 +18,17 @@ from hub.core.audit import Actor
 from hub.core.clock import utcnow
 from hub.loyalty import settlement
 from hub.loyalty._sql import driver
-from hub.loyalty.errors import LoyaltyError
-from hub.loyalty.holdings import load_lots, save_lots
-from hub.loyalty.ledger import AccountKind, MemberAccounts, Transfer, TransferCode, post_transfers
+from hub.loyalty.ledger import GROUP_LINE
 from hub.loyalty.model import Program
-from hub.loyalty.redemption_errors import (
-    AlreadyCancelled,
-    AlreadyCaptured,
-    HoldExpired,
-    InvalidRedemption,
-)
-from hub.loyalty.redemption_keys import idempotent
-from hub.loyalty.redemption_store import (
-    ANY,
-    CANCELLED,
-    CAPTURED,
-    EXPIRED,
-    PENDING,
-    REFUNDED,
-    HoldRow,
-    HoldScope,
-    accounts_for,
-    lock_hold,
-    return_to_lots,
-    save_hold_lots,
-)
-from hub.loyalty.redemption_views import (
-    HoldLot,
-    Redemption,
-    value_fen,
-)
+from hub.loyalty.redemption_keys import key_args, outcome
+from hub.loyalty.redemption_store import ANY, HoldRow, HoldScope
+from hub.loyalty.redemption_views import HoldLot, Redemption, value_fen
 
 EXPIRE_BATCH = 500
 
 
-def _already(hold: HoldRow) -> LoyaltyError:
-    if hold.state in (CAPTURED, REFUNDED):
-        return AlreadyCaptured(hold.id)
-    if hold.state == CANCELLED:
-        return AlreadyCancelled(hold.id)
-    return HoldExpired(hold.id)
+def _fresh(view: dict[str, Any]) -> Redemption:
+    return Redemption.from_json(view, replayed=False)
 
 
 async def capture(
@@ -69,102 +42,39 @@ async def capture(
     scope: HoldScope = ANY,
     now: datetime | None = None,
 ) -> Redemption:
-    """Spend all of a pending hold, or part of it (the rest goes back to its lots)."""
+    """Spend all of a pending hold, or part of it (the rest goes back to its lots).
+
+    Past its TTL the hold expires instead (its points come back, committed by
+    ``run_redemption``) and ``HoldExpired`` is raised. Points issued by another line create
+    settlement entries at the issuer's price (``hub.loyalty.settlement``).
+    """
     at = now or utcnow()
+    request = {"redemption_id": hold_id, "points": points}
+    prices = program.settlement_fen_per_point
     conn = await driver(session)
-
-    async def run() -> Redemption | LoyaltyError:
-        hold, accounts = await lock_hold(conn, hold_id, scope)
-        if hold.state != PENDING:
-            raise _already(hold)
-        if hold.expires_at <= at:
-            await _void(conn, session, hold, accounts, EXPIRED, at)
-            return HoldExpired(hold.id)
-        n = hold.points if points is None else points
-        if not 0 < n <= hold.points:
-            raise InvalidRedemption("points", f"must be from 1 to the {hold.points} held")
-        left = n
-        for item in hold.lots:  # FIFO: the lots that expire first are the ones spent
-            item.captured = min(item.points, left)
-            left -= item.captured
-        by_issuer: dict[str, int] = {}
-        for item in hold.lots:
-            if item.captured:
-                by_issuer[item.issuer_line] = by_issuer.get(item.issuer_line, 0) + item.captured
-        wanted = [
-            (AccountKind.REDEMPTION_HOLD, hold.line),
-            (AccountKind.REDEMPTION_CLEARING, hold.line),
-        ]
-        wanted += [
-            (k, a)
-            for a in by_issuer
-            for k in (AccountKind.REDEMPTION_CLEARING, AccountKind.ISSUANCE)
-        ]
-        acc = await accounts_for(conn, session, wanted)
-        event = f"redeem:{hold.id}:capture"
-        transfers = [
-            Transfer(
-                debit=acc[(AccountKind.REDEMPTION_HOLD, hold.line)],
-                credit=acc[(AccountKind.REDEMPTION_CLEARING, hold.line)],
-                amount=n,
-                code=TransferCode.CAPTURE,
-                key=f"{event}/spent",
-                effective_at=at,
-            )
-        ] + [
-            Transfer(
-                debit=acc[(AccountKind.REDEMPTION_CLEARING, issuer)],
-                credit=acc[(AccountKind.ISSUANCE, issuer)],
-                amount=pts,
-                code=TransferCode.REDEEM,
-                key=f"{event}/issuer:{issuer}",
-                effective_at=at,
-            )
-            for issuer, pts in sorted(by_issuer.items())
-        ]
-        if n < hold.points:
-            await give_back(
-                conn,
-                session,
-                hold,
-                acc[(AccountKind.REDEMPTION_HOLD, hold.line)],
-                accounts,
-                f"redeem:{hold.id}:void",
-                at,
-                [(x.lot_id, x.issuer_line, x.points - x.captured) for x in hold.lots],
-            )
-        await post_transfers(session=session, transfers=transfers)
-        await conn.execute(
-            "UPDATE redemption_hold SET state = 'captured', captured_points = $2, "
-            "resolved_at = $3 WHERE id = $1",
-            hold.id,
-            n,
-            at,
-        )
-        await save_hold_lots(conn, hold)
-        await settlement.record_entries(
-            conn,
-            program=program,
-            hold_id=hold.id,
-            redeeming_line=hold.line,
-            event=event,
-            drafts=[
-                settlement.draft(
-                    issuer=issuer,
-                    before=0,
-                    after=pts,
-                    price=settlement.price_per_point(
-                        program, issuer=issuer, redeeming_rate=hold.fen_per_point
-                    ),
-                )
-                for issuer, pts in by_issuer.items()
-            ],
-            at=at,
-        )
-        hold.state, hold.captured_points, hold.resolved_at = CAPTURED, n, at
-        return view_of(hold, await available_of(conn, accounts.available))
-
-    return await _once(conn, actor, idempotency_key, "capture", hold_id, points, run)
+    result = await conn.fetchval(
+        "SELECT redemption_capture($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, "
+        "$13, $14)",
+        *key_args(actor, idempotency_key, "capture", request),
+        hold_id,
+        points,
+        scope.member_id,
+        scope.line,
+        at,
+        at.isoformat(),
+        settlement.parse_period(settlement.period_of(at, program)),
+        list(prices),
+        list(prices.values()),
+        GROUP_LINE,
+    )
+    return outcome(
+        result,
+        key=idempotency_key,
+        operation="capture",
+        request=request,
+        decode=Redemption.from_json,
+        fresh=_fresh,
+    )
 
 
 async def cancel(
@@ -179,99 +89,25 @@ async def cancel(
 ) -> Redemption:
     """Void a pending hold: every point goes back to the lot it came from."""
     at = now or utcnow()
+    request = {"redemption_id": hold_id, "points": None}
     conn = await driver(session)
-
-    async def run() -> Redemption | LoyaltyError:
-        hold, accounts = await lock_hold(conn, hold_id, scope)
-        if hold.state != PENDING:
-            raise _already(hold)
-        state = EXPIRED if hold.expires_at <= at else CANCELLED
-        await _void(conn, session, hold, accounts, state, at)
-        if state == EXPIRED:
-            return HoldExpired(hold.id)
-        return view_of(hold, await available_of(conn, accounts.available))
-
-    return await _once(conn, actor, idempotency_key, "cancel", hold_id, None, run)
-
-
-async def _once(
-    conn: Any,
-    actor: Actor,
-    key: str | None,
-    operation: str,
-    hold_id: int,
-    points: int | None,
-    run: Callable[[], Awaitable[Redemption | LoyaltyError]],
-) -> Redemption:
-    return await idempotent(
-        conn,
-        actor=actor,
-        key=key,
-        operation=operation,
-        request={"redemption_id": hold_id, "points": points},
-        run=run,
-        encode=Redemption.to_json,
-        decode=Redemption.from_json,
-    )
-
-
-async def _void(
-    conn: Any,
-    session: AsyncSession,
-    hold: HoldRow,
-    accounts: MemberAccounts,
-    state: str,
-    at: datetime,
-) -> int:
-    held = (await accounts_for(conn, session, [(AccountKind.REDEMPTION_HOLD, hold.line)]))[
-        (AccountKind.REDEMPTION_HOLD, hold.line)
-    ]
-    back = await give_back(
-        conn,
-        session,
-        hold,
-        held,
-        accounts,
-        f"redeem:{hold.id}:void",
+    result = await conn.fetchval(
+        "SELECT redemption_cancel($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
+        *key_args(actor, idempotency_key, "cancel", request),
+        hold_id,
+        scope.member_id,
+        scope.line,
         at,
-        [(x.lot_id, x.issuer_line, x.points) for x in hold.lots],
+        at.isoformat(),
     )
-    await conn.execute(
-        "UPDATE redemption_hold SET state = $2, resolved_at = $3 WHERE id = $1", hold.id, state, at
+    return outcome(
+        result,
+        key=idempotency_key,
+        operation="cancel",
+        request=request,
+        decode=Redemption.from_json,
+        fresh=_fresh,
     )
-    hold.state, hold.resolved_at = state, at
-    return back
-
-
-async def give_back(
-    conn: Any,
-    session: AsyncSession,
-    hold: HoldRow,
-    source: int,
-    accounts: MemberAccounts,
-    event: str,
-    at: datetime,
-    pieces: list[tuple[int, str, int]],
-    code: TransferCode = TransferCode.VOID,
-) -> int:
-    """Return pieces to their lots from ``source``; the points the hold's member got back."""
-    pieces = [p for p in pieces if p[2] > 0]
-    lots = await load_lots(session=session, lot_ids=[lot for lot, _, _ in pieces], with_empty=True)
-    locked = {hold.member_id: accounts}
-    result = await return_to_lots(
-        conn,
-        session,
-        pieces=pieces,
-        lots=lots,
-        source=source,
-        code=code,
-        event=event,
-        at=at,
-        locked=locked,
-    )
-    await save_lots(session=session, lots=lots.values())
-    await post_transfers(session=session, transfers=result.transfers)
-    return result.to_member.get(hold.member_id, 0)
 
 
 async def available_of(conn: Any, account: int) -> int:
@@ -322,10 +158,8 @@ async def expire_holds(
     )
     holds = points = 0
     for row in due:
-        hold, accounts = await lock_hold(conn, row["id"], ANY)
-        if hold.state != PENDING or hold.expires_at > as_of:
-            continue
-        await _void(conn, session, hold, accounts, EXPIRED, as_of)
-        holds += 1
-        points += hold.points
+        expired = await conn.fetchval("SELECT redemption_expire($1, $2)", row["id"], as_of)
+        if expired is not None:
+            holds += 1
+            points += expired
     return ExpiryRun(holds=holds, points=points)

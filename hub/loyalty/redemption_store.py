@@ -6,6 +6,10 @@ member queue on the member's lowest account id instead of each holding a row the
 the expiry job takes members in ascending order. A lot re-attributed to another member while it
 was held (an unmerge) makes a return lock that member's accounts after the lots: rare, and a
 deadlock there is retried by ``redemption.run_redemption``.
+
+Hold, capture, cancel and expiry follow this order inside their database functions (migration
+0008); refunds use the helpers here, and ``give_back`` calls the same database function the
+others use to return points to their lots.
 """
 
 from __future__ import annotations
@@ -18,17 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.loyalty import expiry
-from hub.loyalty.holdings import LotState
-from hub.loyalty.ledger import (
-    AccountKind,
-    MemberAccounts,
-    Transfer,
-    TransferCode,
-    line_accounts,
-    lock_accounts,
-    member_accounts,
-)
+from hub.loyalty.ledger import AccountKind, MemberAccounts, TransferCode, line_accounts
 from hub.loyalty.redemption_errors import HoldNotFound
 
 PENDING = "pending"
@@ -74,22 +68,6 @@ class HoldRow:
     expires_at: datetime
     resolved_at: datetime | None
     lots: list[HoldLotRow]
-
-
-async def lock_member(conn: Any, member_id: int) -> MemberAccounts | None:
-    """Lock the member's accounts (ascending id); ``None`` when it never had any."""
-    rows = await conn.fetch(
-        "SELECT id, kind FROM loyalty_account WHERE member_id = $1 ORDER BY id FOR UPDATE",
-        member_id,
-    )
-    found = {r["kind"]: r["id"] for r in rows}
-    if AccountKind.MEMBER_AVAILABLE not in found:
-        return None
-    return MemberAccounts(
-        available=found[AccountKind.MEMBER_AVAILABLE],
-        pending=found[AccountKind.MEMBER_PENDING],
-        debt=found[AccountKind.MEMBER_DEBT],
-    )
 
 
 async def lock_hold(conn: Any, hold_id: int, scope: HoldScope) -> tuple[HoldRow, MemberAccounts]:
@@ -176,70 +154,33 @@ async def save_hold_lots(conn: Any, hold: HoldRow) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Returned:
-    transfers: list[Transfer]
-    to_member: dict[int, int]  # member id → points back in its available account
-    to_expiry: int
-
-
-async def return_to_lots(
+async def give_back(
     conn: Any,
-    session: AsyncSession,
     *,
-    pieces: Sequence[tuple[int, str, int]],
-    lots: dict[int, LotState],
+    member_id: int,
     source: int,
-    code: TransferCode,
     event: str,
+    code: TransferCode,
     at: datetime,
-    locked: dict[int, MemberAccounts],
-) -> Returned:
-    """Give ``(lot id, issuer, points)`` back to their lots from account ``source``.
+    pieces: Sequence[tuple[int, str, int]],
+) -> int:
+    """Give ``(lot id, issuer, points)`` back to their lots from account ``source``; returns
+    the points ``member_id`` (whose accounts the caller locked) got back.
 
     A lot still valid at ``at`` takes its points back and its owner's available balance grows;
     a lot that expired meanwhile (or no longer exists) sends them to its issuer's expiry
-    account: the member never gets back points that would already have expired.
+    account: the member never gets back points that would already have expired. One database
+    function (``redemption_give_back``), shared with void and partial capture.
     """
-    to_member: dict[int, int] = {}
-    breakage: dict[str, int] = {}
-    for lot_id, issuer, points in pieces:
-        lot = lots.get(lot_id)
-        if lot is None or expiry.is_expired(lot.expires_at, at):
-            breakage[issuer] = breakage.get(issuer, 0) + points
-            continue
-        lot.remaining += points
-        lot.dirty = True
-        to_member[lot.member_id] = to_member.get(lot.member_id, 0) + points
-    strays = sorted(set(to_member) - set(locked))
-    if strays:
-        made = await member_accounts(session=session, member_ids=strays)
-        await lock_accounts(
-            session=session, account_ids=[i for m in made.values() for i in m.ids()]
-        )
-        locked.update(made)
-    expiry_accounts = await accounts_for(
-        conn, session, [(AccountKind.EXPIRY, issuer) for issuer in breakage]
+    back = await conn.fetchval(
+        "SELECT redemption_give_back($1, $2, $3, $4, $5, $6::bigint[], $7::text[], $8::bigint[])",
+        member_id,
+        source,
+        event,
+        str(code),
+        at,
+        [lot for lot, _, _ in pieces],
+        [issuer for _, issuer, _ in pieces],
+        [points for _, _, points in pieces],
     )
-    transfers = [
-        Transfer(
-            debit=source,
-            credit=locked[member].available,
-            amount=points,
-            code=code,
-            key=f"{event}/member:{member}",
-            effective_at=at,
-        )
-        for member, points in sorted(to_member.items())
-    ] + [
-        Transfer(
-            debit=source,
-            credit=expiry_accounts[(AccountKind.EXPIRY, issuer)],
-            amount=points,
-            code=TransferCode.HOLD_BREAKAGE,
-            key=f"{event}/expired:{issuer}",
-            effective_at=at,
-        )
-        for issuer, points in sorted(breakage.items())
-    ]
-    return Returned(transfers, to_member, sum(breakage.values()))
+    return int(back)

@@ -12,10 +12,13 @@ round_half_up(n × price)`` — so partial refunds never give back more than the
 a full refund gives back exactly what it cost.
 
 Periods are local calendar months of the program's zone (``2026-10``). An entry lands in the
-first period at or after its effective month that is not closed, so a refund arriving after a
-close lands in the next open period. ``close_period`` takes an exclusive advisory lock that
-every entry insert takes shared: no entry slips into a period while it closes. A trigger
-rejects entries into closed periods and any change of a closed period (the backstop).
+first period at or after its effective month that is not closed (at most 120 months on), so a
+refund arriving after a close lands in the next open period. ``close_period`` takes an
+exclusive advisory lock (``settlement_lock_key()``) that every entry insert takes shared: no
+entry slips into a period while it closes. A trigger rejects entries into closed periods and
+any change of a closed period (the backstop). Entries are written by the database function
+``settlement_record`` (migration 0008), which captures call from inside ``redemption_capture``
+with the same rounding as ``draft`` here (half up on points × price, before = 0).
 
 Clearing accounts (``redemption_clearing`` per line) tie out: a capture credits the redeeming
 line's clearing and debits the issuer's (which credits its issuance: the points are used up),
@@ -44,8 +47,6 @@ from hub.loyalty.periods import add_months, local_date, midnight
 from hub.loyalty.redemption_errors import InvalidRedemption
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_LOCK = "hub.loyalty.settlement.period"
-MAX_PERIODS_AHEAD = 120  # how far past closed periods an entry may be carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,34 +102,18 @@ async def record_entries(
     rows = [d for d in drafts if d.issuer_line != redeeming_line and d.points]
     if not rows:
         return
-    await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", _LOCK)
-    natural = parse_period(period_of(at, program))
-    # The first month from the natural one that is not closed (closed months are few).
     await conn.execute(
-        """
-        INSERT INTO settlement_entry (period, issuer_line, redeeming_line, points, amount_fen,
-          fen_per_point, hold_id, kind, event, key, effective_at)
-        SELECT (SELECT min(to_char(m, 'YYYY-MM'))
-                FROM generate_series($1::date, $1::date + make_interval(months => $10),
-                                     interval '1 month') m
-                WHERE to_char(m, 'YYYY-MM') NOT IN
-                  (SELECT period FROM settlement_period WHERE state = 'closed')),
-               v.issuer, $2, v.points, v.fen, v.price, $3,
-               CASE WHEN v.points > 0 THEN 'capture' ELSE 'refund' END,
-               $4, $4 || '/' || v.issuer, $5
-        FROM unnest($6::text[], $7::bigint[], $8::bigint[], $9::numeric[])
-          AS v(issuer, points, fen, price)
-        """,
-        natural,
-        redeeming_line,
+        "SELECT settlement_record($1, $2, $3, $4, $5, $6::text[], $7::bigint[], $8::bigint[], "
+        "$9::numeric[])",
         hold_id,
+        redeeming_line,
         event,
         at,
+        parse_period(period_of(at, program)),
         [d.issuer_line for d in rows],
         [d.points for d in rows],
         [d.amount_fen for d in rows],
         [d.fen_per_point for d in rows],
-        MAX_PERIODS_AHEAD,
     )
 
 
@@ -255,7 +240,7 @@ async def close_period(
     if now < midnight(add_months(month, 1), program.timezone):
         raise InvalidRedemption("period", f"{key} has not ended yet")
     conn = await driver(session)
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _LOCK)
+    await conn.execute("SELECT pg_advisory_xact_lock(settlement_lock_key())")
     closed = await conn.fetchval(
         "INSERT INTO settlement_period (period, state, closed_at, closed_by) "
         "VALUES ($1, 'closed', $2, $3) ON CONFLICT (period) DO NOTHING RETURNING period",

@@ -83,51 +83,98 @@ class LedgerPage:
     has_next: bool
 
 
+_EXISTING = text("SELECT id FROM member WHERE id = ANY(:ids)").bindparams(_IDS)
+
+
 async def existing_members(*, session: AsyncSession, member_ids: Sequence[int]) -> set[int]:
-    rows = await session.execute(
-        text("SELECT id FROM member WHERE id = ANY(:ids)").bindparams(_IDS), {"ids": member_ids}
-    )
+    rows = await session.execute(_EXISTING, {"ids": list(member_ids)})
     return {r[0] for r in rows}
 
 
-async def points(
-    *, session: AsyncSession, member_ids: Sequence[int], at: datetime
-) -> dict[int, PointsView]:
+@dataclass(frozen=True, slots=True)
+class SummaryView:
+    """What the profile shows above the ledger: points, tier and benefits."""
+
+    points: PointsView
+    tier: TierView
+    benefits: list[BenefitView]
+
+
+# One statement, one round trip: each part is a tagged row set over the same member ids. The
+# lot parts are index-only scans of ``loyalty_lot_member_live`` and growth of
+# ``loyalty_growth_member_amount`` (migration 0007), so the cost follows what a member holds
+# now, not their history.
+_SUMMARY = text(
+    """
+    SELECT member_id, 'account' AS part, kind AS label, balance::numeric AS amount,
+           NULL::timestamptz AS at
+      FROM loyalty_account WHERE member_id = ANY(:ids)
+    UNION ALL
+    SELECT member_id, 'line', issuer_line, sum(remaining), NULL FROM loyalty_lot
+      WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
+        AND (expires_at IS NULL OR expires_at > :at)
+      GROUP BY member_id, issuer_line
+    UNION ALL
+    SELECT member_id, 'expiring', NULL, sum(remaining), expires_at FROM loyalty_lot
+      WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
+        AND expires_at > :at AND expires_at <= :soon
+      GROUP BY member_id, expires_at
+    UNION ALL
+    SELECT s.member_id, 'tier', s.tier,
+           coalesce((SELECT sum(g.amount) FROM loyalty_growth g WHERE g.member_id = s.member_id
+                       AND g.earned_at >= s.period_start AND g.earned_at < s.period_end), 0),
+           s.period_end
+      FROM loyalty_tier_state s WHERE s.member_id = ANY(:ids)
+    UNION ALL
+    SELECT c.member_id, 'claims', c.benefit, count(*), NULL FROM loyalty_benefit_claim c
+      JOIN unnest(:codes, :starts) AS p(benefit, start)
+        ON p.benefit = c.benefit AND p.start = c.period_start
+      WHERE c.member_id = ANY(:ids) GROUP BY c.member_id, c.benefit
+    """
+).bindparams(
+    _IDS,
+    bindparam("codes", type_=ARRAY(TEXT)),
+    bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))),
+)
+
+
+async def summaries(
+    *, session: AsyncSession, program: Program, member_ids: Sequence[int], at: datetime
+) -> dict[int, SummaryView]:
+    """Points, tier and benefits (with claims left this period) of each member."""
+    starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
     result = await session.execute(
-        text(
-            """
-            SELECT member_id, 'account' AS part, kind AS label, balance AS amount,
-                   NULL::timestamptz AS at
-              FROM loyalty_account WHERE member_id = ANY(:ids)
-            UNION ALL
-            SELECT member_id, 'line', issuer_line, sum(remaining), NULL FROM loyalty_lot
-              WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
-                AND (expires_at IS NULL OR expires_at > :at)
-              GROUP BY member_id, issuer_line
-            UNION ALL
-            SELECT member_id, 'expiring', NULL, sum(remaining), expires_at FROM loyalty_lot
-              WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
-                AND expires_at > :at AND expires_at <= :soon
-              GROUP BY member_id, expires_at
-            """
-        ).bindparams(_IDS),
-        {"ids": list(member_ids), "at": at, "soon": at + EXPIRING_SOON},
+        _SUMMARY,
+        {
+            "ids": list(member_ids),
+            "at": at,
+            "soon": at + EXPIRING_SOON,
+            "codes": list(starts),
+            "starts": list(starts.values()),
+        },
     )
     accounts: dict[int, dict[str, int]] = {}
     lines: dict[int, list[LineBalance]] = {}
     expiring: dict[int, list[Expiring]] = {}
+    tier_rows: dict[int, tuple[str, datetime, int]] = {}
+    used: dict[tuple[int, str], int] = {}
     for member, part, label, amount, when in result:
         if part == "account":
             accounts.setdefault(member, {})[label] = int(amount)
         elif part == "line":
             lines.setdefault(member, []).append(LineBalance(label, int(amount)))
-        else:
+        elif part == "expiring":
             expiring.setdefault(member, []).append(Expiring(int(amount), when))
-    views: dict[int, PointsView] = {}
+        elif part == "tier":
+            tier_rows[member] = (label, when, max(0, int(amount)))
+        else:
+            used[(member, label)] = int(amount)
+    default_end = evaluation_period(program, at=at, tier_since=at).end
+    views: dict[int, SummaryView] = {}
     for member in member_ids:
         acc = accounts.get(member, {})
         debt = acc.get("member_debt", 0)
-        views[member] = PointsView(
+        points = PointsView(
             available=acc.get("member_available", 0) + debt,
             pending=acc.get("member_pending", 0),
             debt=debt,
@@ -136,72 +183,9 @@ async def points(
             ],
             by_business_line=sorted(lines.get(member, []), key=lambda b: b.line),
         )
-    return views
-
-
-async def tiers(
-    *, session: AsyncSession, program: Program, member_ids: Sequence[int], at: datetime
-) -> dict[int, TierView]:
-    result = await session.execute(
-        text(
-            """
-            SELECT s.member_id, s.tier, s.period_end, coalesce(sum(g.amount), 0)
-            FROM loyalty_tier_state s
-            LEFT JOIN loyalty_growth g ON g.member_id = s.member_id
-              AND g.earned_at >= s.period_start AND g.earned_at < s.period_end
-            WHERE s.member_id = ANY(:ids) GROUP BY s.member_id
-            """
-        ).bindparams(_IDS),
-        {"ids": list(member_ids)},
-    )
-    found = {r[0]: (r[1], r[2], max(0, int(r[3]))) for r in result}
-    default_end = evaluation_period(program, at=at, tier_since=at).end
-    views: dict[int, TierView] = {}
-    for member in member_ids:
-        code, period_end, growth = found.get(member, (program.tiers[0].code, default_end, 0))
-        tier = program.tier(code)
-        upper = next_tier(program, code)
-        progress = 1.0 if upper is None else min(1.0, growth / upper.growth_threshold)
-        views[member] = TierView(
-            code=tier.code,
-            name=tier.name,
-            growth=growth,
-            next_tier=upper.code if upper else None,
-            progress=round(progress, 4),
-            retention=max(0, tier.retention_growth - growth),
-            period_end=period_end,
-        )
-    return views
-
-
-async def entitlements(
-    *,
-    session: AsyncSession,
-    program: Program,
-    member_tiers: dict[int, str],
-    at: datetime,
-) -> dict[int, list[BenefitView]]:
-    """Benefits each member's tier gives, with claims left this period."""
-    starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
-    members = list(member_tiers)
-    used: dict[tuple[int, str], int] = {}
-    if starts and members:
-        result = await session.execute(
-            text(
-                "SELECT c.member_id, c.benefit, count(*) FROM loyalty_benefit_claim c "
-                "JOIN unnest(:codes, :starts) AS p(benefit, start) "
-                "ON p.benefit = c.benefit AND p.start = c.period_start "
-                "WHERE c.member_id = ANY(:ids) GROUP BY 1, 2"
-            ).bindparams(
-                _IDS,
-                bindparam("codes", type_=ARRAY(TEXT)),
-                bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))),
-            ),
-            {"ids": members, "codes": list(starts), "starts": list(starts.values())},
-        )
-        used = {(m, b): int(n) for m, b, n in result}
-    return {
-        member: [
+        code, period_end, growth = tier_rows.get(member, (program.tiers[0].code, default_end, 0))
+        tier = _tier_view(program, code, period_end, growth)
+        benefits = [
             BenefitView(
                 code=item.code,
                 line=item.line,
@@ -209,10 +193,58 @@ async def entitlements(
                 period=str(item.period),
                 remaining=rules.remaining(item, used.get((member, item.code), 0)),
             )
-            for item in rules.benefits_for(program, tier_code=tier)
+            for item in rules.benefits_for(program, tier_code=tier.code)
         ]
-        for member, tier in member_tiers.items()
-    }
+        views[member] = SummaryView(points, tier, benefits)
+    return views
+
+
+def _tier_view(program: Program, code: str, period_end: datetime, growth: int) -> TierView:
+    tier = program.tier(code)
+    upper = next_tier(program, code)
+    progress = 1.0 if upper is None else min(1.0, growth / upper.growth_threshold)
+    return TierView(
+        code=tier.code,
+        name=tier.name,
+        growth=growth,
+        next_tier=upper.code if upper else None,
+        progress=round(progress, 4),
+        retention=max(0, tier.retention_growth - growth),
+        period_end=period_end,
+    )
+
+
+_LEDGER = text(
+    """
+    SELECT k.ord, t.id, t.effective_at, t.code, t.reason,
+      (CASE WHEN c.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END)
+      - (CASE WHEN d.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END),
+      (CASE WHEN c.kind = 'member_pending' THEN t.amount ELSE 0 END)
+      - (CASE WHEN d.kind = 'member_pending' THEN t.amount ELSE 0 END)
+    FROM unnest(:members, :sizes, :afters) WITH ORDINALITY AS k(member, size, after, ord)
+    CROSS JOIN LATERAL (
+      -- per account, so each side is one backward range scan of (account, id)
+      SELECT DISTINCT ON (u.id) u.* FROM loyalty_account acc
+      CROSS JOIN LATERAL (
+        (SELECT x.* FROM loyalty_transfer x WHERE x.debit_account = acc.id
+           AND x.id < coalesce(k.after, 9223372036854775807)
+         ORDER BY x.id DESC LIMIT k.size + 1)
+        UNION ALL
+        (SELECT x.* FROM loyalty_transfer x WHERE x.credit_account = acc.id
+           AND x.id < coalesce(k.after, 9223372036854775807)
+         ORDER BY x.id DESC LIMIT k.size + 1)
+      ) u
+      WHERE acc.member_id = k.member
+      ORDER BY u.id DESC LIMIT k.size + 1) t
+    JOIN loyalty_account d ON d.id = t.debit_account
+    JOIN loyalty_account c ON c.id = t.credit_account
+    ORDER BY k.ord, t.id DESC
+    """
+).bindparams(
+    bindparam("members", type_=ARRAY(BIGINT)),
+    bindparam("sizes", type_=ARRAY(INTEGER)),
+    bindparam("afters", type_=ARRAY(BIGINT)),
+)
 
 
 async def ledger_pages(
@@ -222,37 +254,7 @@ async def ledger_pages(
     if not requests:
         return []
     result = await session.execute(
-        text(
-            """
-            SELECT k.ord, t.id, t.effective_at, t.code, t.reason,
-              (CASE WHEN c.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END)
-              - (CASE WHEN d.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END),
-              (CASE WHEN c.kind = 'member_pending' THEN t.amount ELSE 0 END)
-              - (CASE WHEN d.kind = 'member_pending' THEN t.amount ELSE 0 END)
-            FROM unnest(:members, :sizes, :afters) WITH ORDINALITY AS k(member, size, after, ord)
-            CROSS JOIN LATERAL (
-              -- per account, so each side is one backward range scan of (account, id)
-              SELECT DISTINCT ON (u.id) u.* FROM loyalty_account acc
-              CROSS JOIN LATERAL (
-                (SELECT x.* FROM loyalty_transfer x WHERE x.debit_account = acc.id
-                   AND x.id < coalesce(k.after, 9223372036854775807)
-                 ORDER BY x.id DESC LIMIT k.size + 1)
-                UNION ALL
-                (SELECT x.* FROM loyalty_transfer x WHERE x.credit_account = acc.id
-                   AND x.id < coalesce(k.after, 9223372036854775807)
-                 ORDER BY x.id DESC LIMIT k.size + 1)
-              ) u
-              WHERE acc.member_id = k.member
-              ORDER BY u.id DESC LIMIT k.size + 1) t
-            JOIN loyalty_account d ON d.id = t.debit_account
-            JOIN loyalty_account c ON c.id = t.credit_account
-            ORDER BY k.ord, t.id DESC
-            """
-        ).bindparams(
-            bindparam("members", type_=ARRAY(BIGINT)),
-            bindparam("sizes", type_=ARRAY(INTEGER)),
-            bindparam("afters", type_=ARRAY(BIGINT)),
-        ),
+        _LEDGER,
         {
             "members": [r[0] for r in requests],
             "sizes": [min(max(r[1], 0), MAX_PAGE) for r in requests],

@@ -1,0 +1,126 @@
+"""What moving hold, capture and cancel into database functions (migration 0008) must not change:
+results read the same first time and on replay, a typed error leaves nothing behind but the key,
+and errors Python decides before the call are remembered under the key like the others."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from hub.core.errors import IdempotencyConflict
+from hub.loyalty.errors import InsufficientPoints
+from hub.loyalty.redemption import cancel, capture, place_hold, run_redemption
+from hub.loyalty.redemption_codes import issue_redemption_code
+from hub.loyalty.redemption_errors import InvalidRedemptionCode
+from tests.redemption.support import POS, available, earn, make_member, shanghai
+
+T0 = shanghai(2026, 10, 10, 12)
+
+
+async def _member(db, program, points):
+    async with db.unit_of_work() as s:
+        member = await make_member(s)
+        await earn(s, program, member, points, line="taobao", at=shanghai(2026, 10, 1, 9))
+    return member
+
+
+def _hold(db, program, points, key, *, member=None, code=None, keyring=None):
+    return run_redemption(
+        db=db,
+        work=lambda s: place_hold(
+            session=s,
+            program=program,
+            actor=POS,
+            member_id=member,
+            redemption_code=code,
+            keyring=keyring,
+            line="store",
+            points=points,
+            order_ref="POS-7",
+            idempotency_key=key,
+            now=T0,
+        ),
+    )
+
+
+def _same(a, b):
+    return a.to_json() | {"replayed": None} == b.to_json() | {"replayed": None}
+
+
+async def test_results_read_the_same_first_time_and_on_replay(ledger, program):
+    member = await _member(ledger, program, 300)
+    first = await _hold(ledger, program, 120, "h", member=member)
+    assert _same(first, await _hold(ledger, program, 120, "h", member=member))
+
+    def cap(key):
+        return run_redemption(
+            db=ledger,
+            work=lambda s: capture(
+                session=s,
+                program=program,
+                actor=POS,
+                hold_id=first.id,
+                points=100,
+                idempotency_key=key,
+                now=T0,
+            ),
+        )
+
+    done = await cap("c")
+    again = await cap("c")
+    assert again.replayed
+    assert not done.replayed
+    assert _same(done, again)
+    assert (done.state, done.captured_points, done.available, done.amount_fen) == (
+        "captured",
+        100,
+        200,
+        100,
+    )
+    assert done.resolved_at == T0
+    assert done.created_at == T0
+
+
+async def test_a_typed_error_leaves_the_code_unused_and_nothing_else_behind(
+    ledger, program, keyring
+):
+    member = await _member(ledger, program, 50)
+    async with ledger.unit_of_work() as s:
+        issued = await issue_redemption_code(
+            session=s, keyring=keyring, member_id=member, now=shanghai(2026, 10, 10, 11, 59)
+        )
+    with pytest.raises(InsufficientPoints):
+        await _hold(ledger, program, 51, "a", code=issued.code, keyring=keyring)
+    async with ledger.read() as s:
+        used = await s.scalar(text("SELECT used_at FROM redemption_code"))
+        holds = await s.scalar(text("SELECT count(*) FROM redemption_hold"))
+    assert (used, holds) == (None, 0)
+    hold = await _hold(ledger, program, 50, "b", code=issued.code, keyring=keyring)
+    assert hold.member_id == member
+    with pytest.raises(InvalidRedemptionCode) as caught:
+        await _hold(ledger, program, 1, "c", code=issued.code, keyring=keyring)
+    assert caught.value.reason == "was already used"
+
+
+async def test_an_error_found_before_the_call_is_remembered_under_the_key(ledger, program, keyring):
+    member = await _member(ledger, program, 50)
+    with pytest.raises(InvalidRedemptionCode):
+        await _hold(ledger, program, 10, "k", code="12", keyring=keyring)
+    with pytest.raises(InvalidRedemptionCode) as caught:
+        await _hold(ledger, program, 10, "k", code="12", keyring=keyring)
+    assert caught.value.reason == "must be 12 digits"
+    with pytest.raises(IdempotencyConflict) as conflict:
+        await _hold(ledger, program, 10, "k", member=member)
+    assert conflict.value.field == "member_id"
+
+
+async def test_cancel_through_the_function_restores_the_balance(ledger, program):
+    member = await _member(ledger, program, 80)
+    hold = await _hold(ledger, program, 80, "x", member=member)
+    done = await run_redemption(
+        db=ledger,
+        work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
+    )
+    assert (done.state, done.available, done.lots[0].points) == ("cancelled", 80, 80)
+    async with ledger.read() as s:
+        assert await available(s, member) == 80
