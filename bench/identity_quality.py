@@ -181,7 +181,10 @@ def main() -> None:
         action="store_true",
         help="also print the recall reachable from shared evidence",
     )
+    parser.add_argument("--quick", action="store_true", help="smoke size for `make bench-quick`")
     args = parser.parse_args()
+    if args.quick:
+        args.people = min(args.people, 1_000)
 
     with tempfile.TemporaryDirectory(prefix="hub-idq-") as tmp:
         folder = args.data

@@ -67,7 +67,11 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true", help="train m/u by EM first (timed apart)")
     parser.add_argument("--check", action="store_true", help="verify incremental == batch")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="smoke size for `make bench-quick`")
     args = parser.parse_args()
+    if args.quick:
+        args.records = min(args.records, 5_000)
+        args.incremental = min(args.incremental, 200)
 
     records, load_s = _load(args)
     rids = sorted({record_id(r.source, r.source_key) for r in records})

@@ -1,11 +1,11 @@
 """The per-request GraphQL context: who is calling, the database, and fresh DataLoaders.
 
 DataLoaders read through ``Context.reads``: during an operation (``SharedReads`` below, in
-every schema built with ``schema.limits.extensions``) all their batches share one read
-session, so a profile view costs one connection checkout, one BEGIN and one ROLLBACK whatever
-the number of loaders; the session is closed when the operation ends, also on errors. Without
-the extension (a bare ``strawberry.Schema`` in a test) each batch opens its own read session,
-so nothing is ever left checked out.
+every schema built with ``schema.limits.extensions``) all their batches share one connection
+in autocommit (``Database.read_statements``), so a profile view costs one pool checkout and
+no BEGIN/ROLLBACK round trips whatever the number of loaders; it goes back to the pool when
+the operation ends, also on errors. Without the extension (a bare ``strawberry.Schema`` in a
+test) each batch opens its own ``read()`` session, so nothing is ever left checked out.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class RequestReads:
         async with self._lock:
             if self._session is None:
                 stack = AsyncExitStack()
-                self._session = await stack.enter_async_context(self._db.read())
+                self._session = await stack.enter_async_context(self._db.read_statements())
                 self._stack = stack
             try:
                 return await fn(self._session)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Generator
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, ClassVar
 
 from graphql import GraphQLError
+from opentelemetry import trace
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -21,6 +23,7 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.base_extension import LifecycleStep
 from strawberry.extensions.tracing import OpenTelemetryExtension
+from strawberry.schema.schema import validate_document
 
 from hub.core.errors import HubError
 from schema.context import SharedReads
@@ -60,7 +63,7 @@ def extensions(
     exts: list[Callable[[], SchemaExtension]] = [
         SharedReads,
         lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
+        TextKeyedValidationCache,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: AddValidationRules(limit_rules),
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal error."),
@@ -71,6 +74,42 @@ def extensions(
     return exts
 
 
+class TextKeyedValidationCache(ValidationCache):
+    """strawberry's ValidationCache, keyed by the query text instead of the parsed document.
+
+    Its LRU key holds the document, and graphql-core's AST nodes are dataclasses that hash by
+    walking the whole tree: that walk cost about 1 ms of a profile view on every request, more
+    than the validation it spared. The text names the same document (parsing is
+    deterministic), and the schema and rule classes complete the key, as in the original.
+    """
+
+    MAXSIZE = 512
+    _results: ClassVar[OrderedDict[tuple[Any, ...], list[GraphQLError]]] = OrderedDict()
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=self.MAXSIZE)
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if ctx.query is None or ctx.graphql_document is None:
+            yield from super().on_validate()
+            return
+        key = (id(ctx.schema._schema), ctx.query, tuple(ctx.validation_rules))
+        results = self._results
+        errors = results.get(key)
+        if errors is None:
+            errors = validate_document(
+                ctx.schema._schema, ctx.graphql_document, ctx.validation_rules
+            )
+            results[key] = errors
+            if len(results) > self.MAXSIZE:
+                results.popitem(last=False)
+        else:
+            results.move_to_end(key)
+        ctx.pre_execution_errors = errors
+        yield
+
+
 def page_size(first: int | None) -> int:
     """Relay ``first``: default small, never above MAX_PAGE."""
     if first is None:
@@ -78,6 +117,9 @@ def page_size(first: int | None) -> int:
     if first < 0:
         raise HubError("first must not be negative")
     return min(first, MAX_PAGE)
+
+
+_TRACER = trace.get_tracer("strawberry")
 
 
 def _drop_arguments(args: dict[str, Any], info: Any) -> dict[str, Any]:
@@ -97,9 +139,17 @@ class PrivateOpenTelemetry(OpenTelemetryExtension):
     """
 
     resolve = SchemaExtension.resolve  # type: ignore[assignment]
+    # Parsing and validation are cache lookups (ParserCache, TextKeyedValidationCache): a span
+    # each cost more than the work they timed. Errors from either land on the operation span.
+    on_parse = SchemaExtension.on_parse  # type: ignore[assignment]
+    on_validate = SchemaExtension.on_validate  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        super().__init__(arg_filter=_drop_arguments)
+        # strawberry's __init__ asks the provider for a tracer on every request; the proxy
+        # tracer made once follows whatever provider is installed, later ones included.
+        self._arg_filter = _drop_arguments
+        self._tracer = _TRACER
+        self._span_holder = {}
 
     def on_operation(self) -> Generator[None, None, None]:
         steps = super().on_operation()

@@ -7,6 +7,7 @@ every acknowledged redemption exists exactly once and the ledger invariants hold
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import signal
@@ -135,6 +136,7 @@ class HubProcess:
             "HUB_RATE_LIMIT_COST_PER_S": "0",
             "HUB_LOG_LEVEL": "WARNING",
         }
+        self.log = data_dir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -142,24 +144,27 @@ class HubProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hub.cli", "serve", "--port", str(self.port)],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=log,
+            )
 
     async def ready(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
-                assert self.proc is not None and self.proc.poll() is None, "hub serve exited"
+                assert self.proc is not None
+                assert self.proc.poll() is None, self.log.read_text()
                 try:
                     if (await client.get(f"{self.base}/readyz")).status_code == 200:
                         return
-                except httpx.TransportError as e:
-                    print('ready?', repr(e))
+                except httpx.TransportError:
+                    pass
                 await asyncio.sleep(0.1)
         pytest.fail("hub serve did not become ready")
 
@@ -199,19 +204,21 @@ async def _post_until_answered(
     client: httpx.AsyncClient, url: str, body: dict[str, Any], tally: Tally, deadline: float
 ) -> dict[str, Any]:
     """POST until the hub answers; the same body (so the same idempotency key) every time."""
-    while True:
+    for attempt in itertools.count():
         try:
             response = await client.post(url, json=body)
         except httpx.TransportError:
             tally.transport_errors += 1
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.1)
+            # Back off, so 50 clients do not starve the restarting hub of CPU.
+            await asyncio.sleep(min(0.5, 0.02 * 2**attempt))
             continue
         assert response.status_code == 200, response.text
         payload: dict[str, Any] = response.json()
         assert "errors" not in payload, payload
         return payload
+    raise AssertionError("unreachable")
 
 
 async def _client(
@@ -256,12 +263,9 @@ async def test_sigkill_mid_redemption_keeps_every_acknowledged_redemption_exactl
     scratch_url: str, hub_process: HubProcess
 ) -> None:
     clients, per_client = 50, 3
-    t0=time.monotonic()
     members = await _fund(scratch_url, clients)
-    print('fund', time.monotonic()-t0)
     hub_process.start()
     await hub_process.ready()
-    print('ready', time.monotonic()-t0)
     tally, go = Tally(), asyncio.Event()
     deadline = time.monotonic() + 45
     tasks = [
@@ -283,17 +287,15 @@ async def test_sigkill_mid_redemption_keeps_every_acknowledged_redemption_exactl
         await asyncio.sleep(0.01)
     await asyncio.to_thread(hub_process.kill)
     acknowledged_before_kill = dict(tally.holds)
-    print('killed', time.monotonic()-t0)
     hub_process.start()
     await hub_process.ready()
-    print('restarted', time.monotonic()-t0, tally.transport_errors)
     await asyncio.gather(*tasks)
-    print('done', time.monotonic()-t0, tally.transport_errors, tally.replays, len(acknowledged_before_kill))
 
     total = clients * per_client
     assert tally.other == []
     assert tally.transport_errors > 0, "the kill hit no request in flight"
-    assert len(tally.holds) == total and len(tally.captured) == total
+    assert len(tally.holds) == total
+    assert len(tally.captured) == total
     assert all(tally.holds[k] == v for k, v in acknowledged_before_kill.items())
     db = Database(scratch_url, pool_size=1, max_overflow=0)
     try:
@@ -319,14 +321,14 @@ async def test_sigkill_mid_redemption_keeps_every_acknowledged_redemption_exactl
     assert len(holds) == total
     assert {ref: hold_id for hold_id, ref, _, _ in holds} == tally.holds
     assert {state for _, _, state, _ in holds} == {"captured"}
-    assert balances == {m: BALANCE - per_client * POINTS for m in members}
+    assert balances == dict.fromkeys(members, BALANCE - per_client * POINTS)
     check = _ledger_check(hub_process)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
 # -- (b) PostgreSQL stopped immediately in the middle of a batch -------------------------------
 BATCH_MEMBERS = 12
-BATCH = 72
+BATCH = 120
 
 STATE_SQL = """
 SELECT 'hold', member_id || '/' || order_ref || '/' || line || '/' || points || '/' || state
@@ -441,7 +443,7 @@ async def test_a_database_crash_mid_batch_then_a_rerun_equals_a_clean_run(
     client, crashed, clean = app_client
     done: list[int] = []
     batch = asyncio.create_task(_run_batch(client, done))
-    while len(done) < BATCH // 3:
+    while len(done) < BATCH // 4:
         assert not batch.done(), "the batch ended before the crash"
         await asyncio.sleep(0.005)
     await asyncio.to_thread(crashable.crash)

@@ -13,12 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from strawberry.dataloader import DataLoader
 
 from schema.context import Context, RequestReads
 
 EVENTS_PER_MEMBER = 50
+
+
+def _json_list(value: Any) -> list[Any]:
+    loaded = json.loads(value) if isinstance(value, str) else value
+    return list(loaded) if isinstance(loaded, list) else []
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -83,9 +88,7 @@ class EventRow:
     operation: int | None
 
 
-async def _rows(reads: RequestReads, sql: str, keys: Sequence[int]) -> list[Any]:
-    statement = text(sql)
-
+async def _rows(reads: RequestReads, statement: TextClause, keys: Sequence[int]) -> list[Any]:
     async def run(session: Any) -> list[Any]:
         return list(await session.execute(statement, {"ids": list(keys)}))
 
@@ -96,17 +99,42 @@ _RECORD_COLUMNS = (
     "id, member_id, source, source_key, business_line, observed_at, member_pinned, "
     "erased_at IS NOT NULL"
 )
+# Built once: a text() per batch costs its construction and cache-key walk on every request.
+_MEMBERS = text(
+    "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
+    "FROM member WHERE id = ANY(:ids)"
+)
+_RECORDS = text(f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)")
+_RECORDS_OF_MEMBERS = text(
+    f"SELECT {_RECORD_COLUMNS}, (SELECT coalesce(json_agg(json_build_array(i.kind, i.scope, "
+    "i.masked, i.verified) ORDER BY i.kind, i.scope), '[]') FROM source_identifier i "
+    "WHERE i.source_record_id = r.id) FROM source_record r WHERE member_id = ANY(:ids) ORDER BY id"
+)
+_IDENTIFIERS = text(
+    "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
+    "WHERE source_record_id = ANY(:ids) ORDER BY source_record_id, kind, scope"
+)
+_LINKS = text(
+    "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
+    "created_by FROM identity_link WHERE member_id = ANY(:ids) ORDER BY source_record_id"
+)
+# The newest events that moved records into or out of each member: per member, the newest
+# EVENTS_PER_MEMBER of each index range (to_member, id) and (from_member, id), then merged.
+_EVENT_COLUMNS = "id, at, kind, source_record_id, from_member, to_member, rule, actor, batch"
+_EVENTS = text(
+    f"SELECT k.m, e.* FROM unnest(CAST(:ids AS bigint[])) AS k(m) CROSS JOIN LATERAL ("
+    f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE to_member = k.m "
+    f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) UNION "
+    f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE from_member = k.m "
+    f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) e "
+    "ORDER BY k.m, e.id DESC"
+)
 
 
 class MemberByIdLoader(DataLoader[int, MemberRow | None]):
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[MemberRow | None]:
-            rows = await _rows(
-                reads,
-                "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
-                "FROM member WHERE id = ANY(:ids)",
-                keys,
-            )
+            rows = await _rows(reads, _MEMBERS, keys)
             found = {r[0]: MemberRow(r[0], r[1], r[2], _json(r[3]), r[4], r[5]) for r in rows}
             return [found.get(k) for k in keys]
 
@@ -116,9 +144,7 @@ class MemberByIdLoader(DataLoader[int, MemberRow | None]):
 class SourceRecordByIdLoader(DataLoader[int, RecordRow | None]):
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[RecordRow | None]:
-            rows = await _rows(
-                reads, f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)", keys
-            )
+            rows = await _rows(reads, _RECORDS, keys)
             found = {r[0]: RecordRow(*r) for r in rows}
             return [found.get(k) for k in keys]
 
@@ -126,17 +152,21 @@ class SourceRecordByIdLoader(DataLoader[int, RecordRow | None]):
 
 
 class SourceRecordsByMemberLoader(DataLoader[int, list[RecordRow]]):
-    def __init__(self, reads: RequestReads) -> None:
+    """Members' records; each record's identifiers come along (a few rows each) and are primed
+    into ``identifiers``, so a profile listing records with identifiers is one round trip."""
+
+    def __init__(
+        self, reads: RequestReads, identifiers: DataLoader[int, list[IdentifierRow]] | None = None
+    ) -> None:
         async def load(keys: list[int]) -> list[list[RecordRow]]:
-            rows = await _rows(
-                reads,
-                f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE member_id = ANY(:ids) "
-                "ORDER BY id",
-                keys,
-            )
+            rows = await _rows(reads, _RECORDS_OF_MEMBERS, keys)
             out: dict[int, list[RecordRow]] = {k: [] for k in keys}
+            found: dict[int, list[IdentifierRow]] = {}
             for r in rows:
-                out[r[1]].append(RecordRow(*r))
+                out[r[1]].append(RecordRow(*r[:8]))
+                found[r[0]] = [IdentifierRow(*i) for i in _json_list(r[8])]
+            if identifiers is not None:
+                identifiers.prime_many(found)
             return [out[k] for k in keys]
 
         super().__init__(load_fn=load)
@@ -145,12 +175,7 @@ class SourceRecordsByMemberLoader(DataLoader[int, list[RecordRow]]):
 class IdentifiersBySourceRecordLoader(DataLoader[int, list[IdentifierRow]]):
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[IdentifierRow]]:
-            rows = await _rows(
-                reads,
-                "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
-                "WHERE source_record_id = ANY(:ids) ORDER BY source_record_id, kind, scope",
-                keys,
-            )
+            rows = await _rows(reads, _IDENTIFIERS, keys)
             out: dict[int, list[IdentifierRow]] = {k: [] for k in keys}
             for r in rows:
                 out[r[0]].append(IdentifierRow(r[1], r[2], r[3], r[4]))
@@ -162,13 +187,7 @@ class IdentifiersBySourceRecordLoader(DataLoader[int, list[IdentifierRow]]):
 class LinksByMemberLoader(DataLoader[int, list[LinkRow]]):
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[LinkRow]]:
-            rows = await _rows(
-                reads,
-                "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
-                "created_by FROM identity_link WHERE member_id = ANY(:ids) "
-                "ORDER BY source_record_id",
-                keys,
-            )
+            rows = await _rows(reads, _LINKS, keys)
             out: dict[int, list[LinkRow]] = {k: [] for k in keys}
             for r in rows:
                 out[r[1]].append(LinkRow(r[0], r[1], r[2], r[3], r[4], _json(r[5]), r[6], r[7]))
@@ -182,15 +201,7 @@ class EventsByMemberLoader(DataLoader[int, list[EventRow]]):
 
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[list[EventRow]]:
-            rows = await _rows(
-                reads,
-                "SELECT m, id, at, kind, source_record_id, from_member, to_member, rule, actor, "
-                "batch FROM (SELECT k.m, e.*, row_number() OVER (PARTITION BY k.m ORDER BY e.id "
-                "DESC) AS n FROM unnest(CAST(:ids AS bigint[])) AS k(m) JOIN identity_event e "
-                "ON e.to_member = k.m OR e.from_member = k.m) x "
-                f"WHERE n <= {EVENTS_PER_MEMBER} ORDER BY m, id DESC",
-                keys,
-            )
+            rows = await _rows(reads, _EVENTS, keys)
             out: dict[int, list[EventRow]] = {k: [] for k in keys}
             for r in rows:
                 out[r[0]].append(EventRow(*r[1:]))
@@ -218,11 +229,12 @@ def loaders(context: Context) -> IdentityLoaders:
     if isinstance(found, IdentityLoaders):
         return found
     reads = context.reads
+    identifiers = IdentifiersBySourceRecordLoader(reads)
     made = IdentityLoaders(
         MemberByIdLoader(reads),
         SourceRecordByIdLoader(reads),
-        SourceRecordsByMemberLoader(reads),
-        IdentifiersBySourceRecordLoader(reads),
+        SourceRecordsByMemberLoader(reads, identifiers),
+        identifiers,
         LinksByMemberLoader(reads),
         EventsByMemberLoader(reads),
     )

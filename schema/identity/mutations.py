@@ -223,7 +223,8 @@ class IdentityMutation:
                 session=session,
                 keyring=ctx.keyring,
                 member=_id(input.member_id, ops.MemberNotFound),
-                to_event_id=parse_id(input.to_event_id),
+                # An event id that names no event must not mean "the last merge" (None).
+                to_event_id=None if input.to_event_id is None else parse_id(input.to_event_id) or 0,
                 reason=input.reason,
                 actor=ctx.actor,
                 idempotency_key=input.idempotency_key,

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from strawberry.types import Info
 
 from identity.store import search_members
+from schema import ids
 from schema.context import Context
 from schema.identity.loaders import loaders
 from schema.identity.types import (
@@ -27,10 +28,7 @@ MAX_SEARCH = 50
 
 
 def parse_id(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+    return None if value is None else ids.parse_id(value)
 
 
 @strawberry.type

@@ -16,6 +16,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from hub.core.pii import mask_text
+from schema import ids
 from schema.context import Context
 from schema.identity.loaders import (
     EventRow,
@@ -259,7 +260,7 @@ def id_of_cursor(cursor: str | None) -> int:
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
         if kind == "review":
-            return int(value)
+            return ids.parse_id(value) or -1
     except (ValueError, UnicodeDecodeError):
         pass
     return -1

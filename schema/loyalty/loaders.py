@@ -32,17 +32,10 @@ def program() -> Program:
     return configured_program()
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
-    points: views.PointsView
-    tier: views.TierView
-    benefits: list[views.BenefitView]
-
-
 @dataclass
 class LoyaltyLoaders:
     member_by_id: DataLoader[int, bool]
-    summary_by_member: DataLoader[int, Summary]
+    summary_by_member: DataLoader[int, views.SummaryView]
     ledger_by_member: DataLoader[LedgerKey, views.LedgerPage]
     at: datetime
 
@@ -57,17 +50,12 @@ class LoyaltyLoaders:
             found = await reads.run(run)
             return [i in found for i in ids]
 
-        async def summaries(ids: Sequence[int]) -> list[Summary]:
-            async def run(session: Any) -> list[Summary]:
-                points = await views.points(session=session, member_ids=ids, at=at)
-                tiers = await views.tiers(session=session, program=loyalty, member_ids=ids, at=at)
-                entitled = await views.entitlements(
-                    session=session,
-                    program=loyalty,
-                    member_tiers={i: tiers[i].code for i in ids},
-                    at=at,
+        async def summaries(ids: Sequence[int]) -> list[views.SummaryView]:
+            async def run(session: Any) -> list[views.SummaryView]:
+                found = await views.summaries(
+                    session=session, program=loyalty, member_ids=ids, at=at
                 )
-                return [Summary(points[i], tiers[i], entitled[i]) for i in ids]
+                return [found[i] for i in ids]
 
             return await reads.run(run)
 

@@ -13,6 +13,7 @@ from hub.loyalty import errors
 from hub.loyalty.adjustments import adjust_points
 from hub.loyalty.claims import claim_benefit
 from schema.context import Context
+from schema.ids import parse_id
 from schema.loyalty.loaders import program
 from schema.loyalty.types import (
     AdjustmentRejected,
@@ -41,7 +42,7 @@ class LoyaltyMutation:
     async def adjust_points(
         self, info: Info[Context, Any], input: AdjustPointsInput
     ) -> AdjustPointsResult:
-        if not str(input.member_id).isdigit():
+        if parse_id(input.member_id) is None:
             return MemberNotFound(message="memberId: not a member id")
         try:
             async with info.context.db.unit_of_work() as session:

@@ -7,6 +7,7 @@ from strawberry.types import Info
 
 from hub.core.errors import NotAuthenticated
 from schema.context import Context
+from schema.ids import parse_id
 from schema.loyalty.loaders import loaders
 from schema.loyalty.types import MemberLoyalty
 from schema.permissions import IsAgent, IsMember
@@ -31,9 +32,9 @@ class LoyaltyQuery:
     async def member_loyalty(
         self, info: Info[Context, Any], member_id: strawberry.ID
     ) -> MemberLoyalty | None:
-        if not str(member_id).isdigit():
+        member = parse_id(member_id)
+        if member is None:
             return None
-        member = int(member_id)
         if not await loaders(info).member_by_id.load(member):
             return None
         return MemberLoyalty.from_model(member)

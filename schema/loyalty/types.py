@@ -9,9 +9,11 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
+from hub.core.errors import HubError
 from hub.loyalty import views
 from hub.loyalty.adjustments import Adjustment
 from hub.loyalty.claims import Claim
+from schema import ids
 from schema.context import Context
 from schema.limits import page_size
 from schema.loyalty.loaders import loaders
@@ -123,11 +125,13 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "transfer" and value.isdigit():
-            return int(value)
+        transfer = ids.parse_id(value)
+        if kind == "transfer" and transfer is not None:
+            return transfer
     except (ValueError, UnicodeDecodeError):
         pass
-    raise ValueError("after: not a cursor from this ledger")
+    # A HubError reaches the caller as written; a ValueError was masked as an internal error.
+    raise HubError("after: not a cursor from this ledger")
 
 
 @strawberry.type

@@ -22,6 +22,7 @@ from hub.loyalty import redemption_errors as rerrors
 from hub.loyalty.redemption_codes import DEFAULT_TTL_S, issue_redemption_code
 from hub.loyalty.redemption_views import Redemption as RedemptionModel
 from schema.context import Context
+from schema.ids import parse_id
 from schema.loyalty.loaders import program
 from schema.permissions import IsMember
 from schema.redemption import types as t
@@ -87,10 +88,10 @@ async def _run(
 
 
 def _hold_id(value: strawberry.ID) -> int:
-    text = str(value)
-    if not text.isdigit() or len(text) > 18:
+    hold = parse_id(value)
+    if hold is None:
         raise rerrors.HoldNotFound(0)
-    return int(text)
+    return hold
 
 
 @strawberry.type
@@ -122,11 +123,12 @@ class RedemptionMutation:
                 return t.RedemptionNotAllowed(message="give the member's redemptionCode")
             code = input.redemption_code
         else:
-            if input.member_id is None or not str(input.member_id).isdigit():
+            named = None if input.member_id is None else parse_id(input.member_id)
+            if named is None:
                 return t.RedemptionNotAllowed(message="agents name the memberId")
             if not (input.reason or "").strip():
                 return t.RedemptionNotAllowed(message="agents give a reason (it is audited)")
-            member, reason = int(input.member_id), input.reason
+            member, reason = named, input.reason
         ctx = info.context
         result = await _run(
             info,

@@ -10,6 +10,7 @@ from hub.loyalty import errors, settlement
 from hub.loyalty import redemption_errors as rerrors
 from hub.loyalty.redemption import quote_redemption
 from schema.context import Context
+from schema.ids import parse_id
 from schema.loyalty.loaders import program
 from schema.permissions import IsAdmin
 from schema.redemption import types as t
@@ -35,11 +36,11 @@ class RedemptionQuery:
         who = info.context.principal
         member = who.member_id if who.role is Role.MEMBER else None
         if who.role is not Role.MEMBER:
-            if member_id is None or not str(member_id).isdigit():
+            member = None if member_id is None else parse_id(member_id)
+            if member is None:
                 return t.InvalidRedemption(
                     message="memberId: agents name the member", field="memberId"
                 )
-            member = int(member_id)
         assert member is not None
         try:
             async with info.context.db.read() as session:

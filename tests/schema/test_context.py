@@ -37,9 +37,7 @@ async def test_without_the_extension_each_batch_closes_its_own_session(
     services: Services, db: Database
 ) -> None:
     bare = strawberry.Schema(query=IdentityQuery)  # no SharedReads: nobody would close a share
-    result = await bare.execute(
-        '{ member(id: "1") { id } }', context_value=services.context(AGENT)
-    )
+    result = await bare.execute('{ member(id: "1") { id } }', context_value=services.context(AGENT))
     assert result.errors is None
     assert result.data == {"member": None}
     assert db.engine.sync_engine.pool.checkedout() == 0
