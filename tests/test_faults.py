@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,11 +73,16 @@ class Crashable:
 
 
 @pytest.fixture
-def crashable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crashable]:
-    server = Crashable(tmp_path_factory.mktemp("crash") / "pg")
+def crashable() -> Iterator[Crashable]:
+    # Not pytest's tmp_path: a concurrent pytest run resets its root to 0700, and the embedded
+    # server runs as its own user, which then cannot reach its data folder.
+    folder = Path(tempfile.mkdtemp(prefix="hub-crash-"))
+    folder.chmod(0o755)
+    server = Crashable(folder / "pg")
     yield server
     server.server.cleanup_mode = "delete"
     server.server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _count(url: str, sql: str) -> int:
