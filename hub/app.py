@@ -36,6 +36,7 @@ from hub.http_ingest import ingest_upload
 from schema import build_schema
 from schema.context import Context
 from schema.cost import TokenBuckets
+from schema.examples import default_tabs
 from schema.persisted import Manifest, PersistedMode, PersistedOperationError
 from schema.persisted import resolve as resolve_persisted
 
@@ -200,6 +201,17 @@ class HubGraphQL(GraphQL[Context, None]):
         self.services = services
         self.manifest, self.persisted_mode = persisted
 
+    ide_tokens: dict[str, str] | None = None
+
+    @property
+    def graphql_ide_html(self) -> str:
+        # strawberry's GraphiQL page, opened with one example tab per audience.
+        html = super().graphql_ide_html
+        marker = "shouldPersistHeaders: true,"
+        return html.replace(
+            marker, f"{marker}\n          defaultTabs: {default_tabs(self.ide_tokens)},", 1
+        )
+
     def decode_json(self, data: str | bytes) -> object:
         body = super().decode_json(data)
         if _carries_nul(body):
@@ -279,8 +291,16 @@ def build_services(settings: Settings) -> Services:
     return Services(settings, db, settings.keyring())
 
 
-def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
-    """The ASGI app. Process-wide logging and telemetry are set up by the caller (`hub serve`)."""
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    ide_tokens: dict[str, str] | None = None,
+) -> Starlette:
+    """The ASGI app. Process-wide logging and telemetry are set up by the caller (`hub serve`).
+
+    ``ide_tokens`` (role → token, the demo's) sign GraphiQL's example tabs in.
+    """
     svc = services or build_services(settings)
     head = head_revision()
     known = known_revisions()
@@ -324,6 +344,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         graphql_ide="graphiql" if settings.env is Env.DEV else None,
         allow_queries_via_get=settings.env is Env.DEV,
     )
+    graphql.ide_tokens = ide_tokens
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -65,7 +65,9 @@ def migrate() -> None:
     console.print(f"database at revision {head_revision()}")
 
 
-def _serve(settings: Settings, url: str, host: str, port: int) -> None:
+def _serve(
+    settings: Settings, url: str, host: str, port: int, ide_tokens: dict[str, str] | None = None
+) -> None:
     import uvicorn
 
     from hub.app import create_app
@@ -80,7 +82,7 @@ def _serve(settings: Settings, url: str, host: str, port: int) -> None:
         raise _fail(exc) from None
     # The embedded URL was resolved already; pass it on so the app reuses the same server.
     settings = settings.model_copy(update={"database_url": url})
-    application = create_app(settings)
+    application = create_app(settings, ide_tokens=ide_tokens)
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql)")
     # Measured here: uvloop gave 6-9x worse p99 at saturation than the asyncio loop.
     uvicorn.run(
@@ -211,7 +213,14 @@ def demo(
             '{line: "store", points: 100, orderRef: "DEMO-1", idempotencyKey: "demo-1"}) '
             "{ __typename ... on RedeemPointsSuccess { redemption { id lots { issuerLine points } } } } }\n"
         )
-    _serve(settings, url, h, p)
+    ide_tokens = {
+        "agent": tokens["agent (hotel)"],
+        "partner": tokens["partner (store)"],
+        "admin": tokens["admin"],
+    }
+    if star is not None:
+        ide_tokens["member"] = tokens[f"member {star}"]
+    _serve(settings, url, h, p, ide_tokens)
 
 
 @app.command()

@@ -57,3 +57,30 @@ async def test_graphiql_only_in_dev(settings: Settings, services: Services) -> N
         ) as c:
             response = await c.get("/graphql", headers={"accept": "text/html"})
         assert response.status_code == expected, env
+
+
+async def test_graphiql_opens_with_an_example_tab_per_audience_and_their_examples_run(
+    settings: Settings, services: Services
+) -> None:
+    import json
+    import re
+
+    from hub.core.settings import Env
+    from schema import build_schema
+    from schema.examples import EXAMPLES
+
+    app = create_app(
+        settings.model_copy(update={"env": Env.DEV}),
+        services=services,
+        ide_tokens={"member": "tok-m"},
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        page = (await c.get("/graphql", headers={"accept": "text/html"})).text
+    tabs = json.loads(re.search(r"defaultTabs: (\[.*?\]),\n", page, re.S).group(1))  # type: ignore[union-attr]
+    assert len(tabs) == len(EXAMPLES) == 4
+    assert json.loads(tabs[0]["headers"]) == {"Authorization": "Bearer tok-m"}
+    schema = build_schema()._schema
+    from graphql import parse, validate
+
+    for _role, title, query in EXAMPLES:
+        assert validate(schema, parse(query)) == [], title
