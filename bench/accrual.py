@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from hub.core.db import Database, embedded_url, plain_url  # noqa: E402
+from hub.core.db import Database, embedded_url, with_database  # noqa: E402
+from hub.core.db import admin_execute as admin  # noqa: E402
 from hub.core.migrate import upgrade  # noqa: E402
 from hub.core.tokens import Principal, Role  # noqa: E402
 from hub.loyalty.accrual import accrue_activities  # noqa: E402
@@ -69,21 +69,6 @@ GENERATE = [
        FROM generate_series(1, :purchases) g WHERE g % 3 = 0
        ORDER BY g LIMIT :refunds""",
 ]
-
-
-async def admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn=plain_url(url))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def with_database(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(plain_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
 async def generate(db: Database, n: int) -> int:

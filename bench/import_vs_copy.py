@@ -33,7 +33,9 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hub.core.db import admin_execute as _admin  # noqa: E402
 from hub.core.db import embedded_url, plain_url  # noqa: E402
+from hub.core.db import with_database as _with_db  # noqa: E402
 from hub.core.migrate import upgrade  # noqa: E402
 from hub.generator.layout import TAOBAO_ORDERS_HEADER  # noqa: E402
 
@@ -81,21 +83,6 @@ def write_export(path: Path, rows: int, seed: int = 7) -> None:
             row[26] = "示例旗舰店"
             row[27] = "订单未关闭"
             out.writerow(row)
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(plain_url(url))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _with_db(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(plain_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
 async def copy_rate(url: str, path: Path, rows: int) -> float:

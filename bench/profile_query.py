@@ -33,14 +33,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
-from hub.core.db import embedded_url, plain_url  # noqa: E402
+from hub.core.db import admin_execute as admin  # noqa: E402
+from hub.core.db import embedded_url, plain_url, with_database  # noqa: E402
 
 GENERATOR_VERSION = 1
 CLIENTS = 16
@@ -199,19 +199,6 @@ GENERATE = [
               'bench:' || s.member_id, 'member'
        FROM loyalty_tier_state s WHERE s.tier >= 'V2' AND s.member_id % 3 = 0""",
 ]
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(plain_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
-async def admin(url: str, *sql: str) -> list[Any]:
-    conn = await asyncpg.connect(dsn=plain_url(url))
-    try:
-        return [await conn.fetch(s) for s in sql]
-    finally:
-        await conn.close()
 
 
 async def generate(url: str, members: int) -> None:

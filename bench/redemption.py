@@ -43,7 +43,8 @@ from sqlalchemy import text  # noqa: E402
 
 from hub.core.audit import Actor  # noqa: E402
 from hub.core.clock import utcnow  # noqa: E402
-from hub.core.db import Database, embedded_url, plain_url  # noqa: E402
+from hub.core.db import Database, embedded_url, plain_url, with_database  # noqa: E402
+from hub.core.db import admin_execute as admin  # noqa: E402
 from hub.core.migrate import upgrade  # noqa: E402
 from hub.loyalty import jobs  # noqa: E402
 from hub.loyalty.accrual import accrue_activities  # noqa: E402
@@ -54,21 +55,6 @@ MEMBERS = 1_000
 WORKERS = 8
 POINTS = 10
 POS = Actor(id="bench-pos", role="partner")
-
-
-async def admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn=plain_url(url))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def with_database(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(plain_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
 
 
 async def seed(db: Database) -> None:

@@ -42,7 +42,7 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import psutil  # noqa: E402
 
-from hub.core.db import embedded_url, plain_url  # noqa: E402
+from hub.core.db import embedded_url, plain_url, with_database  # noqa: E402
 from hub.core.tokens import Role, issue_token  # noqa: E402
 
 VERSION = 1  # bump when the template's contents change
@@ -80,13 +80,6 @@ RECORDS = """mutation S($input: IngestSourceRecordsInput!) { ingestSourceRecords
 
 
 # -- the database -----------------------------------------------------------------------------
-def with_database(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(plain_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-
-
 async def connect(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(dsn=plain_url(url))
 

@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 
-from hub.core.db import Database, embedded_url, plain_url
+from hub.core.db import Database, admin_execute, embedded_url, with_database
 from hub.core.migrate import upgrade
 from hub.core.pii import KeyRing
 from hub.core.settings import Env, Settings
@@ -34,27 +33,12 @@ TEST_KEYS = {
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
-def _with_database(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(plain_url(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+# Kept under these names: many tests import them from here.
+_with_database = with_database
 
 
 async def _admin(url: str, sql: str) -> None:
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(plain_url(url))
-    host = parse_qs(parts.query).get("host", [None])[0]
-    conn = (
-        await asyncpg.connect(dsn=plain_url(url).split("?")[0], host=host)
-        if host
-        else await asyncpg.connect(dsn=plain_url(url))
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    await admin_execute(url, sql)
 
 
 @pytest.fixture(scope="session")

@@ -186,3 +186,18 @@ class Database:
 
 def resolve_url(database_url: str | None, data_dir: Path) -> str:
     return database_url if database_url else embedded_url(data_dir)
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server, another database (tests and benchmarks make throwaway ones)."""
+    parts = urlsplit(plain_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+async def admin_execute(url: str, *sql: str) -> list[Any]:
+    """Run statements outside any transaction (CREATE/DROP DATABASE), one connection."""
+    conn = await asyncpg.connect(dsn=plain_url(url))
+    try:
+        return [await conn.fetch(s) for s in sql]
+    finally:
+        await conn.close()

@@ -32,11 +32,9 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import Database
-from hub.core.errors import DecryptionError
 from hub.core.pii import KeyRing
 from hub.core.records import SourceRecord
 from hub.flows.ingest import LandedBatch
-from hub.flows.ingest.rows import pii_aad as ingest_aad
 from identity import store
 from identity.blocking import _FEATURE as BLOCK_FEATURES  # see Engine.block_values
 from identity.blocking import record_blocks
@@ -510,39 +508,8 @@ class IdentityHooks:
         ids = {**batch.written.new_records, **batch.written.updated_records}
         if not ids:
             return
-        await _reseal(session, self.engine.keyring, batch, ids)
         self.last = await resolve_records(
             session=session, engine=self.engine, record_ids=ids.values(), loyalty=self.loyalty
-        )
-
-
-async def _reseal(
-    session: AsyncSession, keyring: KeyRing, batch: LandedBatch, ids: Mapping[tuple[str, str], int]
-) -> None:
-    """Records whose source key is stored hashed (it is PII) had their PII sealed to the raw key,
-    which the store cannot know later: seal it again to the stored key."""
-    todo = {
-        ids[key]: (key, rec)
-        for key, rec in batch.records.items()
-        if key in ids and rec.source_key != key[1]
-    }
-    if not todo:
-        return
-    conn = await store.driver(session)
-    rows = await conn.fetch(
-        "SELECT id, pii_enc FROM source_record WHERE id = ANY($1::bigint[]) AND pii_enc IS NOT NULL",
-        sorted(todo),
-    )
-    for row in rows:
-        (source, stored), rec = todo[row["id"]]
-        try:
-            plain = keyring.decrypt(row["pii_enc"], aad=ingest_aad(source, rec.source_key))
-        except DecryptionError:
-            continue  # the batch held an older copy of this key; the stored one is sealed already
-        await conn.execute(
-            "UPDATE source_record SET pii_enc = $2 WHERE id = $1",
-            row["id"],
-            keyring.encrypt(plain, aad=store.pii_aad(source, stored)),
         )
 
 
