@@ -78,6 +78,32 @@ async def record_audit(
     return int(row_id)
 
 
+async def record_audit_on(
+    conn: Any,
+    *,
+    actor: Actor,
+    action: str,
+    subject: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """``record_audit`` on an asyncpg connection (``Database.transaction``'s), same row."""
+    details = details or {}
+    _check_details(details)
+    row_id = await conn.fetchval(
+        "INSERT INTO audit_log (actor, role, action, subject, reason, request_id, details) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id",
+        actor.id,
+        actor.role,
+        action,
+        subject,
+        reason,
+        current_request_id(),
+        json.dumps(details, default=str),
+    )
+    return int(row_id)
+
+
 async def list_audit(
     *,
     session: AsyncSession,

@@ -1,9 +1,13 @@
 """The asyncpg connection under a session's transaction, for the ledger's set-based writes.
 
 Writes go through asyncpg directly (array parameters, ``unnest`` inserts, one round trip per
-statement; redemption calls one PL/pgSQL function per service, migration 0008); reads that
-GraphQL counts go through the SQLAlchemy session. Both share the one connection and
+statement; redemption calls one PL/pgSQL function per service, migrations 0008 and 0010);
+reads that GraphQL counts go through the SQLAlchemy session. Both share the one connection and
 transaction of the caller's unit of work.
+
+``Tx`` is what ledger services take: an ORM session (``Database.unit_of_work``) or, where
+nothing but the driver is needed, a bare ``Transaction`` (``Database.transaction``, what
+``redemption.run_redemption`` gives its work).
 """
 
 from __future__ import annotations
@@ -14,11 +18,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.core.db import Transaction
+
 _KEY = "hub.loyalty.driver"
 
+Tx = AsyncSession | Transaction
 
-async def driver(session: AsyncSession) -> Any:
+
+async def driver(session: Tx) -> Any:
     """The raw asyncpg connection, inside the session's (already begun) transaction."""
+    if isinstance(session, Transaction):
+        return session.conn
     conn = await session.connection()
     cached = session.info.get(_KEY)
     if cached is not None and cached[0] is conn and cached[1].is_in_transaction():

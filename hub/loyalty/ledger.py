@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.errors import IdempotencyConflict
-from hub.loyalty._sql import driver
+from hub.loyalty._sql import Tx, driver
 from hub.loyalty.errors import InsufficientPoints
 
 GROUP_LINE = "_group"  # issuer of adjustment lots: not a business line (line codes start a-z)
@@ -113,9 +113,7 @@ class Transfer:
             raise ValueError("a transfer needs two different accounts")
 
 
-async def member_accounts(
-    *, session: AsyncSession, member_ids: Iterable[int]
-) -> dict[int, MemberAccounts]:
+async def member_accounts(*, session: Tx, member_ids: Iterable[int]) -> dict[int, MemberAccounts]:
     """The three accounts of each member, created on first use."""
     ids = sorted(set(member_ids))
     if not ids:
@@ -153,7 +151,7 @@ async def member_accounts(
 
 
 async def line_accounts(
-    *, session: AsyncSession, kind: AccountKind, lines: Iterable[str | None]
+    *, session: Tx, kind: AccountKind, lines: Iterable[str | None]
 ) -> dict[str | None, int]:
     """One system account per (kind, line), created on first use; ``None`` is no line."""
     wanted = sorted(set(lines), key=lambda v: v or "")
@@ -178,7 +176,7 @@ async def line_accounts(
     return {row["line"]: row["id"] for row in rows}
 
 
-async def lock_accounts(*, session: AsyncSession, account_ids: Iterable[int]) -> dict[int, int]:
+async def lock_accounts(*, session: Tx, account_ids: Iterable[int]) -> dict[int, int]:
     """Lock member accounts and return their balances.
 
     Always in ascending id order: two transactions touching the same accounts (an accrual and an
@@ -198,7 +196,7 @@ async def lock_accounts(*, session: AsyncSession, account_ids: Iterable[int]) ->
     return {row["id"]: row["balance"] for row in rows}
 
 
-async def post_transfers(*, session: AsyncSession, transfers: Sequence[Transfer]) -> int:
+async def post_transfers(*, session: Tx, transfers: Sequence[Transfer]) -> int:
     """Post transfers atomically; returns how many were new.
 
     A transfer whose idempotency key was posted before is skipped when it is the same transfer
@@ -257,7 +255,7 @@ async def post_transfers(*, session: AsyncSession, transfers: Sequence[Transfer]
     return len(fresh)
 
 
-async def post_transfer(*, session: AsyncSession, transfer: Transfer) -> bool:
+async def post_transfer(*, session: Tx, transfer: Transfer) -> bool:
     """Post one transfer; ``False`` when its idempotency key was already posted (a replay)."""
     return await post_transfers(session=session, transfers=[transfer]) == 1
 

@@ -46,14 +46,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from hub.core.audit import Actor, record_audit
+from hub.core.audit import Actor, record_audit_on
 from hub.core.clock import utcnow
 from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.core.pii import KeyRing
-from hub.loyalty._sql import driver
+from hub.loyalty._sql import Tx, driver
 from hub.loyalty.errors import LoyaltyError
 from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
@@ -82,6 +80,7 @@ __all__ = [
     "LotUse",
     "Quote",
     "Redemption",
+    "Tx",
     "cancel",
     "capture",
     "expire_holds",
@@ -106,7 +105,7 @@ R = TypeVar("R")
 
 async def quote_redemption(
     *,
-    session: AsyncSession,
+    session: Tx,
     program: Program,
     member_id: int,
     line: str,
@@ -155,7 +154,7 @@ async def quote_redemption(
 
 async def place_hold(
     *,
-    session: AsyncSession,
+    session: Tx,
     program: Program,
     actor: Actor,
     line: str,
@@ -253,8 +252,8 @@ async def place_hold(
         ),
     )
     if reason is not None and not hold.replayed:
-        await record_audit(
-            session=session,
+        await record_audit_on(
+            conn,
             actor=actor,
             action="loyalty.redeem_points",
             subject=f"member:{hold.member_id}",
@@ -279,7 +278,7 @@ def _retryable(exc: BaseException) -> bool:
 async def run_redemption(
     *,
     db: Database,
-    work: Callable[[AsyncSession], Awaitable[R]],
+    work: Callable[[Tx], Awaitable[R]],
     attempts: int = MAX_ATTEMPTS,
 ) -> R:
     """Run ``work`` in its own unit of work; retry deadlocks and serialization failures.
@@ -291,9 +290,9 @@ async def run_redemption(
     for attempt in range(1, attempts + 1):
         failure: LoyaltyError | IdempotencyConflict | None = None
         try:
-            async with db.unit_of_work() as session:
+            async with db.transaction() as tx:
                 try:
-                    return await work(session)
+                    return await work(tx)
                 except (LoyaltyError, IdempotencyConflict) as exc:
                     failure = exc
         except Exception as exc:

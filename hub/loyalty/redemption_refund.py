@@ -10,12 +10,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from hub.core.audit import Actor
 from hub.core.clock import utcnow
 from hub.loyalty import settlement
-from hub.loyalty._sql import driver
+from hub.loyalty._sql import Tx, driver
 from hub.loyalty.ledger import AccountKind, Transfer, TransferCode, post_transfers
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_errors import (
@@ -43,7 +41,7 @@ from hub.loyalty.redemption_views import (
 
 async def refund_redemption(
     *,
-    session: AsyncSession,
+    session: Tx,
     program: Program,
     actor: Actor,
     hold_id: int,

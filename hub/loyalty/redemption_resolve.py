@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from hub.core.audit import Actor
 from hub.core.clock import utcnow
 from hub.loyalty import settlement
-from hub.loyalty._sql import driver
+from hub.loyalty._sql import Tx, driver
 from hub.loyalty.ledger import GROUP_LINE
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_keys import key_args, outcome
@@ -33,7 +31,7 @@ def _fresh(view: dict[str, Any]) -> Redemption:
 
 async def capture(
     *,
-    session: AsyncSession,
+    session: Tx,
     program: Program,
     actor: Actor,
     hold_id: int,
@@ -79,7 +77,7 @@ async def capture(
 
 async def cancel(
     *,
-    session: AsyncSession,
+    session: Tx,
     program: Program,
     actor: Actor,
     hold_id: int,
@@ -142,7 +140,7 @@ class ExpiryRun:
 
 
 async def expire_holds(
-    *, session: AsyncSession, program: Program, as_of: datetime, limit: int = EXPIRE_BATCH
+    *, session: Tx, program: Program, as_of: datetime, limit: int = EXPIRE_BATCH
 ) -> ExpiryRun:
     """Expire up to ``limit`` pending holds whose TTL passed by ``as_of`` (members in id order).
 

@@ -20,8 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from hub.loyalty._sql import Tx
 from hub.loyalty.ledger import AccountKind, MemberAccounts, TransferCode, line_accounts
 from hub.loyalty.redemption_errors import HoldNotFound
 
@@ -123,7 +122,7 @@ def _hold(row: Any) -> HoldRow:
 
 
 async def accounts_for(
-    conn: Any, session: AsyncSession, wanted: Iterable[tuple[AccountKind, str]]
+    conn: Any, session: Tx, wanted: Iterable[tuple[AccountKind, str]]
 ) -> dict[tuple[AccountKind, str], int]:
     """Line accounts by (kind, line): one read when they exist, created on first use."""
     keys = sorted(set(wanted))

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from hub.core.clock import utcnow
@@ -79,7 +78,7 @@ def typed_error(exc: Exception) -> Any:
 
 
 async def _run(
-    info: Info[Context, Any], work: Callable[[AsyncSession], Awaitable[RedemptionModel]]
+    info: Info[Context, Any], work: Callable[[redemption.Tx], Awaitable[RedemptionModel]]
 ) -> RedemptionModel | Any:
     try:
         return await redemption.run_redemption(db=info.context.db, work=work)
