@@ -8,9 +8,11 @@ settlement entry app → store), then, with the same number of concurrent worker
 1. raw: single-row ``UPDATE … SET n = n + 1`` transactions over 1,000 rows (asyncpg pool,
    BEGIN/UPDATE/COMMIT) — what the database gives the simplest possible transaction;
 2. across members: one redemption = ``place_hold`` + ``capture`` of 10 points for a random
-   member, each in its own unit of work through ``run_redemption`` (the service path GraphQL
-   uses, without HTTP);
-3. hot member: the same, every worker on one member (its row lock serialises them).
+   member, each in its own transaction through ``run_redemption`` — what the ``redeemPoints``
+   and ``captureRedemption`` mutations run for a member's token, without HTTP: the member as
+   actor and hold scope, an idempotency key on both calls (a client retrying either must not
+   spend twice), the hold's lots, postings, settlement entries and stored outcomes;
+3. hot member: the same, every worker on one member (its account lock serialises the holds).
 
 Prints one line per figure and ``ratio=`` (across members / raw; target ≥ 0.25)::
 
@@ -49,12 +51,11 @@ from hub.core.migrate import upgrade  # noqa: E402
 from hub.loyalty import jobs  # noqa: E402
 from hub.loyalty.accrual import accrue_activities  # noqa: E402
 from hub.loyalty.program import default_program  # noqa: E402
-from hub.loyalty.redemption import capture, place_hold, run_redemption  # noqa: E402
+from hub.loyalty.redemption import HoldScope, capture, place_hold, run_redemption  # noqa: E402
 
 MEMBERS = 1_000
 WORKERS = 8
 POINTS = 10
-POS = Actor(id="bench-pos", role="partner")
 
 
 async def seed(db: Database) -> None:
@@ -139,12 +140,13 @@ async def redemptions(db: Database, seconds: float, *, hot: bool) -> tuple[float
     async def one(_: int) -> None:
         member = 1 if hot else rng.randint(2, MEMBERS)
         key = f"bench-{'hot' if hot else 'all'}-{next(counter)}"
+        actor = Actor(id=f"member-{member}", role="member")
         hold = await run_redemption(
             db=db,
             work=lambda s: place_hold(
                 session=s,
                 program=program,
-                actor=POS,
+                actor=actor,
                 member_id=member,
                 line="store",
                 points=POINTS,
@@ -153,7 +155,15 @@ async def redemptions(db: Database, seconds: float, *, hot: bool) -> tuple[float
             ),
         )
         await run_redemption(
-            db=db, work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id)
+            db=db,
+            work=lambda s: capture(
+                session=s,
+                program=program,
+                actor=actor,
+                hold_id=hold.id,
+                idempotency_key=f"capture-{key}",
+                scope=HoldScope(member_id=member),
+            ),
         )
 
     return await timed(seconds, one)

@@ -7,7 +7,10 @@ transaction of the caller's unit of work.
 
 ``Tx`` is what ledger services take: an ORM session (``Database.unit_of_work``) or, where
 nothing but the driver is needed, a bare ``Transaction`` (``Database.transaction``, what
-``redemption.run_redemption`` gives its work).
+``redemption.run_redemption`` gives its work). ``driver`` always answers inside the
+transaction; ``one_statement`` is for a service whose whole work is a single statement (a
+redemption database function), which on a bare ``Transaction`` then runs without BEGIN and
+COMMIT around it — atomic and committed all the same.
 """
 
 from __future__ import annotations
@@ -25,10 +28,19 @@ _KEY = "hub.loyalty.driver"
 Tx = AsyncSession | Transaction
 
 
+async def one_statement(session: Tx) -> Any:
+    """The asyncpg connection for a service that runs exactly one statement: outside a
+    transaction when none was begun on a bare ``Transaction`` (the statement commits itself),
+    else inside it."""
+    if isinstance(session, Transaction):
+        return session.conn
+    return await driver(session)
+
+
 async def driver(session: Tx) -> Any:
     """The raw asyncpg connection, inside the session's (already begun) transaction."""
     if isinstance(session, Transaction):
-        return session.conn
+        return await session.begin()
     conn = await session.connection()
     cached = session.info.get(_KEY)
     if cached is not None and cached[0] is conn and cached[1].is_in_transaction():

@@ -51,7 +51,7 @@ from hub.core.clock import utcnow
 from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.core.pii import KeyRing
-from hub.loyalty._sql import Tx, driver
+from hub.loyalty._sql import Tx, driver, one_statement
 from hub.loyalty.errors import LoyaltyError
 from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
@@ -217,7 +217,8 @@ async def place_hold(
         available=0,
         lots=(),
     )
-    conn = await driver(session)
+    # One statement, unless an agent's reason is audited next to it in the same transaction.
+    conn = await (driver(session) if reason is not None else one_statement(session))
     args = key_args(actor, idempotency_key, "redeem_points", request)
     result = await conn.fetchval(
         "SELECT redemption_place_hold($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, "

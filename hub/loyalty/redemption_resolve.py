@@ -15,7 +15,7 @@ from typing import Any
 from hub.core.audit import Actor
 from hub.core.clock import utcnow
 from hub.loyalty import settlement
-from hub.loyalty._sql import Tx, driver
+from hub.loyalty._sql import Tx, driver, one_statement
 from hub.loyalty.ledger import GROUP_LINE
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_keys import key_args, outcome
@@ -49,7 +49,7 @@ async def capture(
     at = now or utcnow()
     request = {"redemption_id": hold_id, "points": points}
     prices = program.settlement_fen_per_point
-    conn = await driver(session)
+    conn = await one_statement(session)
     result = await conn.fetchval(
         "SELECT redemption_capture($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, "
         "$13, $14)",
@@ -88,7 +88,7 @@ async def cancel(
     """Void a pending hold: every point goes back to the lot it came from."""
     at = now or utcnow()
     request = {"redemption_id": hold_id, "points": None}
-    conn = await driver(session)
+    conn = await one_statement(session)
     result = await conn.fetchval(
         "SELECT redemption_cancel($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
         *key_args(actor, idempotency_key, "cancel", request),

@@ -106,6 +106,7 @@ STATEMENTS = [
       v_lots bigint[];  -- the lots the hold takes, in burn order, and how much of each
       v_issuers text[];
       v_takes bigint[];
+      v_taken jsonb;  -- the same, as the view's lots
       v_hold bigint;
     BEGIN
       IF p_code_hash IS NOT NULL THEN
@@ -140,17 +141,22 @@ STATEMENTS = [
              array_agg(id ORDER BY before) FILTER (WHERE before < p_points),
              array_agg(issuer_line ORDER BY before) FILTER (WHERE before < p_points),
              array_agg(least(remaining, p_points - before) ORDER BY before)
+               FILTER (WHERE before < p_points),
+             jsonb_agg(jsonb_build_object('lot_id', id, 'issuer_line', issuer_line,
+                                          'points', least(remaining, p_points - before),
+                                          'captured', 0, 'refunded', 0) ORDER BY before)
                FILTER (WHERE before < p_points)
-        INTO v_have, v_lots, v_issuers, v_takes FROM usable;
+        INTO v_have, v_lots, v_issuers, v_takes, v_taken FROM usable;
       IF v_have < p_points THEN
         RETURN redemption_error('INSUFFICIENT_POINTS',
                                 jsonb_build_object('requested', p_points, 'available', v_have));
       END IF;
       -- Writers of a member's lots hold its available account's lock (taken above), so the
-      -- lots need no lock of their own first. id = ANY(array) keeps it on the primary key.
-      UPDATE loyalty_lot l SET remaining = l.remaining - v.take
-        FROM unnest(v_lots, v_takes) AS v(lot, take)
-       WHERE l.id = ANY (v_lots) AND l.id = v.lot;
+      -- lots need no lock of their own first. One UPDATE per lot: ``id = $1`` keeps a generic
+      -- plan, where ``id = ANY(array)`` was planned anew on every call.
+      FOR i IN 1 .. cardinality(v_lots) LOOP
+        UPDATE loyalty_lot SET remaining = remaining - v_takes[i] WHERE id = v_lots[i];
+      END LOOP;
       INSERT INTO redemption_hold (member_id, line, points, order_ref, state, fen_per_point,
                                    actor, actor_role, reason, created_at, expires_at)
       VALUES (v_member, p_line, p_points, p_order_ref, 'pending', p_rate, p_actor,
@@ -164,17 +170,16 @@ STATEMENTS = [
       END IF;
       INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code, idempotency_key,
                                     agent, reason, effective_at)
-      VALUES (v_available, redemption_line_account('redemption_hold', p_line), p_points, 'hold',
-              'redeem:' || v_hold || ':hold/available',
+      VALUES (v_available,
+              coalesce((SELECT id FROM loyalty_account
+                         WHERE kind = 'redemption_hold' AND coalesce(member_id, 0) = 0
+                           AND coalesce(line, '') = p_line),
+                       redemption_line_account('redemption_hold', p_line)),
+              p_points, 'hold', 'redeem:' || v_hold || ':hold/available',
               CASE WHEN p_reason IS NOT NULL THEN p_actor END, p_reason, p_at);
       UPDATE loyalty_account SET balance = balance - p_points WHERE id = v_available;
       RETURN jsonb_build_object('ok', coalesce(p_view, '{}') || jsonb_build_object(
-        'id', v_hold, 'member_id', v_member, 'available', v_have - p_points,
-        'lots', (SELECT jsonb_agg(jsonb_build_object('lot_id', v.lot, 'issuer_line', v.issuer,
-                                                     'points', v.points, 'captured', 0,
-                                                     'refunded', 0) ORDER BY v.seq)
-                   FROM unnest(v_lots, v_issuers, v_takes) WITH ORDINALITY
-                     AS v(lot, issuer, points, seq))));
+        'id', v_hold, 'member_id', v_member, 'available', v_have - p_points, 'lots', v_taken));
     END $$
     """,
     # The key claimed and its outcome stored inline (redemption_claim_key/finish_key's SQL).
@@ -219,13 +224,12 @@ STATEMENTS = [
       v_lots jsonb;
       v_lot_issuers text[];
       v_lot_points bigint[];
-      v_clearing bigint := redemption_line_account('redemption_clearing', p_hold.line);
-      v_settle_issuers text[] := '{}';
-      v_settle_points bigint[] := '{}';
-      v_settle_fen bigint[] := '{}';
-      v_settle_prices numeric[] := '{}';
-      v_price numeric;
-      r record;
+      v_held bigint;
+      v_clearing bigint;
+      v_settle_issuers text[];
+      v_settle_points bigint[];
+      v_settle_fen bigint[];
+      v_settle_prices numeric[];
     BEGIN
       WITH l AS (
         UPDATE redemption_hold_lot SET captured = points WHERE hold_id = p_hold.id
@@ -235,28 +239,47 @@ STATEMENTS = [
                                           'refunded', refunded) ORDER BY seq),
              array_agg(issuer_line), array_agg(points)
         INTO v_lots, v_lot_issuers, v_lot_points FROM l;
+      -- The line's two accounts in one look-up (created on first use, as ever).
+      SELECT max(id) FILTER (WHERE kind = 'redemption_hold'),
+             max(id) FILTER (WHERE kind = 'redemption_clearing')
+        INTO v_held, v_clearing FROM loyalty_account
+       WHERE kind IN ('redemption_hold', 'redemption_clearing') AND coalesce(member_id, 0) = 0
+         AND coalesce(line, '') = p_hold.line;
+      v_held := coalesce(v_held, redemption_line_account('redemption_hold', p_hold.line));
+      v_clearing := coalesce(v_clearing,
+                             redemption_line_account('redemption_clearing', p_hold.line));
       INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code, idempotency_key,
                                     effective_at)
-      VALUES (redemption_line_account('redemption_hold', p_hold.line), v_clearing, p_hold.points,
-              'capture', v_event || '/spent', p_at);
-      FOR r IN SELECT v.issuer, sum(v.points)::bigint AS points
-                 FROM unnest(v_lot_issuers, v_lot_points) AS v(issuer, points)
-                GROUP BY v.issuer ORDER BY v.issuer COLLATE "C" LOOP
+      VALUES (v_held, v_clearing, p_hold.points, 'capture', v_event || '/spent', p_at);
+      -- Per issuing line, in one statement: its points used up (clearing → issuance), and
+      -- what it owes the redeeming line (settlement, below) at its price.
+      WITH g AS (
+        SELECT v.issuer, sum(v.points)::bigint AS points
+          FROM unnest(v_lot_issuers, v_lot_points) AS v(issuer, points) GROUP BY v.issuer),
+      posted AS (
         INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code,
                                       idempotency_key, effective_at)
-        VALUES (CASE WHEN r.issuer = p_hold.line THEN v_clearing
-                     ELSE redemption_line_account('redemption_clearing', r.issuer) END,
-                redemption_line_account('issuance', r.issuer), r.points, 'redeem',
-                v_event || '/issuer:' || r.issuer, p_at);
-        IF r.issuer <> p_hold.line THEN
-          v_price := CASE WHEN r.issuer = p_group_line THEN p_hold.fen_per_point
-                          ELSE coalesce(p_prices[array_position(p_issuers, r.issuer)], 0) END;
-          v_settle_issuers := v_settle_issuers || r.issuer;
-          v_settle_points := v_settle_points || r.points;
-          v_settle_fen := v_settle_fen || round(r.points * v_price)::bigint;
-          v_settle_prices := v_settle_prices || v_price;
-        END IF;
-      END LOOP;
+        SELECT coalesce(a.clearing, redemption_line_account('redemption_clearing', g.issuer)),
+               coalesce(a.issuance, redemption_line_account('issuance', g.issuer)), g.points,
+               'redeem', v_event || '/issuer:' || g.issuer, p_at
+          FROM g CROSS JOIN LATERAL (
+            SELECT max(id) FILTER (WHERE kind = 'redemption_clearing') AS clearing,
+                   max(id) FILTER (WHERE kind = 'issuance') AS issuance
+              FROM loyalty_account
+             WHERE kind IN ('redemption_clearing', 'issuance') AND coalesce(member_id, 0) = 0
+               AND coalesce(line, '') = g.issuer) a
+         ORDER BY g.issuer COLLATE "C")
+      SELECT coalesce(array_agg(g.issuer ORDER BY g.issuer COLLATE "C"), '{}'),
+             coalesce(array_agg(g.points ORDER BY g.issuer COLLATE "C"), '{}'),
+             coalesce(array_agg(round(g.points * pr.price)::bigint
+                                ORDER BY g.issuer COLLATE "C"), '{}'),
+             coalesce(array_agg(pr.price ORDER BY g.issuer COLLATE "C"), '{}')
+        INTO v_settle_issuers, v_settle_points, v_settle_fen, v_settle_prices
+        FROM g CROSS JOIN LATERAL (
+          SELECT CASE WHEN g.issuer = p_group_line THEN p_hold.fen_per_point
+                      ELSE coalesce(p_prices[array_position(p_issuers, g.issuer)], 0) END
+                   AS price) pr
+       WHERE g.issuer <> p_hold.line;
       IF cardinality(v_settle_issuers) > 0 THEN
         PERFORM settlement_record(p_hold.id, p_hold.line, v_event, p_at, p_period,
                                   v_settle_issuers, v_settle_points, v_settle_fen,
@@ -300,11 +323,14 @@ STATEMENTS = [
         END IF;
       END IF;
       IF p_points IS NULL THEN
+        -- The conditions as one CASE: the primary key is then the only index the planner can
+        -- use (a generic plan otherwise ranged over redemption_hold_due's pending holds).
         UPDATE redemption_hold SET state = 'captured', captured_points = points,
                                    resolved_at = p_at
-         WHERE id = p_hold AND state = 'pending' AND expires_at > p_at
-           AND member_id = coalesce(p_scope_member, member_id)
-           AND line = coalesce(p_scope_line, line)
+         WHERE id = p_hold
+           AND CASE WHEN state = 'pending' AND expires_at > p_at
+                     AND member_id = coalesce(p_scope_member, member_id)
+                     AND line = coalesce(p_scope_line, line) THEN true ELSE false END
         RETURNING * INTO v_hold;
       END IF;
       IF v_hold.id IS NOT NULL THEN
