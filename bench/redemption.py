@@ -14,7 +14,10 @@ settlement entry app → store), then, with the same number of concurrent worker
    spend twice), the hold's lots, postings, settlement entries and stored outcomes;
 3. hot member: the same, every worker on one member (its account lock serialises the holds).
 
-Prints one line per figure and ``ratio=`` (across members / raw; target ≥ 0.25)::
+The three take turns in ``ROUNDS`` short windows (each phase's seconds split between them), so
+load from other work on the machine falls on both sides of the ratio alike; each figure is its
+operations over its own time. Prints one line per figure and ``ratio=`` (across members / raw;
+target ≥ 0.25)::
 
     raw_update tx_per_s=… workers=…
     redemption across_members per_s=… n=…
@@ -56,6 +59,7 @@ from hub.loyalty.redemption import HoldScope, capture, place_hold, run_redemptio
 MEMBERS = 1_000
 WORKERS = 8
 POINTS = 10
+ROUNDS = 5  # the phases take turns, so a neighbour's load falls on all of them alike
 
 
 async def seed(db: Database) -> None:
@@ -77,7 +81,7 @@ async def seed(db: Database) -> None:
             ),
             {"n": MEMBERS},
         )
-        # 200 yuan → 200 points per purchase (cap 20,000); member 1 gets 100 purchases.
+        # 10,000 yuan → 10,000 points per purchase (cap 20,000); member 1 gets 100 more.
         await s.execute(
             text(
                 "INSERT INTO activity (source, external_id, kind, business_line, source_key, "
@@ -100,23 +104,35 @@ async def seed(db: Database) -> None:
         await s.execute(text("ANALYZE"))
 
 
-async def timed(seconds: float, one: Callable[[int], Awaitable[None]]) -> tuple[float, int]:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker(w: int) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await one(w)
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(WORKERS)))
-    return done / (time.perf_counter() - start), done
+One = Callable[[int], Awaitable[None]]
 
 
-async def raw_updates(url: str, seconds: float) -> float:
-    pool = await asyncpg.create_pool(dsn=plain_url(url), min_size=WORKERS, max_size=WORKERS)
+class Phase:
+    """One figure, measured in several windows: its operations and seconds add up."""
+
+    def __init__(self, one: One) -> None:
+        self.one = one
+        self.done = 0
+        self.seconds = 0.0
+
+    async def run(self, seconds: float) -> None:
+        stop = time.perf_counter() + seconds
+
+        async def worker(w: int) -> None:
+            while time.perf_counter() < stop:
+                await self.one(w)
+                self.done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(WORKERS)))
+        self.seconds += time.perf_counter() - start
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds
+
+
+def raw_updates(pool: asyncpg.Pool) -> One:
     rng = random.Random(1)
 
     async def one(_: int) -> None:
@@ -125,14 +141,10 @@ async def raw_updates(url: str, seconds: float) -> float:
                 "UPDATE bench_counter SET n = n + 1 WHERE id = $1", rng.randint(1, MEMBERS)
             )
 
-    try:
-        rate, _ = await timed(seconds, one)
-    finally:
-        await pool.close()
-    return rate
+    return one
 
 
-async def redemptions(db: Database, seconds: float, *, hot: bool) -> tuple[float, int]:
+def redemptions(db: Database, *, hot: bool) -> One:
     program = default_program()
     rng = random.Random(2)
     counter = iter(range(10**9))
@@ -166,7 +178,7 @@ async def redemptions(db: Database, seconds: float, *, hot: bool) -> tuple[float
             ),
         )
 
-    return await timed(seconds, one)
+    return one
 
 
 async def main() -> None:
@@ -184,18 +196,26 @@ async def main() -> None:
         db = Database(url, pool_size=WORKERS, max_overflow=0)
         try:
             await seed(db)
-            raw = await raw_updates(url, seconds)
-            print(f"raw_update tx_per_s={raw:,.0f} workers={WORKERS}", flush=True)
-            across, n_across = await redemptions(db, seconds, hot=False)
+            pool = await asyncpg.create_pool(dsn=plain_url(url), min_size=WORKERS, max_size=WORKERS)
+            raw = Phase(raw_updates(pool))
+            across = Phase(redemptions(db, hot=False))
+            hot = Phase(redemptions(db, hot=True))
+            try:
+                for _ in range(ROUNDS):
+                    for phase in (raw, across, hot):
+                        await phase.run(seconds / ROUNDS)
+            finally:
+                await pool.close()
+            print(f"raw_update tx_per_s={raw.rate:,.0f} workers={WORKERS}", flush=True)
             print(
-                f"redemption across_members per_s={across:,.0f} n={n_across} members={MEMBERS}",
+                f"redemption across_members per_s={across.rate:,.0f} n={across.done} "
+                f"members={MEMBERS}",
                 flush=True,
             )
-            hot, n_hot = await redemptions(db, seconds, hot=True)
-            print(f"redemption hot_member per_s={hot:,.0f} n={n_hot}", flush=True)
+            print(f"redemption hot_member per_s={hot.rate:,.0f} n={hot.done}", flush=True)
             print(
-                f"ratio={across / raw:.2f} (across members / raw single-row UPDATE; "
-                f"hot member {hot / raw:.2f})"
+                f"ratio={across.rate / raw.rate:.2f} (across members / raw single-row UPDATE; "
+                f"hot member {hot.rate / raw.rate:.2f}; {ROUNDS} rounds)"
             )
         finally:
             await db.dispose()
