@@ -97,7 +97,7 @@ STATEMENTS = [
         p_member bigint, p_code_hash text, p_actor text, p_actor_role text, p_line text,
         p_points bigint, p_order_ref text, p_rate numeric, p_reason text, p_at timestamptz,
         p_expires_at timestamptz, p_view jsonb)
-    RETURNS jsonb LANGUAGE plpgsql AS $$
+    RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
     DECLARE
       v_member bigint := p_member;
       v_code redemption_code;
@@ -157,26 +157,33 @@ STATEMENTS = [
       FOR i IN 1 .. cardinality(v_lots) LOOP
         UPDATE loyalty_lot SET remaining = remaining - v_takes[i] WHERE id = v_lots[i];
       END LOOP;
-      INSERT INTO redemption_hold (member_id, line, points, order_ref, state, fen_per_point,
-                                   actor, actor_role, reason, created_at, expires_at)
-      VALUES (v_member, p_line, p_points, p_order_ref, 'pending', p_rate, p_actor,
-              p_actor_role, p_reason, p_at, p_expires_at)
-      RETURNING id INTO v_hold;
-      INSERT INTO redemption_hold_lot (hold_id, seq, lot_id, issuer_line, points)
-      SELECT v_hold, v.seq - 1, v.lot, v.issuer, v.points
-        FROM unnest(v_lots, v_issuers, v_takes) WITH ORDINALITY AS v(lot, issuer, points, seq);
+      -- The hold, its lots and its posting in one statement.
+      WITH h AS (
+        INSERT INTO redemption_hold (member_id, line, points, order_ref, state, fen_per_point,
+                                     actor, actor_role, reason, created_at, expires_at)
+        VALUES (v_member, p_line, p_points, p_order_ref, 'pending', p_rate, p_actor,
+                p_actor_role, p_reason, p_at, p_expires_at)
+        RETURNING id),
+      l AS (
+        INSERT INTO redemption_hold_lot (hold_id, seq, lot_id, issuer_line, points)
+        SELECT h.id, v.seq - 1, v.lot, v.issuer, v.points
+          FROM h, unnest(v_lots, v_issuers, v_takes) WITH ORDINALITY
+            AS v(lot, issuer, points, seq)),
+      t AS (
+        INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code,
+                                      idempotency_key, agent, reason, effective_at)
+        SELECT v_available,
+               coalesce((SELECT id FROM loyalty_account
+                          WHERE kind = 'redemption_hold' AND coalesce(member_id, 0) = 0
+                            AND coalesce(line, '') = p_line),
+                        redemption_line_account('redemption_hold', p_line)),
+               p_points, 'hold', 'redeem:' || h.id || ':hold/available',
+               CASE WHEN p_reason IS NOT NULL THEN p_actor END, p_reason, p_at
+          FROM h)
+      SELECT id INTO v_hold FROM h;
       IF p_code_hash IS NOT NULL THEN
         UPDATE redemption_code SET used_at = p_at, used_by = p_actor WHERE code_hash = p_code_hash;
       END IF;
-      INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code, idempotency_key,
-                                    agent, reason, effective_at)
-      VALUES (v_available,
-              coalesce((SELECT id FROM loyalty_account
-                         WHERE kind = 'redemption_hold' AND coalesce(member_id, 0) = 0
-                           AND coalesce(line, '') = p_line),
-                       redemption_line_account('redemption_hold', p_line)),
-              p_points, 'hold', 'redeem:' || v_hold || ':hold/available',
-              CASE WHEN p_reason IS NOT NULL THEN p_actor END, p_reason, p_at);
       UPDATE loyalty_account SET balance = balance - p_points WHERE id = v_available;
       RETURN jsonb_build_object('ok', coalesce(p_view, '{}') || jsonb_build_object(
         'id', v_hold, 'member_id', v_member, 'available', v_have - p_points, 'lots', v_taken));
@@ -228,8 +235,7 @@ STATEMENTS = [
       v_lots jsonb;
       v_lot_issuers text[];
       v_lot_points bigint[];
-      v_held bigint;
-      v_clearing bigint;
+      v_available bigint;
       v_settle_issuers text[];
       v_settle_points bigint[];
       v_settle_fen bigint[];
@@ -241,26 +247,32 @@ STATEMENTS = [
       SELECT jsonb_agg(jsonb_build_object('lot_id', lot_id, 'issuer_line', issuer_line,
                                           'points', points, 'captured', points,
                                           'refunded', refunded) ORDER BY seq),
-             array_agg(issuer_line), array_agg(points)
-        INTO v_lots, v_lot_issuers, v_lot_points FROM l;
-      -- The line's two accounts in one look-up (created on first use, as ever).
-      SELECT max(id) FILTER (WHERE kind = 'redemption_hold'),
-             max(id) FILTER (WHERE kind = 'redemption_clearing')
-        INTO v_held, v_clearing FROM loyalty_account
-       WHERE kind IN ('redemption_hold', 'redemption_clearing') AND coalesce(member_id, 0) = 0
-         AND coalesce(line, '') = p_hold.line;
-      v_held := coalesce(v_held, redemption_line_account('redemption_hold', p_hold.line));
-      v_clearing := coalesce(v_clearing,
-                             redemption_line_account('redemption_clearing', p_hold.line));
-      INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code, idempotency_key,
-                                    effective_at)
-      VALUES (v_held, v_clearing, p_hold.points, 'capture', v_event || '/spent', p_at);
-      -- Per issuing line, in one statement: its points used up (clearing → issuance), and
-      -- what it owes the redeeming line (settlement, below) at its price.
-      WITH g AS (
+             array_agg(issuer_line), array_agg(points),
+             (SELECT balance FROM loyalty_account
+               WHERE kind = 'member_available' AND coalesce(member_id, 0) = p_hold.member_id
+                 AND coalesce(line, '') = '')
+        INTO v_lots, v_lot_issuers, v_lot_points, v_available FROM l;
+      -- The postings in one statement (line accounts found by the identity index, created on
+      -- first use as ever): the hold's points spent at its line, and per issuing line its
+      -- points used up; then what each other issuing line owes the redeeming line, at its
+      -- price, for the settlement entries below.
+      WITH line AS (
+        SELECT max(id) FILTER (WHERE kind = 'redemption_hold') AS held,
+               max(id) FILTER (WHERE kind = 'redemption_clearing') AS clearing
+          FROM loyalty_account
+         WHERE kind IN ('redemption_hold', 'redemption_clearing') AND coalesce(member_id, 0) = 0
+           AND coalesce(line, '') = p_hold.line),
+      spent AS (
+        INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code,
+                                      idempotency_key, effective_at)
+        SELECT coalesce(held, redemption_line_account('redemption_hold', p_hold.line)),
+               coalesce(clearing, redemption_line_account('redemption_clearing', p_hold.line)),
+               p_hold.points, 'capture', v_event || '/spent', p_at
+          FROM line),
+      g AS (
         SELECT v.issuer, sum(v.points)::bigint AS points
           FROM unnest(v_lot_issuers, v_lot_points) AS v(issuer, points) GROUP BY v.issuer),
-      posted AS (
+      used AS (
         INSERT INTO loyalty_transfer (debit_account, credit_account, amount, code,
                                       idempotency_key, effective_at)
         SELECT coalesce(a.clearing, redemption_line_account('redemption_clearing', g.issuer)),
@@ -297,10 +309,7 @@ STATEMENTS = [
         'created_at', redemption_iso(p_hold.created_at),
         'expires_at', redemption_iso(p_hold.expires_at),
         'resolved_at', p_at_iso,
-        'available', (SELECT balance FROM loyalty_account
-                       WHERE kind = 'member_available'
-                         AND coalesce(member_id, 0) = p_hold.member_id
-                         AND coalesce(line, '') = ''),
+        'available', v_available,
         'lots', coalesce(v_lots, '[]'),
         'replayed', false));
     END $$
