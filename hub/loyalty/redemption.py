@@ -26,10 +26,11 @@ unit of work, retries deadlock and serialization failures a bounded number of ti
 commits typed errors so the idempotency key remembers them (``redemption_keys``).
 
 Round trips: hold, capture and cancel (and each hold an expiry run resolves) are one PL/pgSQL
-function each (migration 0008), which claims the idempotency key, locks, checks, posts and
-stores the outcome inside the caller's transaction: a hold plus its capture is then a handful
-of round trips instead of ~37, which is where ``bench/redemption.py`` measured the time going.
-Python validates the input, prices it from the program and shapes the answer.
+function each (migrations 0008 and 0010), which claims the idempotency key, locks, checks,
+posts and stores the outcome. ``run_redemption`` runs them on ``Database.transaction``: a call
+that is that one statement is sent on its own (PostgreSQL makes it atomic and commits it), so
+a hold plus its capture is two round trips (~37 before 0008, 6 with BEGIN and COMMIT around
+each). Python validates the input, prices it from the program and shapes the answer.
 
 Modules: this one (quote, hold, the retrying runner), ``redemption_resolve`` (capture, cancel,
 expiry), ``redemption_refund``, ``redemption_store`` (rows, locks, returns to lots),
@@ -282,11 +283,14 @@ async def run_redemption(
     work: Callable[[Tx], Awaitable[R]],
     attempts: int = MAX_ATTEMPTS,
 ) -> R:
-    """Run ``work`` in its own unit of work; retry deadlocks and serialization failures.
+    """Run ``work`` in its own transaction; retry deadlocks and serialization failures.
 
-    A typed loyalty error (or an idempotency conflict) still commits — the idempotency key must
-    keep the error it produced — and is raised after the commit. No deadlock reaches a client
-    unless it repeats ``attempts`` times.
+    ``work`` gets a ``Transaction`` (``Database.transaction``): the services here take the
+    driver connection through ``one_statement`` (their one database function, no BEGIN/COMMIT)
+    or ``driver`` (BEGIN first, when more statements follow). A typed loyalty error (or an
+    idempotency conflict) still commits — the idempotency key must keep the error it produced —
+    and is raised after the commit. No deadlock reaches a client unless it repeats ``attempts``
+    times.
     """
     for attempt in range(1, attempts + 1):
         failure: LoyaltyError | IdempotencyConflict | None = None

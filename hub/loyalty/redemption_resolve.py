@@ -1,9 +1,10 @@
 """Resolving holds exactly once: capture (all or part), cancel, expiry by TTL.
 
 Each is one database function (``redemption_capture``, ``redemption_cancel``,
-``redemption_expire`` in migration 0008): it locks the member's accounts and the hold, checks
-the hold's state, posts and returns the outcome in one round trip. See
-``hub.loyalty.redemption`` for the postings and ``redemption_store`` for the lock order.
+``redemption_expire``; migrations 0008 and 0010): it locks the member's available account and
+the hold (a whole capture in time, the hold only: nothing of the member changes), checks the
+hold's state, posts and returns the outcome in one round trip. See ``hub.loyalty.redemption``
+for the postings and ``redemption_store`` for the lock order.
 """
 
 from __future__ import annotations

@@ -2,14 +2,17 @@
 
 Lock order, the same for every redemption write (and the ledger's other writers): the member's
 accounts (ascending id), then the hold row, then lots (ascending id). Two redemptions of one
-member queue on the member's lowest account id instead of each holding a row the other wants;
+member queue on the member's available account instead of each holding a row the other wants;
 the expiry job takes members in ascending order. A lot re-attributed to another member while it
 was held (an unmerge) makes a return lock that member's accounts after the lots: rare, and a
 deadlock there is retried by ``redemption.run_redemption``.
 
-Hold, capture, cancel and expiry follow this order inside their database functions (migration
-0008); refunds use the helpers here, and ``give_back`` calls the same database function the
-others use to return points to their lots.
+Hold, capture, cancel and expiry follow this order inside their database functions (migrations
+0008 and 0010); of the member's accounts they lock only ``member_available``, the balance they
+move (every other writer of the member's balances or lots locks it too, so they still queue on
+it), and a whole capture in time locks the hold alone, as it changes nothing of the member. Refunds
+use the helpers here, and ``give_back`` calls the same database function the others use to
+return points to their lots.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.loyalty.errors import InsufficientPoints
 from hub.loyalty.redemption import cancel, capture, place_hold, run_redemption
@@ -124,3 +126,45 @@ async def test_cancel_through_the_function_restores_the_balance(ledger, program)
     assert (done.state, done.available, done.lots[0].points) == ("cancelled", 80, 80)
     async with ledger.read() as s:
         assert await available(s, member) == 80
+
+
+async def test_a_whole_capture_in_time_takes_no_lock_of_the_member(ledger, program, database_url):
+    """Migration 0010: nothing of the member changes, so only the hold is locked (a partial
+    capture, which gives points back, takes the member's available account first)."""
+    member = await _member(ledger, program, 100)
+    whole = await _hold(ledger, program, 40, "w", member=member)
+    part = await _hold(ledger, program, 40, "p", member=member)
+    # A capture that waited for the lock would fail on this timeout instead of hanging.
+    waiting = Database(database_url, pool_size=1, max_overflow=0, statement_timeout_ms=3_000)
+    try:
+        async with ledger.unit_of_work() as s:
+            await s.execute(
+                text(
+                    "SELECT id FROM loyalty_account WHERE member_id = :m "
+                    "AND kind = 'member_available' FOR UPDATE"
+                ),
+                {"m": member},
+            )
+            done = await run_redemption(
+                db=waiting,
+                work=lambda t: capture(
+                    session=t, program=program, actor=POS, hold_id=whole.id, now=T0
+                ),
+            )
+            assert (done.state, done.captured_points, done.available) == ("captured", 40, 20)
+    finally:
+        await waiting.dispose()
+    done = await run_redemption(
+        db=ledger,
+        work=lambda t: capture(
+            session=t, program=program, actor=POS, hold_id=part.id, points=10, now=T0
+        ),
+    )
+    assert (done.captured_points, done.available) == (10, 50)
+
+
+async def test_accounts_that_transfers_name_are_never_deleted(ledger, program):
+    member = await _member(ledger, program, 10)
+    with pytest.raises(DBAPIError, match="never deleted"):
+        async with ledger.unit_of_work() as s:
+            await s.execute(text("DELETE FROM loyalty_account WHERE member_id = :m"), {"m": member})

@@ -1,34 +1,41 @@
 """Redemption, lighter per call: fewer row locks, statements and index entries per hold and capture.
 
-Measured with ``bench/redemption.py`` and ``pg_walinspect`` on migration 0008's functions, a hold
-plus its capture wrote 71 WAL records (6.7 kB) in ~40 statements. Most of it was not the
-postings themselves:
+Measured with ``bench/redemption.py``, ``pg_walinspect`` and ``perf`` on migration 0008's
+functions, a hold plus its capture ran ~40 statements and wrote 71 WAL records (6.7 kB), and
+much of it was not the postings themselves:
 
 - 11 row locks on ``loyalty_account`` per redemption: the member's three accounts, twice (hold,
   then capture), and the foreign-key checks of each transfer on the shared line accounts
   (``redemption_hold[B]``, ``redemption_clearing[…]``, ``issuance[A]``): every concurrent
   redemption key-share-locks the same few rows, which PostgreSQL turns into MultiXacts.
-- A lock on each lot before updating it, and a lock on the hold before updating it.
-- Two indexes nothing reads (``redemption_hold_order``, ``settlement_entry_event``).
+- A lock on each lot before updating it, and on the hold before updating it.
+- Per-statement overhead (executor start-up, plan look-up) across ~40 statements, and one
+  statement (``id = ANY(array)`` on the lots) planned anew on every call.
+- Three indexes nothing reads (``redemption_hold_order``, ``settlement_entry_event``,
+  ``redemption_hold_lot_lot``).
 
-What changes (every rule of migration 0008 stays; its functions for cancel, expiry and refunds
-are unchanged except as noted):
+What changes (every rule of migration 0008 stays; cancel, expiry, partial capture and refunds
+keep 0008's functions except for the member lock):
 
 - Member locks: a redemption locks the member's ``member_available`` account only — the one
   balance it moves. Every writer of a member's lots or balances locks that account too (the
   ledger's writers lock all three), so they still queue on it; the lock order (accounts, hold,
-  lots) is unchanged. ``redemption_lock_hold`` (slow capture, cancel, expiry) likewise.
-- Hold: one statement takes points from the lots it uses (the account lock already keeps every
-  other writer of those lots out); the idempotency key and the posting are inline.
-- Whole capture (``points`` not given) of a pending hold within its TTL: a single
-  ``UPDATE … WHERE state = 'pending' AND expires_at > now`` is the lock, the state check and the
-  transition at once; nothing of the member changes, so no member lock is taken. Anything else
-  (a partial capture, a hold that expired, was resolved, is out of scope or does not exist)
-  takes 0008's path and gets its typed error or its partial capture from there.
-- Transfers keep their foreign keys to ``loyalty_account`` out of the hot path's way: the
-  account ids come from the same statement's lookups, so the keys are dropped, and accounts
-  become undeletable (a trigger), which is what the keys protected; ``hub ledger check`` reports
-  any transfer naming a missing account.
+  lots) is unchanged. ``redemption_lock_hold`` (partial capture, cancel, expiry) likewise.
+- Hold: the lots it takes are updated under that lock without locking them first; the hold,
+  its lots and its posting are one statement; the idempotency key is claimed and stored inline.
+- Whole capture (``points`` not given) of a pending hold within its TTL: one ``UPDATE … WHERE
+  id = … AND <pending, in time, in scope>`` is the lock, the state check and the transition at
+  once; nothing of the member changes, so no member lock is taken, and the postings and the
+  settlement figures are one statement. Anything else (a partial capture, a hold that expired,
+  was resolved, is out of scope or does not exist) takes 0008's ``redemption_capture_hold`` and
+  gets its typed error, expiry or partial capture from there.
+- Transfers' foreign keys to ``loyalty_account`` are dropped: the account ids come from the
+  same statement's look-ups, and what the keys protected — an account a transfer names never
+  disappears — is now a trigger (accounts are never deleted or renumbered). ``hub ledger
+  check`` (``check_double_entry``) still reports any transfer naming a missing account.
+
+With ``Database.transaction`` (a hold or a whole capture is then one statement, sent without
+BEGIN and COMMIT) a redemption is two round trips and ~15 statements.
 
 Revision ID: 0010
 Revises: 0008
@@ -47,6 +54,7 @@ depends_on = None
 STATEMENTS = [
     "DROP INDEX redemption_hold_order",
     "DROP INDEX settlement_entry_event",
+    "DROP INDEX redemption_hold_lot_lot",
     "ALTER TABLE loyalty_transfer DROP CONSTRAINT loyalty_transfer_debit_account_fkey",
     "ALTER TABLE loyalty_transfer DROP CONSTRAINT loyalty_transfer_credit_account_fkey",
     """
@@ -374,7 +382,8 @@ _REPLACED = (
 def _functions_0008() -> list[str]:
     path = Path(__file__).with_name("0008_redemption_functions.py")
     spec = importlib.util.spec_from_file_location("hub_migration_0008", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return [
@@ -411,4 +420,5 @@ def downgrade() -> None:
         "FOREIGN KEY (credit_account) REFERENCES loyalty_account (id)"
     )
     bind.exec_driver_sql("CREATE INDEX settlement_entry_event ON settlement_entry (event)")
+    bind.exec_driver_sql("CREATE INDEX redemption_hold_lot_lot ON redemption_hold_lot (lot_id)")
     bind.exec_driver_sql("CREATE INDEX redemption_hold_order ON redemption_hold (line, order_ref)")

@@ -1,0 +1,63 @@
+"""``Database.transaction``: a driver connection whose BEGIN is sent only when asked for."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from hub.core.db import Database
+
+
+async def _members(db: Database) -> int:
+    async with db.read() as session:
+        return int(await session.scalar(text("SELECT count(*) FROM member")))
+
+
+async def test_a_begun_transaction_commits_every_statement_or_none(db: Database) -> None:
+    async with db.transaction() as tx:
+        conn = await tx.begin()
+        await conn.execute("INSERT INTO member DEFAULT VALUES")
+        await conn.execute("INSERT INTO member DEFAULT VALUES")
+    assert await _members(db) == 2
+
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as tx:
+            conn = await tx.begin()
+            await conn.execute("INSERT INTO member DEFAULT VALUES")
+            assert conn.is_in_transaction()
+            raise RuntimeError("after the insert")
+    assert await _members(db) == 2
+
+
+async def test_one_statement_without_begin_is_atomic_and_commits_itself(db: Database) -> None:
+    async with db.transaction() as tx:
+        assert not tx.conn.is_in_transaction()
+        await tx.conn.execute("INSERT INTO member SELECT FROM generate_series(1, 3)")
+    assert await _members(db) == 3
+
+    with pytest.raises(Exception, match="division by zero"):
+        async with db.transaction() as tx:
+            # One statement fails as a whole: none of its rows stay.
+            await tx.conn.execute(
+                "INSERT INTO member SELECT FROM generate_series(1, 3) g WHERE 1 / (3 - g) >= 0"
+            )
+    assert await _members(db) == 3
+
+
+async def test_a_connection_that_died_in_a_transaction_is_not_handed_out_again(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1, max_overflow=0, idle_check_s=60)
+    try:
+        async with db.transaction() as tx:
+            first = await tx.conn.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+            async with db.transaction() as tx:
+                conn = await tx.begin()
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        async with db.transaction() as tx:
+            second = await tx.conn.fetchval("SELECT pg_backend_pid()")
+        assert second != first
+    finally:
+        await db.dispose()
