@@ -176,7 +176,8 @@ class Database:
         The same pool, limits, idle check and statement timeout as ``unit_of_work``, without
         the session's bookkeeping: measured with ``bench/redemption.py``, an ORM session's
         begin, commit and close cost more Python time than a redemption's database call.
-        A connection that broke under it is invalidated, not returned to the pool.
+        A connection that broke under it, or whose statement a cancellation interrupted, is
+        invalidated, not returned to the pool.
         """
         pooled = await self.engine.raw_connection()
         conn = pooled.driver_connection
@@ -184,18 +185,21 @@ class Database:
             await greenlet_spawn(pooled.close)
             raise DatabaseUnavailable("the pool handed out a closed connection")
         tx = Transaction(conn)
+        reusable = False
         try:
             try:
                 yield tx
-            except BaseException:
+            except Exception:
                 await tx._finish(commit=False)
+                reusable = not conn.is_closed()
                 raise
             await tx._finish(commit=True)
-        except BaseException:
-            if conn.is_closed():
-                await greenlet_spawn(pooled.invalidate)
-            raise
+            reusable = True
         finally:
+            # Closed, a failed commit or rollback, or a cancellation that may have left a
+            # statement in flight: the pool gets a new connection in its place.
+            if not reusable:
+                await greenlet_spawn(pooled.invalidate)
             await greenlet_spawn(pooled.close)
 
     @asynccontextmanager

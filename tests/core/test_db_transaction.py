@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from sqlalchemy import text
@@ -59,5 +61,26 @@ async def test_a_connection_that_died_in_a_transaction_is_not_handed_out_again(
         async with db.transaction() as tx:
             second = await tx.conn.fetchval("SELECT pg_backend_pid()")
         assert second != first
+    finally:
+        await db.dispose()
+
+
+async def test_a_statement_cut_off_by_cancellation_leaves_no_busy_connection_behind(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1, max_overflow=0, idle_check_s=60)
+
+    async def slow() -> None:
+        async with db.transaction() as tx:
+            await tx.conn.execute("SELECT pg_sleep(30)")
+
+    try:
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)  # let the statement start
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.transaction() as tx:  # the pool's one connection: a fresh one
+            assert await tx.conn.fetchval("SELECT 1") == 1
     finally:
         await db.dispose()
