@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from hub.core.pii import KeyRing
 from hub.core.records import Activity, Parsed, RowError, SourceRecord
-from hub.flows.ingest.rows import ActivityRow, RecordRow, activity_row, record_row
+from hub.flows.ingest.rows import (
+    ActivityRow,
+    HashMemo,
+    RecordRow,
+    activity_row,
+    record_row,
+)
 from hub.flows.ingest.store import StagedBatch, stage
 
 # Everything a SourceRecord holds but its observation time: two records of one key that agree on
@@ -37,8 +43,25 @@ class PreparedBatch:
     parsed_activities: dict[tuple[str, str], Activity] = field(default_factory=dict)
 
 
+class Preparer:
+    """``prepare_batch`` for each batch of one import, with what the batches may share (the
+    identifier digests already computed). Made per import, it lives and dies with it."""
+
+    def __init__(self, keyring: KeyRing, *, keep_parsed: bool = True) -> None:
+        self.keyring = keyring
+        self.keep_parsed = keep_parsed
+        self.memo: HashMemo = {}
+
+    def __call__(self, chunk: list[tuple[str, Parsed]]) -> PreparedBatch:
+        return prepare_batch(chunk, self.keyring, keep_parsed=self.keep_parsed, memo=self.memo)
+
+
 def prepare_batch(
-    chunk: list[tuple[str, Parsed]], keyring: KeyRing, *, keep_parsed: bool = True
+    chunk: list[tuple[str, Parsed]],
+    keyring: KeyRing,
+    *,
+    keep_parsed: bool = True,
+    memo: HashMemo | None = None,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
     occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks."""
@@ -63,7 +86,7 @@ def prepare_batch(
             if earlier is not None and earlier[0] == content:
                 row = earlier[1]._replace(observed_at=item.observed_at)
             else:
-                row = record_row(item, keyring)
+                row = record_row(item, keyring, memo)
                 built[(item.source, item.source_key)] = (content, row)
             key = row.key
             # The latest observation wins (ties: the larger content hash), whatever the order

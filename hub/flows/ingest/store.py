@@ -51,10 +51,11 @@ WITH up AS (
          attributes
   FROM stage_record s
   -- What the table already holds would be a no-op below, but only after locking the row: a
-  -- buyer seen on each of their orders is skipped here instead.
-  WHERE NOT EXISTS (
-    SELECT 1 FROM source_record c
-    WHERE c.source = s.source AND c.source_key = s.source_key AND c.content_hash = s.content_hash
+  -- buyer seen on each of their orders is skipped here instead. (A correlated lookup, one index
+  -- probe per staged row: as an anti-join the planner would scan the whole table.)
+  WHERE s.content_hash IS DISTINCT FROM (
+    SELECT c.content_hash FROM source_record c
+    WHERE c.source = s.source AND c.source_key = s.source_key
   )
   ORDER BY source, source_key
   ON CONFLICT (source, source_key) DO UPDATE SET
