@@ -194,12 +194,14 @@ class _Ctx:
     """The row mapping for one file: column positions resolved once, repeated cells memoised."""
 
     __slots__ = (
+        "addresses",
         "amounts",
         "buyer_cols",
         "buyers",
         "filename",
         "hm",
         "index",
+        "phones",
         "quantities",
         "shop_id",
         "statuses",
@@ -222,6 +224,8 @@ class _Ctx:
         self.statuses: dict[str | None, ActivityStatus | None] = {}
         self.times: dict[tuple[str, str | None], datetime | None] = {}
         self.amounts: dict[tuple[str, str | None], int | None] = {}
+        self.phones: dict[str, Identifier | None] = {}
+        self.addresses: dict[str | None, Address | None] = {}
         # raw buyer cells -> the buyer as first read (None: no usable key)
         self.buyers: dict[tuple[str | None, ...], SourceRecord | None] = {}
         self.buyer_cols = tuple(
@@ -343,15 +347,28 @@ class _Ctx:
         phone = None
         mobile = hm.get(row, "mobile")
         if mobile is not None:
-            try:
-                phone = m.receiver_phone(mobile)
-            except ValueError as exc:
-                reason = f"phone ignored: {exc}"
-                notes.append(m.note(self.filename, line, hm.column("mobile"), reason, row))
+            phone = self.phones.get(mobile, _MISS)  # type: ignore[assignment]
+            if phone is _MISS:
+                try:
+                    phone = m.receiver_phone(mobile)
+                except ValueError as exc:
+                    phone = None
+                    reason = f"phone ignored: {exc}"
+                    notes.append(m.note(self.filename, line, hm.column("mobile"), reason, row))
+                else:
+                    if len(self.phones) >= _MEMO_LIMIT:
+                        self.phones.clear()
+                    self.phones[mobile] = phone
         if phone is not None:
             identifiers.append(phone)
         receiver = hm.get(row, "receiver")
-        address = parse_address(hm.get(row, "address"))
+        raw_address = hm.get(row, "address")
+        address = self.addresses.get(raw_address, _MISS)  # type: ignore[assignment]
+        if address is _MISS:
+            address = parse_address(raw_address)
+            if len(self.addresses) >= _MEMO_LIMIT:
+                self.addresses.clear()
+            self.addresses[raw_address] = address
         area = (address.province, address.city) if address else ()
         key = (
             ouid

@@ -43,17 +43,28 @@ class PreparedBatch:
     parsed_activities: dict[tuple[str, str], Activity] = field(default_factory=dict)
 
 
+# Rows built for records, by key, with the content they were built from.
+Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]]
+BUILT_LIMIT = 50_000  # about 1.5 kB each; emptied when full, so memory stays bounded
+
+
 class Preparer:
-    """``prepare_batch`` for each batch of one import, with what the batches may share (the
-    identifier digests already computed). Made per import, it lives and dies with it."""
+    """``prepare_batch`` for each batch of one import, with what the batches may share: the
+    identifier digests and the record rows already built (a buyer on each of their orders).
+    Made per import, it lives and dies with it."""
 
     def __init__(self, keyring: KeyRing, *, keep_parsed: bool = True) -> None:
         self.keyring = keyring
         self.keep_parsed = keep_parsed
         self.memo: HashMemo = {}
+        self.built: Built = {}
 
     def __call__(self, chunk: list[tuple[str, Parsed]]) -> PreparedBatch:
-        return prepare_batch(chunk, self.keyring, keep_parsed=self.keep_parsed, memo=self.memo)
+        if len(self.built) > BUILT_LIMIT:
+            self.built.clear()
+        return prepare_batch(
+            chunk, self.keyring, keep_parsed=self.keep_parsed, memo=self.memo, built=self.built
+        )
 
 
 def prepare_batch(
@@ -62,6 +73,7 @@ def prepare_batch(
     *,
     keep_parsed: bool = True,
     memo: HashMemo | None = None,
+    built: Built | None = None,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
     occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks."""
@@ -72,9 +84,11 @@ def prepare_batch(
     read: Counter[str] = Counter()
     credit: dict[tuple[str, tuple[str, str], str], str] = {}
     errors: list[RowError] = []
-    # Hashing and encryption are most of the cost of a row; a record repeated in the batch with
-    # the same content reuses its row (the same ciphertext for the same plaintext and row).
-    built: dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]] = {}
+    # Hashing and encryption are most of the cost of a row; a record repeated (in the batch, or
+    # in an earlier one given ``built``) with the same content reuses its row: the same
+    # ciphertext for the same plaintext and row.
+    if built is None:
+        built = {}
     for filename, item in chunk:
         if isinstance(item, RowError):
             errors.append(item)
