@@ -198,6 +198,7 @@ class _Ctx:
         "amounts",
         "buyer_cols",
         "buyers",
+        "created",
         "filename",
         "hm",
         "index",
@@ -223,6 +224,7 @@ class _Ctx:
         self.index = index
         self.statuses: dict[str | None, ActivityStatus | None] = {}
         self.times: dict[tuple[str, str | None], datetime | None] = {}
+        self.created: dict[tuple[str, str | None], datetime] = {}
         self.amounts: dict[tuple[str, str | None], int | None] = {}
         self.phones: dict[str, Identifier | None] = {}
         self.addresses: dict[str | None, Address | None] = {}
@@ -266,7 +268,7 @@ class _Ctx:
         order_id = m.order_no(hm, row, "order_id")
         status = self._status(row)
         times = self.times
-        created = memo(times, "created_at", row, m.when_required)
+        created = memo(self.created, "created_at", row, m.when_required)
         paid_at = memo(times, "paid_at", row, m.when)
         amounts = self.amounts
         paid = memo(amounts, "paid", row, _fen_needed) or 0
@@ -344,15 +346,15 @@ class _Ctx:
         clear_nick = nick if nick and not is_masked(nick) else None
         if clear_nick:
             identifiers.append(Identifier(IdentifierKind.TAOBAO_NICK, clear_nick))
-        phone = None
+        phone: Identifier | None = None
         mobile = hm.get(row, "mobile")
         if mobile is not None:
-            phone = self.phones.get(mobile, _MISS)  # type: ignore[assignment]
-            if phone is _MISS:
+            if mobile in self.phones:
+                phone = self.phones[mobile]
+            else:
                 try:
                     phone = m.receiver_phone(mobile)
-                except ValueError as exc:
-                    phone = None
+                except ValueError as exc:  # not memoised: the note is the row's
                     reason = f"phone ignored: {exc}"
                     notes.append(m.note(self.filename, line, hm.column("mobile"), reason, row))
                 else:
@@ -363,8 +365,9 @@ class _Ctx:
             identifiers.append(phone)
         receiver = hm.get(row, "receiver")
         raw_address = hm.get(row, "address")
-        address = self.addresses.get(raw_address, _MISS)  # type: ignore[assignment]
-        if address is _MISS:
+        if raw_address in self.addresses:
+            address = self.addresses[raw_address]
+        else:
             address = parse_address(raw_address)
             if len(self.addresses) >= _MEMO_LIMIT:
                 self.addresses.clear()

@@ -116,7 +116,8 @@ def test_a_record_row_is_the_same_with_a_digest_memo(keyring: KeyRing) -> None:
     memo: HashMemo = {}
     first = record_row(_record(), keyring, memo)
     again = record_row(_record(), keyring, memo)
-    assert memo and first.identifiers == again.identifiers
+    assert memo
+    assert first.identifiers == again.identifiers
     assert first.identifiers == record_row(_record(), keyring).identifiers
 
 
