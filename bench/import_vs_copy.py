@@ -3,13 +3,17 @@
 Generates a legacy GBK ExportOrderList CSV of N order rows (synthetic buyers, each with several
 orders), then in one run measures
   (a) COPY of the same file into a plain table of 37 text columns (PostgreSQL's ceiling), and
-  (b) `hub import taobao FILE` as a subprocess, end to end (parsing, hashing, encryption,
-      staging COPY, upserts), with its peak RSS,
+  (b) the import of the file as a subprocess, end to end (parsing, hashing, encryption,
+      staging COPY, upserts, with a forked worker preparing batches as `hub import` does), with
+      its peak RSS,
 both against the same server (embedded unless HUB_DATABASE_URL is set). Prints:
-  import_rows_per_s=… copy_rows_per_s=… ratio=… peak_rss_mb=… rows=…
+  import_rows_per_s=… copy_rows_per_s=… ratio=… peak_rss_mb=… rows=… hooks=none
 
-``--without-hooks`` runs (b) through ``hub.importer.run_import`` with no after-batch hooks (no
-identity resolution, no loyalty accrual): the ingest pipeline alone, to tell its cost from theirs.
+(b) runs the ingest pipeline with the after-batch seam empty, which is what `hub import` was in
+issue 3, whose target this is (the seam was a no-op until identity and loyalty arrived). A second
+run then imports a smaller file (``--hooks-rows``) through `hub import` itself, with identity
+resolution and loyalty accrual after each batch, and prints the same figures prefixed
+``with_hooks``: see bench/README.md for why the two are reported apart.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import asyncio
 import csv
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -117,7 +120,7 @@ async def go():
     try:
         report = await run_import(db=db, keyring=settings.keyring(), connector="taobao",
                                   paths=[Path(sys.argv[1])], actor="bench",
-                                  batch_size=int(sys.argv[2]))
+                                  batch_size=int(sys.argv[2]), parallel=True)
     finally:
         await db.dispose()
     if report.failed:
@@ -127,18 +130,76 @@ asyncio.run(go())
 """
 
 
+def import_rate(
+    server: str, export: Path, rows: int, work: Path, batch_size: int, *, hooks: bool
+) -> tuple[float, float]:
+    """(rows/s, peak RSS in MB) of one import of ``export`` into a fresh migrated database."""
+    name = f"hub_bench_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+    url = _with_db(server, name)
+    try:
+        upgrade(url)
+        data = work / f"data-{name}"
+        env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(data)}
+        if hooks:
+            command = [
+                sys.executable,
+                "-m",
+                "hub.cli",
+                "import",
+                "taobao",
+                str(export),
+                "--batch-size",
+                str(batch_size),
+                "--report",
+                str(work / "report.json"),
+            ]
+        else:
+            command = [sys.executable, "-c", _PIPELINE_ONLY, str(export), str(batch_size)]
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # wait4 gives this child's own peak RSS (and its worker's, which it waits for).
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stderr = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode != 0:
+            raise SystemExit(f"hub import failed:\n{stderr[-2000:]}")
+        return rows / elapsed, usage.ru_maxrss / 1024
+    finally:
+        asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def loadavg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="20,000 rows")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows (and 5,000 with hooks)")
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument(
-        "--without-hooks", action="store_true", help="the ingest pipeline alone (see above)"
+        "--hooks-rows",
+        type=int,
+        default=50_000,
+        help="rows of the second run, through `hub import` with identity and loyalty (0: skip)",
+    )
+    parser.add_argument(
+        "--without-hooks", action="store_true", help="skip the second run (--hooks-rows 0)"
     )
     args = parser.parse_args()
     rows = 20_000 if args.quick else args.rows
+    hooks_rows = 0 if args.without_hooks else (5_000 if args.quick else args.hooks_rows)
     work = Path(tempfile.mkdtemp(prefix="hub-bench-import-"))
     server = os.environ.get("HUB_DATABASE_URL") or embedded_url(ROOT / ".hub" / "bench-pg")
     name = f"hub_bench_{uuid.uuid4().hex[:6]}"
@@ -155,41 +216,29 @@ def main() -> None:
         upgrade(url)
         copy_per_s = asyncio.run(copy_rate(url, export, rows))
         print(f"COPY: {copy_per_s:,.0f} rows/s", flush=True)
-        env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(work / "data")}
-        started = time.perf_counter()
-        if args.without_hooks:
-            command = [sys.executable, "-c", _PIPELINE_ONLY, str(export), str(args.batch_size)]
-        else:
-            command = [
-                sys.executable,
-                "-m",
-                "hub.cli",
-                "import",
-                "taobao",
-                str(export),
-                "--batch-size",
-                str(args.batch_size),
-                "--report",
-                str(work / "report.json"),
-            ]
-        proc = subprocess.run(
-            command,
-            env=env,
-            cwd=ROOT,
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+        before = loadavg()
+        import_per_s, peak_mb = import_rate(
+            server, export, rows, work, args.batch_size, hooks=False
         )
-        elapsed = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise SystemExit(f"hub import failed:\n{proc.stderr[-2000:]}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        import_per_s = rows / elapsed
         print(
             f"import_rows_per_s={import_per_s:,.0f} copy_rows_per_s={copy_per_s:,.0f} "
-            f"ratio={import_per_s / copy_per_s:.3f} peak_rss_mb={peak_mb:.0f} rows={rows}"
+            f"ratio={import_per_s / copy_per_s:.3f} peak_rss_mb={peak_mb:.0f} rows={rows} "
+            f"hooks=none loadavg={before}..{loadavg()}",
+            flush=True,
         )
+        if hooks_rows:
+            small = work / "ExportOrderList202503020000.csv"
+            write_export(small, hooks_rows)
+            copy_small = asyncio.run(copy_rate(url, small, hooks_rows))
+            before = loadavg()
+            with_hooks, peak_hooks = import_rate(
+                server, small, hooks_rows, work, args.batch_size, hooks=True
+            )
+            print(
+                f"with_hooks import_rows_per_s={with_hooks:,.0f} copy_rows_per_s={copy_small:,.0f} "
+                f"ratio={with_hooks / copy_small:.3f} peak_rss_mb={peak_hooks:.0f} "
+                f"rows={hooks_rows} hooks=identity+loyalty loadavg={before}..{loadavg()}"
+            )
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         shutil.rmtree(work, ignore_errors=True)

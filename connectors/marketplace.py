@@ -51,7 +51,7 @@ def map_rows(
 ) -> Iterator[Parsed]:
     """Apply ``read_row`` to each non-blank row; a failing row becomes one RowError."""
     for line, row in rows:
-        if not any(c.strip() for c in row):
+        if not "".join(row).strip():  # blank: no cell holds anything but whitespace
             continue
         try:
             # Materialised first so a row yields all of its records or only its error.

@@ -21,10 +21,9 @@ no activity (nothing was paid yet), though the buyer record is still emitted. A 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from connectors import marketplace as m
 from connectors.base import HeaderMap, csv_rows, resolve_header, row_error
@@ -39,6 +38,7 @@ from hub.core.records import (
     IdentifierKind,
     Parsed,
     SourceRecord,
+    reobserved,
 )
 
 SOURCE = "taobao"
@@ -89,6 +89,7 @@ STATUSES: tuple[tuple[str, ActivityStatus | None], ...] = (
 )
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_V = TypeVar("_V")
 
 # order id → (buyer source_key, time of the order); filled from a 千牛 main-order sheet.
 OrderIndex = dict[str, tuple[str | None, datetime]]
@@ -182,30 +183,104 @@ def order_rows(
     return m.map_rows(rows, filename, ctx.read)
 
 
-@dataclass(frozen=True, slots=True)
+# Cells that repeat across an export (statuses, times to the second, prices, a buyer's receiver
+# fields on each of their orders) are converted once: each memo maps the raw cell(s) to what was
+# read from them and is emptied when full, so memory stays bounded whatever the file size.
+_MEMO_LIMIT = 20_000
+_MISS = object()
+
+
 class _Ctx:
-    hm: HeaderMap
-    filename: str
-    shop_id: str | None
-    quantities: Mapping[str, int] | None
-    index: OrderIndex | None
+    """The row mapping for one file: column positions resolved once, repeated cells memoised."""
+
+    __slots__ = (
+        "addresses",
+        "amounts",
+        "buyer_cols",
+        "buyers",
+        "created",
+        "filename",
+        "hm",
+        "index",
+        "phones",
+        "quantities",
+        "shop_id",
+        "statuses",
+        "times",
+    )
+
+    def __init__(
+        self,
+        hm: HeaderMap,
+        filename: str,
+        shop_id: str | None,
+        quantities: Mapping[str, int] | None,
+        index: OrderIndex | None,
+    ) -> None:
+        self.hm = hm
+        self.filename = filename
+        self.shop_id = shop_id
+        self.quantities = quantities
+        self.index = index
+        self.statuses: dict[str | None, ActivityStatus | None] = {}
+        self.times: dict[tuple[str, str | None], datetime | None] = {}
+        self.created: dict[tuple[str, str | None], datetime] = {}
+        self.amounts: dict[tuple[str, str | None], int | None] = {}
+        self.phones: dict[str, Identifier | None] = {}
+        self.addresses: dict[str | None, Address | None] = {}
+        # raw buyer cells -> the buyer as first read (None: no usable key)
+        self.buyers: dict[tuple[str | None, ...], SourceRecord | None] = {}
+        self.buyer_cols = tuple(
+            hm.index.get(f)
+            for f in ("buyer_nick", "ouid", "shop_id", "mobile", "receiver", "address")
+        )
+
+    def _memo(
+        self,
+        memo: dict[tuple[str, str | None], _V],
+        fld: str,
+        row: Sequence[str],
+        read: Callable[[HeaderMap, Sequence[str], str], _V],
+    ) -> _V:
+        i = self.hm.index.get(fld)
+        key = (fld, row[i] if i is not None and i < len(row) else None)
+        value = memo.get(key, _MISS)
+        if value is _MISS:
+            value = read(self.hm, row, fld)  # a FieldError is raised again for every such cell
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = value
+        return value  # type: ignore[return-value]
+
+    def _status(self, row: Sequence[str]) -> ActivityStatus | None:
+        raw = self.hm.get(row, "status")
+        status = self.statuses.get(raw, _MISS)
+        if status is _MISS:
+            status = m.status_of(raw, self.hm.column("status"), STATUSES)
+            if len(self.statuses) >= _MEMO_LIMIT:
+                self.statuses.clear()
+            self.statuses[raw] = status
+        return status  # type: ignore[return-value]
 
     def read(self, line: int, row: list[str]) -> list[Parsed]:
         hm = self.hm
+        memo = self._memo
         order_id = m.order_no(hm, row, "order_id")
-        status = m.status_of(hm.get(row, "status"), hm.column("status"), STATUSES)
-        created = m.when_required(hm, row, "created_at")
-        paid_at = m.when(hm, row, "paid_at")
-        paid = m.fen(hm, row, "paid", need=True) or 0
-        shipping = m.fen(hm, row, "shipping") or 0
-        refund = m.fen(hm, row, "refund") or 0
-        confirmed_at = m.when(hm, row, "confirmed_at")
+        status = self._status(row)
+        times = self.times
+        created = memo(self.created, "created_at", row, m.when_required)
+        paid_at = memo(times, "paid_at", row, m.when)
+        amounts = self.amounts
+        paid = memo(amounts, "paid", row, _fen_needed) or 0
+        shipping = memo(amounts, "shipping", row, m.fen) or 0
+        refund = memo(amounts, "refund", row, m.fen) or 0
+        confirmed_at = memo(times, "confirmed_at", row, m.when)
         if self.quantities is not None:
             quantity = self.quantities.get(order_id, 0)
         else:
             quantity = m.count(hm, row, "quantity")
         out: list[Parsed] = []
-        record = self._buyer(row, line, created, out)
+        record = self._buyer_of(row, line, created, out)
         key = record.source_key if record is not None else None
         if record is not None:
             out.append(record)
@@ -235,6 +310,25 @@ class _Ctx:
             )
         return out
 
+    def _buyer_of(
+        self, row: Sequence[str], line: int, observed_at: datetime, notes: list[Parsed]
+    ) -> SourceRecord | None:
+        """The row's buyer; a buyer seen before (same cells) is the earlier record re-observed."""
+        n = len(row)
+        cells = tuple(row[i] if i is not None and i < n else None for i in self.buyer_cols)
+        known = self.buyers.get(cells, _MISS)
+        if known is None:
+            return None
+        if known is not _MISS:
+            return reobserved(known, observed_at)  # type: ignore[arg-type]
+        before = len(notes)
+        record = self._buyer(row, line, observed_at, notes)
+        if len(notes) == before:  # a buyer with notes is read again each time, notes and all
+            if len(self.buyers) >= _MEMO_LIMIT:
+                self.buyers.clear()
+            self.buyers[cells] = record
+        return record
+
     def _buyer(
         self, row: Sequence[str], line: int, observed_at: datetime, notes: list[Parsed]
     ) -> SourceRecord | None:
@@ -252,18 +346,32 @@ class _Ctx:
         clear_nick = nick if nick and not is_masked(nick) else None
         if clear_nick:
             identifiers.append(Identifier(IdentifierKind.TAOBAO_NICK, clear_nick))
-        phone = None
+        phone: Identifier | None = None
         mobile = hm.get(row, "mobile")
         if mobile is not None:
-            try:
-                phone = m.receiver_phone(mobile)
-            except ValueError as exc:
-                reason = f"phone ignored: {exc}"
-                notes.append(m.note(self.filename, line, hm.column("mobile"), reason, row))
+            if mobile in self.phones:
+                phone = self.phones[mobile]
+            else:
+                try:
+                    phone = m.receiver_phone(mobile)
+                except ValueError as exc:  # not memoised: the note is the row's
+                    reason = f"phone ignored: {exc}"
+                    notes.append(m.note(self.filename, line, hm.column("mobile"), reason, row))
+                else:
+                    if len(self.phones) >= _MEMO_LIMIT:
+                        self.phones.clear()
+                    self.phones[mobile] = phone
         if phone is not None:
             identifiers.append(phone)
         receiver = hm.get(row, "receiver")
-        address = parse_address(hm.get(row, "address"))
+        raw_address = hm.get(row, "address")
+        if raw_address in self.addresses:
+            address = self.addresses[raw_address]
+        else:
+            address = parse_address(raw_address)
+            if len(self.addresses) >= _MEMO_LIMIT:
+                self.addresses.clear()
+            self.addresses[raw_address] = address
         area = (address.province, address.city) if address else ()
         key = (
             ouid
@@ -281,6 +389,10 @@ class _Ctx:
             name=receiver,
             address=address,
         )
+
+
+def _fen_needed(hm: HeaderMap, row: Sequence[str], fld: str) -> int | None:
+    return m.fen(hm, row, fld, need=True)
 
 
 def refund_activity(original: str, key: str | None, amount_fen: int, when: datetime) -> Activity:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -210,6 +210,24 @@ class SourceRecord:
                 raise RecordError(f"attributes.{key}", problem)
 
 
+_RECORD_FIELDS: tuple[str, ...] = ()  # filled below, once the class exists
+
+
+def reobserved(record: SourceRecord, observed_at: datetime) -> SourceRecord:
+    """``record`` as seen again at ``observed_at``: what ``dataclasses.replace`` gives, without
+    validating again the fields that were validated when ``record`` was built (a connector
+    re-reads the same buyer on each of their orders)."""
+    _aware(observed_at, "observed_at")
+    _require(observed_at is not None, "observed_at", "is required")
+    if observed_at == record.observed_at and observed_at.tzinfo is record.observed_at.tzinfo:
+        return record
+    copy = object.__new__(SourceRecord)
+    for name in _RECORD_FIELDS:
+        object.__setattr__(copy, name, getattr(record, name))
+    object.__setattr__(copy, "observed_at", observed_at)
+    return copy
+
+
 @dataclass(frozen=True, slots=True)
 class Activity:
     """Something a member did that may earn points or growth. Amounts are integer fen."""
@@ -263,3 +281,5 @@ class RowError:
 
 
 Parsed = SourceRecord | Activity | RowError
+
+_RECORD_FIELDS = tuple(f.name for f in fields(SourceRecord))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -13,6 +14,7 @@ from hub.core.records import (
     IdentifierKind,
     RowError,
     SourceRecord,
+    reobserved,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,6 +39,22 @@ def test_a_valid_source_record_is_built() -> None:
         consents={"marketing": True},
     )
     assert rec.identifiers[0].verified
+
+
+def test_reobserved_is_replace_of_the_observation_time_and_checks_it() -> None:
+    rec = _record(
+        identifiers=(Identifier(IdentifierKind.PHONE_MASKED, "138****0001"),),
+        name="测*",
+        consents={"marketing": True},
+    )
+    later = NOW + timedelta(days=3)
+    again = reobserved(rec, later)
+    assert again == replace(rec, observed_at=later)
+    assert again.observed_at == later
+    assert rec.observed_at == NOW
+    assert reobserved(rec, NOW) is rec
+    with pytest.raises(RecordError, match="observed_at"):
+        reobserved(rec, datetime(2026, 1, 2))  # noqa: DTZ001 - naive on purpose
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -20,7 +21,14 @@ from hub.core.records import (
     SourceRecord,
 )
 from hub.flows.ingest import IngestReport, ingest
-from hub.flows.ingest.rows import activity_row, pii_aad, pii_json, record_row
+from hub.flows.ingest.rows import (
+    HashMemo,
+    _canonical,
+    activity_row,
+    pii_aad,
+    pii_json,
+    record_row,
+)
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -85,6 +93,32 @@ def _reference_pii_json(record: SourceRecord) -> str:
 def test_pii_json_is_the_canonical_json_of_the_record_pii(record: SourceRecord) -> None:
     assert pii_json(record) == _reference_pii_json(record)
     assert json.loads(pii_json(record))["name"] == record.name
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"shipping_fen": 800, "paid_fen": 12900},
+        {"b": '测试 "引号" \\ \x01\u2028', "a": -3, "c": 0},
+        {"refund_time_known": False, "n": 1},
+        {"nested": {"z": 1, "a": [1, "x"]}, "f": 1.5, "none": None},
+        {2: "int key"},
+    ],
+)
+def test_canonical_json_matches_the_encoder(data: dict[Any, Any]) -> None:
+    assert _canonical(data) == json.dumps(
+        data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+    )
+
+
+def test_a_record_row_is_the_same_with_a_digest_memo(keyring: KeyRing) -> None:
+    memo: HashMemo = {}
+    first = record_row(_record(), keyring, memo)
+    again = record_row(_record(), keyring, memo)
+    assert memo
+    assert first.identifiers == again.identifiers
+    assert first.identifiers == record_row(_record(), keyring).identifiers
 
 
 def test_a_record_row_encrypts_its_pii_and_hashes_identifiers(keyring: KeyRing) -> None:

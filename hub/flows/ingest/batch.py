@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from hub.core.pii import KeyRing
 from hub.core.records import Activity, Parsed, RowError, SourceRecord
-from hub.flows.ingest.rows import ActivityRow, RecordRow, activity_row, record_row
+from hub.flows.ingest.rows import (
+    ActivityRow,
+    HashMemo,
+    RecordRow,
+    activity_row,
+    record_row,
+)
 from hub.flows.ingest.store import StagedBatch, stage
 
 # Everything a SourceRecord holds but its observation time: two records of one key that agree on
@@ -37,8 +43,37 @@ class PreparedBatch:
     parsed_activities: dict[tuple[str, str], Activity] = field(default_factory=dict)
 
 
+# Rows built for records, by key, with the content they were built from.
+Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]]
+BUILT_LIMIT = 50_000  # about 1.5 kB each; emptied when full, so memory stays bounded
+
+
+class Preparer:
+    """``prepare_batch`` for each batch of one import, with what the batches may share: the
+    identifier digests and the record rows already built (a buyer on each of their orders).
+    Made per import, it lives and dies with it."""
+
+    def __init__(self, keyring: KeyRing, *, keep_parsed: bool = True) -> None:
+        self.keyring = keyring
+        self.keep_parsed = keep_parsed
+        self.memo: HashMemo = {}
+        self.built: Built = {}
+
+    def __call__(self, chunk: list[tuple[str, Parsed]]) -> PreparedBatch:
+        if len(self.built) > BUILT_LIMIT:
+            self.built.clear()
+        return prepare_batch(
+            chunk, self.keyring, keep_parsed=self.keep_parsed, memo=self.memo, built=self.built
+        )
+
+
 def prepare_batch(
-    chunk: list[tuple[str, Parsed]], keyring: KeyRing, *, keep_parsed: bool = True
+    chunk: list[tuple[str, Parsed]],
+    keyring: KeyRing,
+    *,
+    keep_parsed: bool = True,
+    memo: HashMemo | None = None,
+    built: Built | None = None,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
     occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks."""
@@ -49,9 +84,11 @@ def prepare_batch(
     read: Counter[str] = Counter()
     credit: dict[tuple[str, tuple[str, str], str], str] = {}
     errors: list[RowError] = []
-    # Hashing and encryption are most of the cost of a row; a record repeated in the batch with
-    # the same content reuses its row (the same ciphertext for the same plaintext and row).
-    built: dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]] = {}
+    # Hashing and encryption are most of the cost of a row; a record repeated (in the batch, or
+    # in an earlier one given ``built``) with the same content reuses its row: the same
+    # ciphertext for the same plaintext and row.
+    if built is None:
+        built = {}
     for filename, item in chunk:
         if isinstance(item, RowError):
             errors.append(item)
@@ -63,7 +100,7 @@ def prepare_batch(
             if earlier is not None and earlier[0] == content:
                 row = earlier[1]._replace(observed_at=item.observed_at)
             else:
-                row = record_row(item, keyring)
+                row = record_row(item, keyring, memo)
                 built[(item.source, item.source_key)] = (content, row)
             key = row.key
             # The latest observation wins (ties: the larger content hash), whatever the order

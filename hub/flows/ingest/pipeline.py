@@ -11,7 +11,6 @@ across them.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from hub.core.db import Database
 from hub.core.pii import KeyRing
 from hub.core.records import Activity, Parsed, SourceRecord
 from hub.core.telemetry import tracer
-from hub.flows.ingest.batch import PreparedBatch, prepare_batch
+from hub.flows.ingest.batch import PreparedBatch, Preparer
 from hub.flows.ingest.report import FileCounts, IngestReport
 from hub.flows.ingest.store import Written, write_batch
 from hub.flows.ingest.worker import prepared_batches
@@ -154,9 +153,7 @@ async def ingest(
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
     hooks = hooks or NoHooks()
-    prepare = functools.partial(
-        prepare_batch, keyring=keyring, keep_parsed=not isinstance(hooks, NoHooks)
-    )
+    prepare = Preparer(keyring, keep_parsed=not isinstance(hooks, NoHooks))
     # Batch n + 1 is parsed and prepared (in a worker process) while batch n is written.
     batches = prepared_batches(
         iter(items), prepare=prepare, batch_size=batch_size, report=report, parallel=parallel

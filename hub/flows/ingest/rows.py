@@ -63,7 +63,21 @@ def _masked(ident: Identifier) -> str | None:
 def _canonical(data: Mapping[str, Any]) -> str:
     if not data:
         return "{}"  # the usual case, and the encoder's slowest per byte
-    return _encode(data if isinstance(data, dict) else dict(data))
+    # A flat mapping of text and whole numbers (an order's shipping and paid fen) is written
+    # directly: what the encoder gives, at a third of its cost on a few keys.
+    parts = []
+    for key in sorted(data):
+        value = data[key]
+        kind = type(value)
+        if type(key) is not str:
+            return _encode(data if isinstance(data, dict) else dict(data))
+        if kind is int:
+            parts.append(f"{encode_basestring(key)}:{value}")
+        elif kind is str:
+            parts.append(f"{encode_basestring(key)}:{encode_basestring(value)}")
+        else:
+            return _encode(data if isinstance(data, dict) else dict(data))
+    return "{" + ",".join(parts) + "}"
 
 
 def _json_text(value: str | None) -> str:
@@ -134,12 +148,33 @@ class ActivityRow(NamedTuple):
         return (self.source, self.external_id)
 
 
-def record_row(record: SourceRecord, keyring: KeyRing) -> RecordRow:
+# Identifier digests already computed in one import: (kind, value, scope) -> digest. Bounded,
+# and owned by one import (``hub.flows.ingest.batch.Preparer``), never by the long-lived key ring.
+HashMemo = dict[tuple[str, str, str | None], str]
+HASH_MEMO_LIMIT = 200_000
+
+
+def _digest(keyring: KeyRing, ident: Identifier, memo: HashMemo | None) -> str:
+    if memo is None:
+        return keyring.hash(ident.kind, ident.value, ident.scope)
+    key = (ident.kind, ident.value, ident.scope)
+    digest = memo.get(key)
+    if digest is None:
+        digest = keyring.hash(ident.kind, ident.value, ident.scope)
+        if len(memo) >= HASH_MEMO_LIMIT:
+            memo.clear()
+        memo[key] = digest
+    return digest
+
+
+def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = None) -> RecordRow:
+    """``memo``: identifier digests to reuse within one import (a buyer's nick on each order,
+    a masked phone shared by many)."""
     identifiers = tuple(
         (
             i.kind,
             i.scope or "",
-            keyring.hash(i.kind, i.value, i.scope),
+            _digest(keyring, i, memo),
             i.verified,
             i.verified_at,
             _masked(i),
