@@ -76,6 +76,7 @@ async def run_import(
             batch_size=batch_size,
             progress=progress,
             parallel=parallel,
+            async_commit=True,  # finish_run's synchronous commit below makes every batch durable
         )
     except BaseException:
         report.failed = report.failed or "interrupted"

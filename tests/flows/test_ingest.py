@@ -242,6 +242,22 @@ async def test_the_seam_is_called_inside_each_batch_transaction(
     assert calls == [(2, 2, True), (1, 3, True)]
 
 
+@pytest.mark.parametrize("async_commit", [False, True])
+async def test_batches_commit_durably_unless_the_caller_flushes_at_the_end(
+    db: Database, keyring: KeyRing, async_commit: bool
+) -> None:
+    """GraphQL pushes acknowledge each call, so their batches wait for the WAL; a file import
+    (``run_import``) may skip the wait because its closing ``finish_run`` commit flushes it."""
+    seen: list[str] = []
+
+    class Spy:
+        async def batch_landed(self, *, session: AsyncSession, batch: LandedBatch) -> None:
+            seen.append(str(await session.scalar(text("SHOW synchronous_commit"))))
+
+    await _run(db, keyring, [sale("A")], hooks=Spy(), async_commit=async_commit)
+    assert seen == ["off" if async_commit else "on"]
+
+
 async def test_a_failing_hook_rolls_its_batch_back(db: Database, keyring: KeyRing) -> None:
     class Broken:
         async def batch_landed(self, *, session: AsyncSession, batch: LandedBatch) -> None:

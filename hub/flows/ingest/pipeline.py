@@ -144,8 +144,14 @@ async def ingest(
     batch_size: int = DEFAULT_BATCH,
     parallel: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    async_commit: bool = False,
 ) -> IngestReport:
     """Land ``(filename, item)`` pairs batch by batch; ``progress(rows, errors)`` after each.
+
+    ``async_commit``: batches commit without waiting for their WAL to reach disk. Only for a
+    caller that ends with a synchronous commit before it reports anything (``run_import``'s
+    ``finish_run``): that commit flushes every batch before it. Never for a caller that
+    acknowledges each call (GraphQL pushes).
 
     A ``HubError`` raised by the item iterator (e.g. a wrong-format file) stops the import with
     everything before it committed and is recorded in ``report.failed``.
@@ -160,21 +166,31 @@ async def ingest(
     )
     async with contextlib.aclosing(batches):
         async for prepared in batches:
-            await _land(db=db, hooks=hooks, report=report, prepared=prepared)
+            await _land(
+                db=db, hooks=hooks, report=report, prepared=prepared, async_commit=async_commit
+            )
             if progress is not None:
                 progress(report.total("read"), report.total("rejected"))
     return report
 
 
 async def _land(
-    *, db: Database, hooks: IngestHooks, report: IngestReport, prepared: PreparedBatch
+    *,
+    db: Database,
+    hooks: IngestHooks,
+    report: IngestReport,
+    prepared: PreparedBatch,
+    async_commit: bool,
 ) -> None:
     with tracer.start_as_current_span("ingest.batch") as span:
         span.set_attribute("hub.batch.records", len(prepared.staged.record_keys))
         span.set_attribute("hub.batch.activities", len(prepared.staged.activity_keys))
         async with db.unit_of_work() as session:
             written = await write_batch(
-                session=session, staged=prepared.staged, import_run_id=report.import_run_id
+                session=session,
+                staged=prepared.staged,
+                import_run_id=report.import_run_id,
+                async_commit=async_commit,
             )
             await hooks.batch_landed(
                 session=session,

@@ -36,10 +36,11 @@ CREATE TEMP TABLE IF NOT EXISTS stage_activity (
 ) ON COMMIT DELETE ROWS;
 """
 
-# A batch's commit does not wait for its WAL to reach disk. An importer killed at any point still
-# finds every batch it saw committed; a database server that crashes may lose the last moments of
-# commits, which a re-run writes again (imports are idempotent), and any later synchronous commit
-# makes them durable. The setting ends with the transaction.
+# With ``async_commit`` (file imports only) a batch's commit does not wait for its WAL to reach
+# disk. An importer killed at any point still finds every batch it saw committed; a database
+# server that crashes may lose the last moments of commits, which a re-run writes again (imports
+# are idempotent). The import's closing synchronous commit (``finish_run``) flushes them all
+# before any report is shown. The setting ends with the transaction.
 _ASYNC_COMMIT = "SET LOCAL synchronous_commit = off;"
 
 _UPSERT_RECORDS = """
@@ -311,10 +312,11 @@ async def write_batch(
     session: AsyncSession,
     staged: StagedBatch,
     import_run_id: int | None,
+    async_commit: bool = False,
 ) -> Written:
     """Upsert one staged batch inside the session's transaction."""
     apg = await driver_connection(session)
-    await apg.execute(_STAGING + _ASYNC_COMMIT)
+    await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
     written = Written()
     if staged.records:
         await _copy(apg, "stage_record", staged.records, RECORD_COLUMNS)

@@ -38,7 +38,7 @@ With ``Database.transaction`` (a hold or a whole capture is then one statement, 
 BEGIN and COMMIT) a redemption is two round trips and ~15 statements.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 import importlib.util
@@ -47,7 +47,7 @@ from pathlib import Path
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
