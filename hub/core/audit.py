@@ -47,6 +47,30 @@ def _check_details(details: dict[str, Any]) -> None:
             raise ValueError(f"audit detail {key!r} looks like PII; store an id instead")
 
 
+_NAMES = ("actor", "role", "action", "subject", "reason", "request_id", "details")
+_INSERT_INTO = f"INSERT INTO audit_log ({', '.join(_NAMES)})"
+_INSERT = f"{_INSERT_INTO} VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id"
+_INSERT_NAMED = text(
+    f"{_INSERT_INTO} VALUES (:actor, :role, :action, :subject, :reason, :request_id, "
+    "CAST(:details AS jsonb)) RETURNING id"
+)
+
+
+def _row(
+    actor: Actor, action: str, subject: str | None, reason: str | None, details: dict[str, Any]
+) -> tuple[Any, ...]:
+    _check_details(details)
+    return (
+        actor.id,
+        actor.role,
+        action,
+        subject,
+        reason,
+        current_request_id(),
+        json.dumps(details, default=str),
+    )
+
+
 async def record_audit(
     *,
     session: AsyncSession,
@@ -56,24 +80,9 @@ async def record_audit(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> int:
-    details = details or {}
-    _check_details(details)
-    row_id = await session.scalar(
-        text(
-            "INSERT INTO audit_log (actor, role, action, subject, reason, request_id, details) "
-            "VALUES (:actor, :role, :action, :subject, :reason, :rid, CAST(:details AS jsonb)) "
-            "RETURNING id"
-        ),
-        {
-            "actor": actor.id,
-            "role": actor.role,
-            "action": action,
-            "subject": subject,
-            "reason": reason,
-            "rid": current_request_id(),
-            "details": json.dumps(details, default=str),
-        },
-    )
+    """One audit row in the session's transaction."""
+    values = dict(zip(_NAMES, _row(actor, action, subject, reason, details or {}), strict=True))
+    row_id = await session.scalar(_INSERT_NAMED, values)
     assert row_id is not None
     return int(row_id)
 
@@ -88,19 +97,7 @@ async def record_audit_on(
     details: dict[str, Any] | None = None,
 ) -> int:
     """``record_audit`` on an asyncpg connection (``Database.transaction``'s), same row."""
-    details = details or {}
-    _check_details(details)
-    row_id = await conn.fetchval(
-        "INSERT INTO audit_log (actor, role, action, subject, reason, request_id, details) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id",
-        actor.id,
-        actor.role,
-        action,
-        subject,
-        reason,
-        current_request_id(),
-        json.dumps(details, default=str),
-    )
+    row_id = await conn.fetchval(_INSERT, *_row(actor, action, subject, reason, details or {}))
     return int(row_id)
 
 
