@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import random
@@ -367,9 +368,7 @@ def memory_loaders(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None:
-    import uvicorn
-
+def build_app(mode: str, url: str, members: list[int]) -> Any:
     from hub.app import Services, build_services, create_app
     from hub.core.telemetry import setup_logging, setup_telemetry
 
@@ -385,7 +384,9 @@ def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None
             finally:
                 await services.db.dispose()
 
-        snapshot = asyncio.run(snap())
+        # In a thread of its own: a worker builds its app inside uvicorn's running loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            snapshot = pool.submit(asyncio.run, snap()).result()
         base = services.context
 
         def context(principal: Any, *, request: Any = None, response: Any = None) -> Any:
@@ -394,10 +395,28 @@ def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None
             return made
 
         services.context = context  # type: ignore[method-assign]
-    app = create_app(settings, services=services)
+    return create_app(settings, services=services)
+
+
+def worker_app() -> Any:
+    """The app of one worker process (``--workers`` > 1: uvicorn imports this by name)."""
+    mode, url, sample = os.environ["HUB_BENCH_SERVE"].split(" ")
+    return build_app(mode, url, [int(x) for x in sample.split(",")])
+
+
+def serve(mode: str, url: str, port: int, members: list[int], http: str, workers: int) -> None:
+    import uvicorn
+
+    if workers > 1:  # as `hub serve --workers N`: uvicorn's process manager over one socket
+        os.environ["HUB_BENCH_SERVE"] = f"{mode} {url} {','.join(map(str, members))}"
+        uvicorn.run(
+            "profile_query:worker_app", factory=True, workers=workers, host="127.0.0.1",
+            port=port, loop="asyncio", http=http, log_level="warning", access_log=False,
+        )  # fmt: skip
+        return
     uvicorn.run(
-        app, host="127.0.0.1", port=port, loop="asyncio", http=http, log_level="warning",
-        access_log=False,
+        build_app(mode, url, members), host="127.0.0.1", port=port, loop="asyncio", http=http,
+        log_level="warning", access_log=False,
     )  # fmt: skip
 
 
@@ -471,8 +490,19 @@ class Window:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process and its live descendants (uvicorn's workers)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def wait_ready(port: int, proc: asyncio.subprocess.Process) -> None:
@@ -510,7 +540,13 @@ def requests_for(view: str, members: list[int]) -> list[bytes]:
 
 
 async def measure(
-    url: str, samples: dict[str, list[int]], seconds: float, rounds: int, http: str, port: int
+    url: str,
+    samples: dict[str, list[int]],
+    seconds: float,
+    rounds: int,
+    http: str,
+    port: int,
+    workers: int,
 ) -> dict[tuple[str, str], Figures]:
     """Both servers run side by side; the views and modes take turns in short windows, so a
     neighbour's load on this shared machine falls on both sides of the ratio alike."""
@@ -520,6 +556,7 @@ async def measure(
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--serve", mode, "--url", url,
                 "--port", str(port + i), "--sample", ",".join(map(str, members)), "--http", http,
+                "--workers", str(workers),
             )  # fmt: skip
             procs[mode] = (proc, port + i)
         for proc, p in procs.values():
@@ -559,7 +596,7 @@ async def main(args: argparse.Namespace) -> None:
     db_sample = rng.sample(range(1, members + 1), min(members, 20 * SNAPSHOT_MEMBERS))
     samples = {"db": db_sample, "memory": db_sample[:SNAPSHOT_MEMBERS]}
     load_before = os.getloadavg()[0]
-    got = await measure(url, samples, seconds, rounds, args.http, args.port)
+    got = await measure(url, samples, seconds, rounds, args.http, args.port, args.workers)
     for view in VIEWS:
         d, m = got[("db", view)], got[("memory", view)]
         print(
@@ -586,11 +623,13 @@ if __name__ == "__main__":
     parser.add_argument("--fresh", action="store_true", help="rebuild the database")
     parser.add_argument("--http", default="auto", help="uvicorn HTTP parser (auto: as hub serve)")
     parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--workers", type=int, default=1, help="server processes per side")
     parser.add_argument("--serve", choices=("db", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--sample", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.url, args.port, [int(x) for x in args.sample.split(",")], args.http)
+        sample = [int(x) for x in args.sample.split(",")]
+        serve(args.serve, args.url, args.port, sample, args.http, args.workers)
     else:
         asyncio.run(main(args))
