@@ -15,6 +15,11 @@ Prints one line per view and mode, then per view:
 
     profile_query view=agent rps=… p50_ms=… p99_ms=… ceiling_rps=… ratio=…
 
+``--workers N`` runs each side as N uvicorn worker processes over one socket (both sides alike;
+CPU is summed over the workers). Per mode and view it also prints the server's and the
+clients' CPU per request (the clients are raw asyncio keep-alive HTTP/1.1 with pre-encoded
+requests: a few hundredths of a millisecond each).
+
 The database is built with set-based SQL on an embedded PostgreSQL under ``.hub/bench-pg`` (or
 ``HUB_BENCH_DATABASE_URL``'s server) and kept between runs, keyed by size and generator
 version; ``--fresh`` rebuilds it. Migrations are applied to a kept database before each run.
@@ -471,12 +476,14 @@ class Figures:
     p50_ms: float
     p99_ms: float
     cpu_ms: float  # server process CPU (user + system) per request
+    client_cpu_ms: float  # this process's (the 16 clients') CPU per request
 
 
 @dataclass
 class Window:
     elapsed: float = 0.0
     cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
     def figures(self) -> Figures:
@@ -486,6 +493,7 @@ class Window:
             p50_ms=lat[len(lat) // 2] * 1000,
             p99_ms=lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
             cpu_ms=self.cpu_s / len(lat) * 1000,
+            client_cpu_ms=self.client_cpu_s / len(lat) * 1000,
         )
 
 
@@ -569,14 +577,16 @@ async def measure(
             for (mode, view), reqs in requests.items():
                 proc, p = procs[mode]
                 window = windows[(mode, view)]
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
                 window.elapsed += await load(p, reqs, seconds / rounds, window.latencies, r * 100)
                 window.cpu_s += cpu_seconds(proc.pid) - cpu0
+                window.client_cpu_s += time.process_time() - client0
         out = {key: w.figures() for key, w in windows.items()}
         for (mode, view), f in out.items():
             print(
                 f"  {mode:6} view={view:5} rps={f.rps:,.0f} p50_ms={f.p50_ms:.1f} "
-                f"p99_ms={f.p99_ms:.1f} server_cpu_ms={f.cpu_ms:.2f}",
+                f"p99_ms={f.p99_ms:.1f} server_cpu_ms={f.cpu_ms:.2f} "
+                f"client_cpu_ms={f.client_cpu_ms:.2f}",
                 flush=True,
             )
         return out

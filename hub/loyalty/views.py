@@ -2,18 +2,17 @@
 
 Every function takes a list of member ids and answers for all of them with a fixed number of
 statements, so GraphQL DataLoaders can resolve any number of members in constant round trips.
-Reads go through the SQLAlchemy session (not the raw driver) so statement counting sees them.
+Each runs its statements through a ``fetch(sql, *args)`` the caller gives (asyncpg ``$n``
+parameters; the GraphQL layer's is ``schema.context.RequestReads.fetch``, one connection per
+request, every statement announced to SQLAlchemy's events so statement counting sees it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, INTEGER, TEXT, TIMESTAMP
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from hub.loyalty import benefits as rules
 from hub.loyalty.model import Program
@@ -23,7 +22,7 @@ EXPIRING_SOON = timedelta(days=90)
 MAX_EXPIRING = 12  # expiry dates listed per member
 MAX_PAGE = 100
 
-_IDS = bindparam("ids", type_=ARRAY(BIGINT))
+Fetch = Callable[..., Awaitable[Sequence[Any]]]  # fetch(sql, *args) -> rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +82,11 @@ class LedgerPage:
     has_next: bool
 
 
-_EXISTING = text("SELECT id FROM member WHERE id = ANY(:ids)").bindparams(_IDS)
+_EXISTING = "SELECT id FROM member WHERE id = ANY($1::bigint[])"
 
 
-async def existing_members(*, session: AsyncSession, member_ids: Sequence[int]) -> set[int]:
-    rows = await session.execute(_EXISTING, {"ids": list(member_ids)})
+async def existing_members(*, fetch: Fetch, member_ids: Sequence[int]) -> set[int]:
+    rows = await fetch(_EXISTING, list(member_ids))
     return {r[0] for r in rows}
 
 
@@ -104,54 +103,46 @@ class SummaryView:
 # lot parts are index-only scans of ``loyalty_lot_member_live`` and growth of
 # ``loyalty_growth_member_amount`` (migration 0007), so the cost follows what a member holds
 # now, not their history.
-_SUMMARY = text(
-    """
+_SUMMARY = """
     SELECT member_id, 'account' AS part, kind AS label, balance::numeric AS amount,
            NULL::timestamptz AS at
-      FROM loyalty_account WHERE member_id = ANY(:ids)
+      FROM loyalty_account WHERE member_id = ANY($1::bigint[])
     UNION ALL
     SELECT member_id, 'line', issuer_line, sum(remaining), NULL FROM loyalty_lot
-      WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
-        AND (expires_at IS NULL OR expires_at > :at)
+      WHERE member_id = ANY($1::bigint[]) AND state = 'available' AND remaining > 0
+        AND (expires_at IS NULL OR expires_at > $2::timestamptz)
       GROUP BY member_id, issuer_line
     UNION ALL
     SELECT member_id, 'expiring', NULL, sum(remaining), expires_at FROM loyalty_lot
-      WHERE member_id = ANY(:ids) AND state = 'available' AND remaining > 0
-        AND expires_at > :at AND expires_at <= :soon
+      WHERE member_id = ANY($1::bigint[]) AND state = 'available' AND remaining > 0
+        AND expires_at > $2::timestamptz AND expires_at <= $3::timestamptz
       GROUP BY member_id, expires_at
     UNION ALL
     SELECT s.member_id, 'tier', s.tier,
            coalesce((SELECT sum(g.amount) FROM loyalty_growth g WHERE g.member_id = s.member_id
                        AND g.earned_at >= s.period_start AND g.earned_at < s.period_end), 0),
            s.period_end
-      FROM loyalty_tier_state s WHERE s.member_id = ANY(:ids)
+      FROM loyalty_tier_state s WHERE s.member_id = ANY($1::bigint[])
     UNION ALL
     SELECT c.member_id, 'claims', c.benefit, count(*), NULL FROM loyalty_benefit_claim c
-      JOIN unnest(:codes, :starts) AS p(benefit, start)
+      JOIN unnest($4::text[], $5::timestamptz[]) AS p(benefit, start)
         ON p.benefit = c.benefit AND p.start = c.period_start
-      WHERE c.member_id = ANY(:ids) GROUP BY c.member_id, c.benefit
+      WHERE c.member_id = ANY($1::bigint[]) GROUP BY c.member_id, c.benefit
     """
-).bindparams(
-    _IDS,
-    bindparam("codes", type_=ARRAY(TEXT)),
-    bindparam("starts", type_=ARRAY(TIMESTAMP(timezone=True))),
-)
 
 
 async def summaries(
-    *, session: AsyncSession, program: Program, member_ids: Sequence[int], at: datetime
+    *, fetch: Fetch, program: Program, member_ids: Sequence[int], at: datetime
 ) -> dict[int, SummaryView]:
     """Points, tier and benefits (with claims left this period) of each member."""
     starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
-    result = await session.execute(
+    result = await fetch(
         _SUMMARY,
-        {
-            "ids": list(member_ids),
-            "at": at,
-            "soon": at + EXPIRING_SOON,
-            "codes": list(starts),
-            "starts": list(starts.values()),
-        },
+        list(member_ids),
+        at,
+        at + EXPIRING_SOON,
+        list(starts),
+        list(starts.values()),
     )
     accounts: dict[int, dict[str, int]] = {}
     lines: dict[int, list[LineBalance]] = {}
@@ -214,14 +205,13 @@ def _tier_view(program: Program, code: str, period_end: datetime, growth: int) -
     )
 
 
-_LEDGER = text(
-    """
+_LEDGER = """
     SELECT k.ord, t.id, t.effective_at, t.code, t.reason,
       (CASE WHEN c.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END)
       - (CASE WHEN d.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END),
       (CASE WHEN c.kind = 'member_pending' THEN t.amount ELSE 0 END)
       - (CASE WHEN d.kind = 'member_pending' THEN t.amount ELSE 0 END)
-    FROM unnest(:members, :sizes, :afters) WITH ORDINALITY AS k(member, size, after, ord)
+    FROM unnest($1::bigint[], $2::int[], $3::bigint[]) WITH ORDINALITY AS k(member, size, after, ord)
     CROSS JOIN LATERAL (
       -- per account, so each side is one backward range scan of (account, id)
       SELECT DISTINCT ON (u.id) u.* FROM loyalty_account acc
@@ -240,26 +230,19 @@ _LEDGER = text(
     JOIN loyalty_account c ON c.id = t.credit_account
     ORDER BY k.ord, t.id DESC
     """
-).bindparams(
-    bindparam("members", type_=ARRAY(BIGINT)),
-    bindparam("sizes", type_=ARRAY(INTEGER)),
-    bindparam("afters", type_=ARRAY(BIGINT)),
-)
 
 
 async def ledger_pages(
-    *, session: AsyncSession, requests: Sequence[tuple[int, int, int | None]]
+    *, fetch: Fetch, requests: Sequence[tuple[int, int, int | None]]
 ) -> list[LedgerPage]:
     """Newest-first pages of members' transfers for ``(member, first, after id)`` requests."""
     if not requests:
         return []
-    result = await session.execute(
+    result = await fetch(
         _LEDGER,
-        {
-            "members": [r[0] for r in requests],
-            "sizes": [min(max(r[1], 0), MAX_PAGE) for r in requests],
-            "afters": [r[2] for r in requests],
-        },
+        [r[0] for r in requests],
+        [min(max(r[1], 0), MAX_PAGE) for r in requests],
+        [r[2] for r in requests],
     )
     entries: dict[int, list[LedgerEntry]] = {}
     for ord_, tid, at, code, reason, delta, pending in result:

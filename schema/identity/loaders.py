@@ -1,8 +1,8 @@
 """Per-request DataLoaders for the identity views: one SQL statement per batch of keys.
 
 Created lazily in the request's ``Context.loaders.extra`` (so a request never sees another's
-cache) and read through the request's shared read session (``Context.reads``) with SQLAlchemy
-Core, so the query-count tests see every statement.
+cache) and read through the request's shared connection (``Context.reads.fetch``), which
+announces every statement to SQLAlchemy's events, so the query-count tests see each one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, text
 from strawberry.dataloader import DataLoader
 
 from schema.context import Context, RequestReads
@@ -88,41 +87,39 @@ class EventRow:
     operation: int | None
 
 
-async def _rows(reads: RequestReads, statement: TextClause, keys: Sequence[int]) -> list[Any]:
-    async def run(session: Any) -> list[Any]:
-        return list(await session.execute(statement, {"ids": list(keys)}))
-
-    return await reads.run(run)
+async def _rows(reads: RequestReads, statement: str, keys: Sequence[int]) -> list[Any]:
+    return await reads.fetch(statement, list(keys))
 
 
 _RECORD_COLUMNS = (
     "id, member_id, source, source_key, business_line, observed_at, member_pinned, "
     "erased_at IS NOT NULL"
 )
-# Built once: a text() per batch costs its construction and cache-key walk on every request.
-_MEMBERS = text(
+# asyncpg statements ($1: the batch's keys); the driver keeps each prepared per connection.
+_MEMBERS = (
     "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
-    "FROM member WHERE id = ANY(:ids)"
+    "FROM member WHERE id = ANY($1::bigint[])"
 )
-_RECORDS = text(f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)")
-_RECORDS_OF_MEMBERS = text(
+_RECORDS = f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY($1::bigint[])"
+_RECORDS_OF_MEMBERS = (
     f"SELECT {_RECORD_COLUMNS}, (SELECT coalesce(json_agg(json_build_array(i.kind, i.scope, "
     "i.masked, i.verified) ORDER BY i.kind, i.scope), '[]') FROM source_identifier i "
-    "WHERE i.source_record_id = r.id) FROM source_record r WHERE member_id = ANY(:ids) ORDER BY id"
+    "WHERE i.source_record_id = r.id) FROM source_record r WHERE member_id = ANY($1::bigint[]) "
+    "ORDER BY id"
 )
-_IDENTIFIERS = text(
+_IDENTIFIERS = (
     "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
-    "WHERE source_record_id = ANY(:ids) ORDER BY source_record_id, kind, scope"
+    "WHERE source_record_id = ANY($1::bigint[]) ORDER BY source_record_id, kind, scope"
 )
-_LINKS = text(
+_LINKS = (
     "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
-    "created_by FROM identity_link WHERE member_id = ANY(:ids) ORDER BY source_record_id"
+    "created_by FROM identity_link WHERE member_id = ANY($1::bigint[]) ORDER BY source_record_id"
 )
 # The newest events that moved records into or out of each member: per member, the newest
 # EVENTS_PER_MEMBER of each index range (to_member, id) and (from_member, id), then merged.
 _EVENT_COLUMNS = "id, at, kind, source_record_id, from_member, to_member, rule, actor, batch"
-_EVENTS = text(
-    f"SELECT k.m, e.* FROM unnest(CAST(:ids AS bigint[])) AS k(m) CROSS JOIN LATERAL ("
+_EVENTS = (
+    f"SELECT k.m, e.* FROM unnest($1::bigint[]) AS k(m) CROSS JOIN LATERAL ("
     f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE to_member = k.m "
     f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) UNION "
     f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE from_member = k.m "
