@@ -1,11 +1,12 @@
 """The per-request GraphQL context: who is calling, the database, and fresh DataLoaders.
 
 DataLoaders read through ``Context.reads``: during an operation (``SharedReads`` below, in
-every schema built with ``schema.limits.extensions``) all their batches share one connection
-in autocommit (``Database.read_statements``), so a profile view costs one pool checkout and
-no BEGIN/ROLLBACK round trips whatever the number of loaders; it goes back to the pool when
-the operation ends, also on errors. Without the extension (a bare ``strawberry.Schema`` in a
-test) each batch opens its own session, so nothing is ever left checked out.
+every schema built with ``schema.limits.extensions``) all their batches share one connection,
+outside any transaction, so a profile view costs one pool checkout and no BEGIN/ROLLBACK
+round trips whatever the number of loaders (each statement sees its own snapshot, as
+statements inside a READ COMMITTED transaction do); it goes back to the pool when the
+operation ends, also on errors. Without the extension (a bare ``strawberry.Schema`` in a
+test) each batch checks out its own, so nothing is ever left checked out.
 
 The loaders' fixed SELECTs go through ``RequestReads.fetch``: straight to that connection's
 asyncpg driver, whose own statement cache keeps them prepared. Measured on this machine, a
@@ -36,61 +37,67 @@ T = TypeVar("T")
 
 
 class RequestReads:
-    """One request's reads: a lazily opened session shared by its loaders, one batch at a time
-    (a session is not safe for concurrent use; batches of one request are sub-millisecond, so
-    serialising them costs less than a checkout each)."""
+    """One request's reads: a lazily checked-out connection shared by its loaders, one batch at
+    a time (a connection runs one statement at a time; batches of one request are
+    sub-millisecond, so serialising them costs less than a checkout each)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = asyncio.Lock()
         self._stack: AsyncExitStack | None = None
-        self._session: AsyncSession | None = None
+        self._conn: AsyncConnection | None = None
         self.shared = False
 
     async def run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """``fn(session)`` on this request's read session."""
+        """``fn(session)`` on this request's connection, in autocommit."""
         if not self.shared:
             async with self._db.read() as session:
                 return await fn(session)
         async with self._lock:
-            if self._session is None:
-                stack = AsyncExitStack()
-                self._session = await stack.enter_async_context(self._db.read_statements())
-                self._stack = stack
+            conn = await self._connection()
             try:
-                return await fn(self._session)
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                async with self._db.sessions(bind=conn) as session:
+                    return await fn(session)
             except BaseException:
-                # A failed statement aborts the transaction: later batches get a fresh one.
+                # A failed statement may leave the connection unusable: later batches get
+                # a fresh one.
                 await self._close()
                 raise
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """Rows of one fixed read-only statement (asyncpg ``$n`` parameters)."""
         if not self.shared:
-            async with self._db.read_statements() as session:
-                return await _fetch(await session.connection(), sql, args)
+            async with self._db.engine.connect() as conn:
+                return await _fetch(conn, sql, args)
         async with self._lock:
-            if self._session is None:
-                stack = AsyncExitStack()
-                self._session = await stack.enter_async_context(self._db.read_statements())
-                self._stack = stack
+            conn = await self._connection()
             try:
-                return await _fetch(await self._session.connection(), sql, args)
+                return await _fetch(conn, sql, args)
             except BaseException:
                 await self._close()
                 raise
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            stack = AsyncExitStack()
+            self._conn = await stack.enter_async_context(self._db.engine.connect())
+            self._stack = stack
+        return self._conn
 
     async def close(self) -> None:
         async with self._lock:
             await self._close()
 
     async def _close(self) -> None:
-        stack, self._stack, self._session = self._stack, None, None
+        stack, self._stack, self._conn = self._stack, None, None
         if stack is not None:
             await stack.aclose()
 
 
 async def _fetch(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """One statement on the connection's asyncpg driver, outside any transaction (nothing
+    was begun on it: SQLAlchemy begins lazily, on its own first statement)."""
     sync = conn.sync_connection
     assert sync is not None
     driver = (await conn.get_raw_connection()).driver_connection
