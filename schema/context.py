@@ -46,6 +46,7 @@ class RequestReads:
         self._lock = asyncio.Lock()
         self._stack: AsyncExitStack | None = None
         self._conn: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection under _conn
         self.shared = False
 
     async def run(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -69,11 +70,11 @@ class RequestReads:
         """Rows of one fixed read-only statement (asyncpg ``$n`` parameters)."""
         if not self.shared:
             async with self._db.engine.connect() as conn:
-                return await _fetch(conn, sql, args)
+                return await _fetch(conn, await _driver(conn), sql, args)
         async with self._lock:
             conn = await self._connection()
             try:
-                return await _fetch(conn, sql, args)
+                return await _fetch(conn, self._driver, sql, args)
             except BaseException:
                 await self._close()
                 raise
@@ -81,8 +82,9 @@ class RequestReads:
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:
             stack = AsyncExitStack()
-            self._conn = await stack.enter_async_context(self._db.engine.connect())
-            self._stack = stack
+            conn = await stack.enter_async_context(self._db.engine.connect())
+            self._driver = await _driver(conn)
+            self._conn, self._stack = conn, stack
         return self._conn
 
     async def close(self) -> None:
@@ -90,18 +92,22 @@ class RequestReads:
             await self._close()
 
     async def _close(self) -> None:
-        stack, self._stack, self._conn = self._stack, None, None
+        stack, self._stack, self._conn, self._driver = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
 
-async def _fetch(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+async def _driver(conn: AsyncConnection) -> Any:
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
+
+
+async def _fetch(conn: AsyncConnection, driver: Any, sql: str, args: tuple[Any, ...]) -> list[Any]:
     """One statement on the connection's asyncpg driver, outside any transaction (nothing
     was begun on it: SQLAlchemy begins lazily, on its own first statement)."""
     sync = conn.sync_connection
     assert sync is not None
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert driver is not None
     sync.dispatch.before_cursor_execute(sync, None, sql, args, None, False)
     try:
         rows = await driver.fetch(sql, *args)
