@@ -347,6 +347,7 @@ def memory_loaders(snapshot: Snapshot) -> dict[str, Any]:
 
     from schema.identity.loaders import IdentityLoaders
     from schema.loyalty.loaders import LoyaltyLoaders
+    from schema.profile_reads import ProfileReads
 
     def loader(table: dict[Any, Any]) -> DataLoader[Any, Any]:
         async def load(keys: list[Any]) -> list[Any]:
@@ -356,6 +357,8 @@ def memory_loaders(snapshot: Snapshot) -> dict[str, Any]:
 
     i, lo = snapshot.identity, snapshot.loyalty
     return {
+        # the views still work out what they select; they just read nothing
+        "profile": ProfileReads(None),
         "identity": IdentityLoaders(
             member_by_id=loader(i["member_by_id"]),
             source_record_by_id=loader(i["source_record_by_id"]),

@@ -9,7 +9,7 @@ request, every statement announced to SQLAlchemy's events so statement counting 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,19 +102,23 @@ class SummaryView:
 # One statement, one round trip: each part is a tagged row set over the same member ids. The
 # lot parts are index-only scans of ``loyalty_lot_member_live`` and growth of
 # ``loyalty_growth_member_amount`` (migration 0007), so the cost follows what a member holds
-# now, not their history.
-_SUMMARY = """
+# now, not their history. ``{m}`` is the members' condition: ``= ANY($1::bigint[])`` here,
+# ``= <an outer column>`` where a caller folds one member's parts into a larger statement;
+# $2 is ``at``, $3 the end of "expiring soon", $4/$5 the benefits' codes and period starts
+# (``summary_args``).
+def summary_sql(m: str) -> str:
+    return f"""
     SELECT member_id, 'account' AS part, kind AS label, balance::numeric AS amount,
            NULL::timestamptz AS at
-      FROM loyalty_account WHERE member_id = ANY($1::bigint[])
+      FROM loyalty_account WHERE member_id {m}
     UNION ALL
     SELECT member_id, 'line', issuer_line, sum(remaining), NULL FROM loyalty_lot
-      WHERE member_id = ANY($1::bigint[]) AND state = 'available' AND remaining > 0
+      WHERE member_id {m} AND state = 'available' AND remaining > 0
         AND (expires_at IS NULL OR expires_at > $2::timestamptz)
       GROUP BY member_id, issuer_line
     UNION ALL
     SELECT member_id, 'expiring', NULL, sum(remaining), expires_at FROM loyalty_lot
-      WHERE member_id = ANY($1::bigint[]) AND state = 'available' AND remaining > 0
+      WHERE member_id {m} AND state = 'available' AND remaining > 0
         AND expires_at > $2::timestamptz AND expires_at <= $3::timestamptz
       GROUP BY member_id, expires_at
     UNION ALL
@@ -122,28 +126,36 @@ _SUMMARY = """
            coalesce((SELECT sum(g.amount) FROM loyalty_growth g WHERE g.member_id = s.member_id
                        AND g.earned_at >= s.period_start AND g.earned_at < s.period_end), 0),
            s.period_end
-      FROM loyalty_tier_state s WHERE s.member_id = ANY($1::bigint[])
+      FROM loyalty_tier_state s WHERE s.member_id {m}
     UNION ALL
     SELECT c.member_id, 'claims', c.benefit, count(*), NULL FROM loyalty_benefit_claim c
       JOIN unnest($4::text[], $5::timestamptz[]) AS p(benefit, start)
         ON p.benefit = c.benefit AND p.start = c.period_start
-      WHERE c.member_id = ANY($1::bigint[]) GROUP BY c.member_id, c.benefit
+      WHERE c.member_id {m} GROUP BY c.member_id, c.benefit
     """
+
+
+_SUMMARY = summary_sql("= ANY($1::bigint[])")
+
+
+def summary_args(program: Program, at: datetime) -> tuple[Any, ...]:
+    """$2..$5 of ``summary_sql``."""
+    starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
+    return (at, at + EXPIRING_SOON, list(starts), list(starts.values()))
 
 
 async def summaries(
     *, fetch: Fetch, program: Program, member_ids: Sequence[int], at: datetime
 ) -> dict[int, SummaryView]:
     """Points, tier and benefits (with claims left this period) of each member."""
-    starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
-    result = await fetch(
-        _SUMMARY,
-        list(member_ids),
-        at,
-        at + EXPIRING_SOON,
-        list(starts),
-        list(starts.values()),
-    )
+    result = await fetch(_SUMMARY, list(member_ids), *summary_args(program, at))
+    return build_summaries(program, member_ids, at, result)
+
+
+def build_summaries(
+    program: Program, member_ids: Sequence[int], at: datetime, result: Iterable[Sequence[Any]]
+) -> dict[int, SummaryView]:
+    """``SummaryView``s from the rows of ``summary_sql``."""
     accounts: dict[int, dict[str, int]] = {}
     lines: dict[int, list[LineBalance]] = {}
     expiring: dict[int, list[Expiring]] = {}
@@ -205,31 +217,52 @@ def _tier_view(program: Program, code: str, period_end: datetime, growth: int) -
     )
 
 
-_LEDGER = """
-    SELECT k.ord, t.id, t.effective_at, t.code, t.reason,
+def ledger_sql(member: str, size: str, after: str) -> str:
+    """One member's newest ``size + 1`` transfers before ``after`` (SQL expressions), with the
+    member's change of available and pending points: (id, at, code, reason, delta, pending)."""
+    return f"""
+    SELECT t.id, t.effective_at AS at, t.code, t.reason,
       (CASE WHEN c.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END)
-      - (CASE WHEN d.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END),
+      - (CASE WHEN d.kind IN ('member_available', 'member_debt') THEN t.amount ELSE 0 END)
+        AS delta,
       (CASE WHEN c.kind = 'member_pending' THEN t.amount ELSE 0 END)
-      - (CASE WHEN d.kind = 'member_pending' THEN t.amount ELSE 0 END)
-    FROM unnest($1::bigint[], $2::int[], $3::bigint[]) WITH ORDINALITY AS k(member, size, after, ord)
-    CROSS JOIN LATERAL (
+      - (CASE WHEN d.kind = 'member_pending' THEN t.amount ELSE 0 END) AS pending
+    FROM (
       -- per account, so each side is one backward range scan of (account, id)
       SELECT DISTINCT ON (u.id) u.* FROM loyalty_account acc
       CROSS JOIN LATERAL (
         (SELECT x.* FROM loyalty_transfer x WHERE x.debit_account = acc.id
-           AND x.id < coalesce(k.after, 9223372036854775807)
-         ORDER BY x.id DESC LIMIT k.size + 1)
+           AND x.id < coalesce({after}, 9223372036854775807)
+         ORDER BY x.id DESC LIMIT {size} + 1)
         UNION ALL
         (SELECT x.* FROM loyalty_transfer x WHERE x.credit_account = acc.id
-           AND x.id < coalesce(k.after, 9223372036854775807)
-         ORDER BY x.id DESC LIMIT k.size + 1)
+           AND x.id < coalesce({after}, 9223372036854775807)
+         ORDER BY x.id DESC LIMIT {size} + 1)
       ) u
-      WHERE acc.member_id = k.member
-      ORDER BY u.id DESC LIMIT k.size + 1) t
+      WHERE acc.member_id = {member}
+      ORDER BY u.id DESC LIMIT {size} + 1) t
     JOIN loyalty_account d ON d.id = t.debit_account
     JOIN loyalty_account c ON c.id = t.credit_account
-    ORDER BY k.ord, t.id DESC
     """
+
+
+_LEDGER = f"""
+    SELECT k.ord, l.id, l.at, l.code, l.reason, l.delta, l.pending
+    FROM unnest($1::bigint[], $2::int[], $3::bigint[]) WITH ORDINALITY AS k(member, size, after, ord)
+    CROSS JOIN LATERAL ({ledger_sql("k.member", "k.size", "k.after")}) l
+    ORDER BY k.ord, l.id DESC
+    """
+
+
+def ledger_size(first: int) -> int:
+    return min(max(first, 0), MAX_PAGE)
+
+
+def ledger_page(rows: Iterable[Sequence[Any]], first: int) -> LedgerPage:
+    """A page from ``ledger_sql`` rows (id, at, code, reason, delta, pending), newest first."""
+    size = ledger_size(first)
+    found = [LedgerEntry(r[0], r[1], r[2], int(r[4]), int(r[5]), r[3]) for r in rows]
+    return LedgerPage(found[:size], len(found) > size)
 
 
 async def ledger_pages(
@@ -241,17 +274,10 @@ async def ledger_pages(
     result = await fetch(
         _LEDGER,
         [r[0] for r in requests],
-        [min(max(r[1], 0), MAX_PAGE) for r in requests],
+        [ledger_size(r[1]) for r in requests],
         [r[2] for r in requests],
     )
-    entries: dict[int, list[LedgerEntry]] = {}
-    for ord_, tid, at, code, reason, delta, pending in result:
-        entries.setdefault(ord_, []).append(
-            LedgerEntry(tid, at, code, int(delta), int(pending), reason)
-        )
-    pages: list[LedgerPage] = []
-    for i, (_, size, _) in enumerate(requests, start=1):
-        found = entries.get(i, [])
-        size = min(max(size, 0), MAX_PAGE)
-        pages.append(LedgerPage(found[:size], len(found) > size))
-    return pages
+    rows: dict[int, list[Sequence[Any]]] = {}
+    for r in result:
+        rows.setdefault(r[0], []).append(r[1:])
+    return [ledger_page(rows.get(i, []), r[1]) for i, r in enumerate(requests, start=1)]

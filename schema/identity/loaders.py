@@ -7,12 +7,12 @@ announces every statement to SQLAlchemy's events, so the query-count tests see e
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from strawberry.dataloader import DataLoader
 
 from schema.context import Context, RequestReads
@@ -21,13 +21,13 @@ EVENTS_PER_MEMBER = 50
 
 
 def _json_list(value: Any) -> list[Any]:
-    loaded = json.loads(value) if isinstance(value, str) else value
+    loaded = orjson.loads(value) if isinstance(value, str) else value
     return list(loaded) if isinstance(loaded, list) else []
 
 
-def _json(value: Any) -> dict[str, Any]:
+def json_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        loaded = json.loads(value)
+        loaded = orjson.loads(value)
         return loaded if isinstance(loaded, dict) else {}
     return dict(value) if isinstance(value, dict) else {}
 
@@ -91,7 +91,7 @@ async def _rows(reads: RequestReads, statement: str, keys: Sequence[int]) -> lis
     return await reads.fetch(statement, list(keys))
 
 
-_RECORD_COLUMNS = (
+RECORD_COLUMNS = (
     "id, member_id, source, source_key, business_line, observed_at, member_pinned, "
     "erased_at IS NOT NULL"
 )
@@ -100,9 +100,9 @@ _MEMBERS = (
     "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
     "FROM member WHERE id = ANY($1::bigint[])"
 )
-_RECORDS = f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY($1::bigint[])"
+_RECORDS = f"SELECT {RECORD_COLUMNS} FROM source_record WHERE id = ANY($1::bigint[])"
 _RECORDS_OF_MEMBERS = (
-    f"SELECT {_RECORD_COLUMNS}, (SELECT coalesce(json_agg(json_build_array(i.kind, i.scope, "
+    f"SELECT {RECORD_COLUMNS}, (SELECT coalesce(json_agg(json_build_array(i.kind, i.scope, "
     "i.masked, i.verified) ORDER BY i.kind, i.scope), '[]') FROM source_identifier i "
     "WHERE i.source_record_id = r.id) FROM source_record r WHERE member_id = ANY($1::bigint[]) "
     "ORDER BY id"
@@ -111,28 +111,43 @@ _IDENTIFIERS = (
     "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
     "WHERE source_record_id = ANY($1::bigint[]) ORDER BY source_record_id, kind, scope"
 )
+LINK_COLUMNS = (
+    "source_record_id, member_id, linked_to, rule, score, explain, created_at, created_by"
+)
 _LINKS = (
-    "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
-    "created_by FROM identity_link WHERE member_id = ANY($1::bigint[]) ORDER BY source_record_id"
+    f"SELECT {LINK_COLUMNS} FROM identity_link WHERE member_id = ANY($1::bigint[]) "
+    "ORDER BY source_record_id"
 )
 # The newest events that moved records into or out of each member: per member, the newest
 # EVENTS_PER_MEMBER of each index range (to_member, id) and (from_member, id), then merged.
-_EVENT_COLUMNS = "id, at, kind, source_record_id, from_member, to_member, rule, actor, batch"
+EVENT_COLUMNS = "id, at, kind, source_record_id, from_member, to_member, rule, actor, batch"
+
+
+def events_sql(member: str) -> str:
+    """The newest EVENTS_PER_MEMBER events into or out of ``member`` (an SQL expression)."""
+    return (
+        f"(SELECT {EVENT_COLUMNS} FROM identity_event WHERE to_member = {member} "
+        f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) UNION "
+        f"(SELECT {EVENT_COLUMNS} FROM identity_event WHERE from_member = {member} "
+        f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}"
+    )
+
+
 _EVENTS = (
-    f"SELECT k.m, e.* FROM unnest($1::bigint[]) AS k(m) CROSS JOIN LATERAL ("
-    f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE to_member = k.m "
-    f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) UNION "
-    f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE from_member = k.m "
-    f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) e "
+    f"SELECT k.m, e.* FROM unnest($1::bigint[]) AS k(m) CROSS JOIN LATERAL ({events_sql('k.m')}) e "
     "ORDER BY k.m, e.id DESC"
 )
+
+
+def link_row(r: Any) -> LinkRow:
+    return LinkRow(r[0], r[1], r[2], r[3], r[4], json_dict(r[5]), r[6], r[7])
 
 
 class MemberByIdLoader(DataLoader[int, MemberRow | None]):
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[MemberRow | None]:
             rows = await _rows(reads, _MEMBERS, keys)
-            found = {r[0]: MemberRow(r[0], r[1], r[2], _json(r[3]), r[4], r[5]) for r in rows}
+            found = {r[0]: MemberRow(r[0], r[1], r[2], json_dict(r[3]), r[4], r[5]) for r in rows}
             return [found.get(k) for k in keys]
 
         super().__init__(load_fn=load)
@@ -187,7 +202,7 @@ class LinksByMemberLoader(DataLoader[int, list[LinkRow]]):
             rows = await _rows(reads, _LINKS, keys)
             out: dict[int, list[LinkRow]] = {k: [] for k in keys}
             for r in rows:
-                out[r[1]].append(LinkRow(r[0], r[1], r[2], r[3], r[4], _json(r[5]), r[6], r[7]))
+                out[r[1]].append(link_row(r))
             return [out[k] for k in keys]
 
         super().__init__(load_fn=load)
