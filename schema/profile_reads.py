@@ -170,7 +170,7 @@ def wants(
     profile = _below(found, identity_below, raw.fragments)
     loyalty_fields = _below(found, loyalty_below, raw.fragments)
     ledger = None
-    variables = raw.variable_values
+    variables: Any = raw.variable_values  # graphql-core 3.3: VariableValues; dict at runtime
     for node in loyalty_fields.get("ledger", [])[:1]:
         ledger = _ledger_args(node, getattr(variables, "coerced", variables))
     return Wants(
