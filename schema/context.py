@@ -98,7 +98,13 @@ class RequestReads:
 
 
 async def _driver(conn: AsyncConnection) -> Any:
-    driver = (await conn.get_raw_connection()).driver_connection
+    # ``connect()`` has checked the DBAPI connection out already: reading it needs no greenlet
+    # hop (``get_raw_connection`` takes one, ~100 µs of CPU per request).
+    sync = conn.sync_connection
+    raw = sync.connection if sync is not None and not sync.closed else None
+    if raw is None:
+        raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
     assert driver is not None
     return driver
 

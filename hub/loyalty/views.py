@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.loyalty import benefits as rules
-from hub.loyalty.model import Program
+from hub.loyalty.model import Benefit, Program
 from hub.loyalty.tiers import evaluation_period, next_tier
 
 EXPIRING_SOON = timedelta(days=90)
@@ -138,10 +138,31 @@ def summary_sql(m: str) -> str:
 _SUMMARY = summary_sql("= ANY($1::bigint[])")
 
 
+# The benefits' quota periods hold for a month or more: remembered (per program) until the
+# first of them ends, instead of working out each one's local calendar period per request.
+_quota_starts: dict[int, tuple[Program, datetime, datetime, list[str], list[datetime]]] = {}
+
+
 def summary_args(program: Program, at: datetime) -> tuple[Any, ...]:
     """$2..$5 of ``summary_sql``."""
-    starts = {i.code: rules.quota_period(program, i, at).start for i in program.benefits}
-    return (at, at + EXPIRING_SOON, list(starts), list(starts.values()))
+    found = _quota_starts.get(id(program))
+    if found is None or found[0] is not program or not found[1] <= at < found[2]:
+        periods = {i.code: rules.quota_period(program, i, at) for i in program.benefits}
+        starts, ends = [p.start for p in periods.values()], [p.end for p in periods.values()]
+        found = (program, max(starts, default=at), min(ends, default=at), list(periods), starts)
+        _quota_starts[id(program)] = found
+    return (at, at + EXPIRING_SOON, found[3], found[4])
+
+
+_entitled: dict[tuple[int, str], tuple[Program, list[Benefit]]] = {}
+
+
+def _benefits_for(program: Program, tier_code: str) -> list[Benefit]:
+    found = _entitled.get((id(program), tier_code))
+    if found is None or found[0] is not program:
+        found = (program, rules.benefits_for(program, tier_code=tier_code))
+        _entitled[(id(program), tier_code)] = found
+    return found[1]
 
 
 async def summaries(
@@ -172,7 +193,6 @@ def build_summaries(
             tier_rows[member] = (label, when, max(0, int(amount)))
         else:
             used[(member, label)] = int(amount)
-    default_end = evaluation_period(program, at=at, tier_since=at).end
     views: dict[int, SummaryView] = {}
     for member in member_ids:
         acc = accounts.get(member, {})
@@ -186,7 +206,10 @@ def build_summaries(
             ],
             by_business_line=sorted(lines.get(member, []), key=lambda b: b.line),
         )
-        code, period_end, growth = tier_rows.get(member, (program.tiers[0].code, default_end, 0))
+        found = tier_rows.get(member)
+        if found is None:  # no tier state yet: the lowest tier, a period starting now
+            found = (program.tiers[0].code, evaluation_period(program, at=at, tier_since=at).end, 0)
+        code, period_end, growth = found
         tier = _tier_view(program, code, period_end, growth)
         benefits = [
             BenefitView(
@@ -196,7 +219,7 @@ def build_summaries(
                 period=str(item.period),
                 remaining=rules.remaining(item, used.get((member, item.code), 0)),
             )
-            for item in rules.benefits_for(program, tier_code=tier.code)
+            for item in _benefits_for(program, tier.code)
         ]
         views[member] = SummaryView(points, tier, benefits)
     return views
