@@ -11,6 +11,11 @@ the loaders read it as before, so this is a shortcut, never a second source of t
 Each nested part is a correlated ``ARRAY(SELECT ROW(…))``, which asyncpg decodes in binary
 (timestamps and numbers come typed), and each part is skipped inside PostgreSQL when its flag
 is false, so a view that asks for less costs less.
+
+The member is one scalar parameter, not an array: PostgreSQL then estimates the prepared
+statement's generic plan as well as a custom one and keeps it (``plan_cache_mode = auto``).
+With ``= ANY($1::bigint[])`` it estimated ten members, so it planned the statement afresh on
+every execution: measured on the 100,000-member bench database, 2.0 ms a view against 0.6.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ SELECT k.id, m.id IS NOT NULL, m.status, m.merged_into, m.golden_masked, m.creat
   CASE WHEN $10::int IS NOT NULL THEN ARRAY(
     SELECT ROW(l.id, l.at, l.code, l.reason, l.delta, l.pending)
     FROM ({views.ledger_sql(_M, "$10::int", "$11::bigint")}) l ORDER BY l.id DESC) END
-FROM unnest($1::bigint[]) AS k(id) LEFT JOIN member m ON m.id = k.id
+FROM (SELECT $1::bigint AS id) k LEFT JOIN member m ON m.id = k.id
 """
 
 
@@ -99,7 +104,7 @@ class ProfileReads:
         )
         rows = await self._reads.fetch(
             _PROFILE,
-            [member],
+            member,
             *args,
             wants.records,
             wants.links,
