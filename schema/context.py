@@ -11,9 +11,9 @@ test) each batch checks out its own, so nothing is ever left checked out.
 The loaders' fixed SELECTs go through ``RequestReads.fetch``: straight to that connection's
 asyncpg driver, whose own statement cache keeps them prepared. Measured on this machine, a
 one-row SELECT cost 480 µs of CPU through ``AsyncSession.execute`` and 165 µs this way; a
-profile view runs five or six of them. Each statement is still announced to SQLAlchemy's
-``before_cursor_execute``/``after_cursor_execute`` events, so statement counting and any
-listener see it as before.
+profile view (``schema.profile_reads``) runs one, other loaders one per batch. Each statement
+is still announced to SQLAlchemy's ``before_cursor_execute``/``after_cursor_execute`` events,
+so statement counting and any listener see it as before.
 """
 
 from __future__ import annotations
