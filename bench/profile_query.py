@@ -15,6 +15,11 @@ Prints one line per view and mode, then per view:
 
     profile_query view=agent rps=… p50_ms=… p99_ms=… ceiling_rps=… ratio=…
 
+``--workers N`` runs each side as N uvicorn worker processes over one socket (both sides alike;
+CPU is summed over the workers). Per mode and view it also prints the server's and the
+clients' CPU per request (the clients are raw asyncio keep-alive HTTP/1.1 with pre-encoded
+requests: a few hundredths of a millisecond each).
+
 The database is built with set-based SQL on an embedded PostgreSQL under ``.hub/bench-pg`` (or
 ``HUB_BENCH_DATABASE_URL``'s server) and kept between runs, keyed by size and generator
 version; ``--fresh`` rebuilds it. Migrations are applied to a kept database before each run.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import json
 import os
 import random
@@ -341,6 +347,7 @@ def memory_loaders(snapshot: Snapshot) -> dict[str, Any]:
 
     from schema.identity.loaders import IdentityLoaders
     from schema.loyalty.loaders import LoyaltyLoaders
+    from schema.profile_reads import ProfileReads
 
     def loader(table: dict[Any, Any]) -> DataLoader[Any, Any]:
         async def load(keys: list[Any]) -> list[Any]:
@@ -350,6 +357,8 @@ def memory_loaders(snapshot: Snapshot) -> dict[str, Any]:
 
     i, lo = snapshot.identity, snapshot.loyalty
     return {
+        # the views still work out what they select; they just read nothing
+        "profile": ProfileReads(None),
         "identity": IdentityLoaders(
             member_by_id=loader(i["member_by_id"]),
             source_record_by_id=loader(i["source_record_by_id"]),
@@ -367,9 +376,7 @@ def memory_loaders(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None:
-    import uvicorn
-
+def build_app(mode: str, url: str, members: list[int]) -> Any:
     from hub.app import Services, build_services, create_app
     from hub.core.telemetry import setup_logging, setup_telemetry
 
@@ -385,7 +392,9 @@ def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None
             finally:
                 await services.db.dispose()
 
-        snapshot = asyncio.run(snap())
+        # In a thread of its own: a worker builds its app inside uvicorn's running loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            snapshot = pool.submit(asyncio.run, snap()).result()
         base = services.context
 
         def context(principal: Any, *, request: Any = None, response: Any = None) -> Any:
@@ -394,10 +403,28 @@ def serve(mode: str, url: str, port: int, members: list[int], http: str) -> None
             return made
 
         services.context = context  # type: ignore[method-assign]
-    app = create_app(settings, services=services)
+    return create_app(settings, services=services)
+
+
+def worker_app() -> Any:
+    """The app of one worker process (``--workers`` > 1: uvicorn imports this by name)."""
+    mode, url, sample = os.environ["HUB_BENCH_SERVE"].split(" ")
+    return build_app(mode, url, [int(x) for x in sample.split(",")])
+
+
+def serve(mode: str, url: str, port: int, members: list[int], http: str, workers: int) -> None:
+    import uvicorn
+
+    if workers > 1:  # as `hub serve --workers N`: uvicorn's process manager over one socket
+        os.environ["HUB_BENCH_SERVE"] = f"{mode} {url} {','.join(map(str, members))}"
+        uvicorn.run(
+            "profile_query:worker_app", factory=True, workers=workers, host="127.0.0.1",
+            port=port, loop="asyncio", http=http, log_level="warning", access_log=False,
+        )  # fmt: skip
+        return
     uvicorn.run(
-        app, host="127.0.0.1", port=port, loop="asyncio", http=http, log_level="warning",
-        access_log=False,
+        build_app(mode, url, members), host="127.0.0.1", port=port, loop="asyncio", http=http,
+        log_level="warning", access_log=False,
     )  # fmt: skip
 
 
@@ -452,12 +479,14 @@ class Figures:
     p50_ms: float
     p99_ms: float
     cpu_ms: float  # server process CPU (user + system) per request
+    client_cpu_ms: float  # this process's (the 16 clients') CPU per request
 
 
 @dataclass
 class Window:
     elapsed: float = 0.0
     cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
     def figures(self) -> Figures:
@@ -467,12 +496,24 @@ class Window:
             p50_ms=lat[len(lat) // 2] * 1000,
             p99_ms=lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
             cpu_ms=self.cpu_s / len(lat) * 1000,
+            client_cpu_ms=self.client_cpu_s / len(lat) * 1000,
         )
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU of a process and its live descendants (uvicorn's workers)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def wait_ready(port: int, proc: asyncio.subprocess.Process) -> None:
@@ -493,7 +534,10 @@ async def wait_ready(port: int, proc: asyncio.subprocess.Process) -> None:
     raise SystemExit("server did not become ready")
 
 
-def requests_for(view: str, members: list[int]) -> list[bytes]:
+def requests_for(view: str, members: list[int], copies: int) -> list[bytes]:
+    """``copies`` requests per member, each `me` one with a token of its own: both sides send
+    as many distinct tokens (the hub remembers verified tokens), over 20x fewer members in
+    memory."""
     from hub.core.tokens import Role, issue_token
 
     agent = issue_token(secret=JWT_SECRET, role=Role.AGENT, subject="bench-agent")
@@ -503,14 +547,21 @@ def requests_for(view: str, members: list[int]) -> list[bytes]:
             m,
             agent
             if view == "agent"
-            else issue_token(secret=JWT_SECRET, role=Role.MEMBER, subject=f"m{m}", member_id=m),
+            else issue_token(secret=JWT_SECRET, role=Role.MEMBER, subject=f"m{m}.{k}", member_id=m),
         )
         for m in members
+        for k in range(copies)
     ]
 
 
 async def measure(
-    url: str, samples: dict[str, list[int]], seconds: float, rounds: int, http: str, port: int
+    url: str,
+    samples: dict[str, list[int]],
+    seconds: float,
+    rounds: int,
+    http: str,
+    port: int,
+    workers: int,
 ) -> dict[tuple[str, str], Figures]:
     """Both servers run side by side; the views and modes take turns in short windows, so a
     neighbour's load on this shared machine falls on both sides of the ratio alike."""
@@ -520,11 +571,17 @@ async def measure(
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--serve", mode, "--url", url,
                 "--port", str(port + i), "--sample", ",".join(map(str, members)), "--http", http,
+                "--workers", str(workers),
             )  # fmt: skip
             procs[mode] = (proc, port + i)
         for proc, p in procs.values():
             await wait_ready(p, proc)
-        requests = {(m, v): requests_for(v, samples[m]) for m in samples for v in VIEWS}
+        most = max(len(members) for members in samples.values())
+        requests = {
+            (m, v): requests_for(v, samples[m], most // len(samples[m]))
+            for m in samples
+            for v in VIEWS
+        }
         windows = {key: Window() for key in requests}
         for (mode, _view), reqs in requests.items():  # warm up: caches, prepared statements
             await load(procs[mode][1], reqs, 1.0, [], 0)
@@ -532,14 +589,16 @@ async def measure(
             for (mode, view), reqs in requests.items():
                 proc, p = procs[mode]
                 window = windows[(mode, view)]
-                cpu0 = cpu_seconds(proc.pid)
+                cpu0, client0 = cpu_seconds(proc.pid), time.process_time()
                 window.elapsed += await load(p, reqs, seconds / rounds, window.latencies, r * 100)
                 window.cpu_s += cpu_seconds(proc.pid) - cpu0
+                window.client_cpu_s += time.process_time() - client0
         out = {key: w.figures() for key, w in windows.items()}
         for (mode, view), f in out.items():
             print(
                 f"  {mode:6} view={view:5} rps={f.rps:,.0f} p50_ms={f.p50_ms:.1f} "
-                f"p99_ms={f.p99_ms:.1f} server_cpu_ms={f.cpu_ms:.2f}",
+                f"p99_ms={f.p99_ms:.1f} server_cpu_ms={f.cpu_ms:.2f} "
+                f"client_cpu_ms={f.client_cpu_ms:.2f}",
                 flush=True,
             )
         return out
@@ -559,7 +618,7 @@ async def main(args: argparse.Namespace) -> None:
     db_sample = rng.sample(range(1, members + 1), min(members, 20 * SNAPSHOT_MEMBERS))
     samples = {"db": db_sample, "memory": db_sample[:SNAPSHOT_MEMBERS]}
     load_before = os.getloadavg()[0]
-    got = await measure(url, samples, seconds, rounds, args.http, args.port)
+    got = await measure(url, samples, seconds, rounds, args.http, args.port, args.workers)
     for view in VIEWS:
         d, m = got[("db", view)], got[("memory", view)]
         print(
@@ -586,11 +645,13 @@ if __name__ == "__main__":
     parser.add_argument("--fresh", action="store_true", help="rebuild the database")
     parser.add_argument("--http", default="auto", help="uvicorn HTTP parser (auto: as hub serve)")
     parser.add_argument("--port", type=int, default=8791)
+    parser.add_argument("--workers", type=int, default=1, help="server processes per side")
     parser.add_argument("--serve", choices=("db", "memory"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--sample", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.url, args.port, [int(x) for x in args.sample.split(",")], args.http)
+        sample = [int(x) for x in args.sample.split(",")]
+        serve(args.serve, args.url, args.port, sample, args.http, args.workers)
     else:
         asyncio.run(main(args))

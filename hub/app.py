@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -213,13 +214,24 @@ class HubGraphQL(GraphQL[Context, None]):
         )
 
     def decode_json(self, data: str | bytes) -> object:
-        body = super().decode_json(data)
+        try:
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            body = super().decode_json(data)  # what the stdlib accepts, or its error
         if _carries_nul(body):
             raise UnstorableText("text may not contain NUL (U+0000) characters")
         if isinstance(body, dict):
             # Before parsing: an unknown document never reaches the GraphQL parser in enforce.
             return resolve_persisted(body, self.manifest, self.persisted_mode)
         return body
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson: a third of the stdlib's cost for a profile view's response.
+        try:
+            return orjson.dumps(data)
+        except TypeError:  # an integer past 64 bits in a JSON scalar
+            fallback = super().encode_json(data)
+            return fallback.encode() if isinstance(fallback, str) else fallback
 
     async def get_context(self, request: Any, response: Any) -> Context:
         principal = self.services.authenticate(request.headers.get("authorization"))

@@ -13,6 +13,7 @@ from strawberry.tools import merge_types
 
 from schema.audit.queries import AuditQuery
 from schema.cost import TokenBuckets, cost_limiter
+from schema.executor import HubExecutionContext
 from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
 from schema.ingest.mutations import IngestMutation
@@ -46,6 +47,7 @@ def build_schema(
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        execution_context_class=HubExecutionContext,
         extensions=[
             *extensions(
                 max_depth=max_depth,

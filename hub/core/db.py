@@ -211,20 +211,6 @@ class Database:
             finally:
                 await session.rollback()
 
-    @asynccontextmanager
-    async def read_statements(self) -> AsyncIterator[AsyncSession]:
-        """A session for fixed read-only statements (DataLoader SELECTs), outside a transaction.
-
-        Autocommit spares a request's reads the BEGIN and ROLLBACK round trips of ``read()``;
-        each statement still sees its own snapshot, exactly as statements inside a READ
-        COMMITTED transaction do. Use ``read()`` for anything built from input or that must
-        never write.
-        """
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            async with self.sessions(bind=conn) as session:
-                yield session
-
     async def ping(self, timeout_s: float = 2.0) -> None:
         try:
             async with asyncio.timeout(timeout_s), self.engine.connect() as conn:

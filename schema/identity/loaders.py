@@ -1,19 +1,18 @@
 """Per-request DataLoaders for the identity views: one SQL statement per batch of keys.
 
 Created lazily in the request's ``Context.loaders.extra`` (so a request never sees another's
-cache) and read through the request's shared read session (``Context.reads``) with SQLAlchemy
-Core, so the query-count tests see every statement.
+cache) and read through the request's shared connection (``Context.reads.fetch``), which
+announces every statement to SQLAlchemy's events, so the query-count tests see each one.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, text
+import orjson
 from strawberry.dataloader import DataLoader
 
 from schema.context import Context, RequestReads
@@ -22,13 +21,13 @@ EVENTS_PER_MEMBER = 50
 
 
 def _json_list(value: Any) -> list[Any]:
-    loaded = json.loads(value) if isinstance(value, str) else value
+    loaded = orjson.loads(value) if isinstance(value, str) else value
     return list(loaded) if isinstance(loaded, list) else []
 
 
-def _json(value: Any) -> dict[str, Any]:
+def json_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        loaded = json.loads(value)
+        loaded = orjson.loads(value)
         return loaded if isinstance(loaded, dict) else {}
     return dict(value) if isinstance(value, dict) else {}
 
@@ -88,54 +87,67 @@ class EventRow:
     operation: int | None
 
 
-async def _rows(reads: RequestReads, statement: TextClause, keys: Sequence[int]) -> list[Any]:
-    async def run(session: Any) -> list[Any]:
-        return list(await session.execute(statement, {"ids": list(keys)}))
-
-    return await reads.run(run)
+async def _rows(reads: RequestReads, statement: str, keys: Sequence[int]) -> list[Any]:
+    return await reads.fetch(statement, list(keys))
 
 
-_RECORD_COLUMNS = (
+RECORD_COLUMNS = (
     "id, member_id, source, source_key, business_line, observed_at, member_pinned, "
     "erased_at IS NOT NULL"
 )
-# Built once: a text() per batch costs its construction and cache-key walk on every request.
-_MEMBERS = text(
+# asyncpg statements ($1: the batch's keys); the driver keeps each prepared per connection.
+_MEMBERS = (
     "SELECT id, status, merged_into, golden_masked, created_at, updated_at "
-    "FROM member WHERE id = ANY(:ids)"
+    "FROM member WHERE id = ANY($1::bigint[])"
 )
-_RECORDS = text(f"SELECT {_RECORD_COLUMNS} FROM source_record WHERE id = ANY(:ids)")
-_RECORDS_OF_MEMBERS = text(
-    f"SELECT {_RECORD_COLUMNS}, (SELECT coalesce(json_agg(json_build_array(i.kind, i.scope, "
+_RECORDS = f"SELECT {RECORD_COLUMNS} FROM source_record WHERE id = ANY($1::bigint[])"
+_RECORDS_OF_MEMBERS = (
+    f"SELECT {RECORD_COLUMNS}, (SELECT coalesce(json_agg(json_build_array(i.kind, i.scope, "
     "i.masked, i.verified) ORDER BY i.kind, i.scope), '[]') FROM source_identifier i "
-    "WHERE i.source_record_id = r.id) FROM source_record r WHERE member_id = ANY(:ids) ORDER BY id"
+    "WHERE i.source_record_id = r.id) FROM source_record r WHERE member_id = ANY($1::bigint[]) "
+    "ORDER BY id"
 )
-_IDENTIFIERS = text(
+_IDENTIFIERS = (
     "SELECT source_record_id, kind, scope, masked, verified FROM source_identifier "
-    "WHERE source_record_id = ANY(:ids) ORDER BY source_record_id, kind, scope"
+    "WHERE source_record_id = ANY($1::bigint[]) ORDER BY source_record_id, kind, scope"
 )
-_LINKS = text(
-    "SELECT source_record_id, member_id, linked_to, rule, score, explain, created_at, "
-    "created_by FROM identity_link WHERE member_id = ANY(:ids) ORDER BY source_record_id"
+LINK_COLUMNS = (
+    "source_record_id, member_id, linked_to, rule, score, explain, created_at, created_by"
+)
+_LINKS = (
+    f"SELECT {LINK_COLUMNS} FROM identity_link WHERE member_id = ANY($1::bigint[]) "
+    "ORDER BY source_record_id"
 )
 # The newest events that moved records into or out of each member: per member, the newest
 # EVENTS_PER_MEMBER of each index range (to_member, id) and (from_member, id), then merged.
-_EVENT_COLUMNS = "id, at, kind, source_record_id, from_member, to_member, rule, actor, batch"
-_EVENTS = text(
-    f"SELECT k.m, e.* FROM unnest(CAST(:ids AS bigint[])) AS k(m) CROSS JOIN LATERAL ("
-    f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE to_member = k.m "
-    f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) UNION "
-    f"(SELECT {_EVENT_COLUMNS} FROM identity_event WHERE from_member = k.m "
-    f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) e "
+EVENT_COLUMNS = "id, at, kind, source_record_id, from_member, to_member, rule, actor, batch"
+
+
+def events_sql(member: str) -> str:
+    """The newest EVENTS_PER_MEMBER events into or out of ``member`` (an SQL expression)."""
+    return (
+        f"(SELECT {EVENT_COLUMNS} FROM identity_event WHERE to_member = {member} "
+        f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) UNION "
+        f"(SELECT {EVENT_COLUMNS} FROM identity_event WHERE from_member = {member} "
+        f"ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}) ORDER BY id DESC LIMIT {EVENTS_PER_MEMBER}"
+    )
+
+
+_EVENTS = (
+    f"SELECT k.m, e.* FROM unnest($1::bigint[]) AS k(m) CROSS JOIN LATERAL ({events_sql('k.m')}) e "
     "ORDER BY k.m, e.id DESC"
 )
+
+
+def link_row(r: Any) -> LinkRow:
+    return LinkRow(r[0], r[1], r[2], r[3], r[4], json_dict(r[5]), r[6], r[7])
 
 
 class MemberByIdLoader(DataLoader[int, MemberRow | None]):
     def __init__(self, reads: RequestReads) -> None:
         async def load(keys: list[int]) -> list[MemberRow | None]:
             rows = await _rows(reads, _MEMBERS, keys)
-            found = {r[0]: MemberRow(r[0], r[1], r[2], _json(r[3]), r[4], r[5]) for r in rows}
+            found = {r[0]: MemberRow(r[0], r[1], r[2], json_dict(r[3]), r[4], r[5]) for r in rows}
             return [found.get(k) for k in keys]
 
         super().__init__(load_fn=load)
@@ -190,7 +202,7 @@ class LinksByMemberLoader(DataLoader[int, list[LinkRow]]):
             rows = await _rows(reads, _LINKS, keys)
             out: dict[int, list[LinkRow]] = {k: [] for k in keys}
             for r in rows:
-                out[r[1]].append(LinkRow(r[0], r[1], r[2], r[3], r[4], _json(r[5]), r[6], r[7]))
+                out[r[1]].append(link_row(r))
             return [out[k] for k in keys]
 
         super().__init__(load_fn=load)

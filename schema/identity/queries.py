@@ -23,6 +23,7 @@ from schema.identity.types import (
 )
 from schema.limits import page_size
 from schema.permissions import IsAgent
+from schema.profile_reads import profile_reads, wants
 
 MAX_SEARCH = 50
 
@@ -57,6 +58,10 @@ class IdentityQuery:
         member_id = parse_id(id)
         if member_id is None:
             return None
+        # the whole view in one statement, primed into the loaders read below
+        await profile_reads(info.context).load(
+            info, member_id, wants(info, identity_below=None, loyalty_below="loyalty")
+        )
         row = await loaders(info.context).member_by_id.load(member_id)
         return MemberProfile.from_model(row) if row else None
 

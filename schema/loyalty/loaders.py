@@ -2,7 +2,7 @@
 
 They live in ``Context.loaders.extra["loyalty"]`` (created on first use in a request), so a
 query over many members costs the same few statements as one member, all on the request's
-shared read session (``Context.reads``).
+shared connection (``Context.reads.fetch``).
 """
 
 from __future__ import annotations
@@ -44,26 +44,15 @@ class LoyaltyLoaders:
         at = utcnow()
 
         async def members(ids: Sequence[int]) -> list[bool]:
-            async def run(session: Any) -> set[int]:
-                return await views.existing_members(session=session, member_ids=ids)
-
-            found = await reads.run(run)
+            found = await views.existing_members(fetch=reads.fetch, member_ids=ids)
             return [i in found for i in ids]
 
         async def summaries(ids: Sequence[int]) -> list[views.SummaryView]:
-            async def run(session: Any) -> list[views.SummaryView]:
-                found = await views.summaries(
-                    session=session, program=loyalty, member_ids=ids, at=at
-                )
-                return [found[i] for i in ids]
-
-            return await reads.run(run)
+            found = await views.summaries(fetch=reads.fetch, program=loyalty, member_ids=ids, at=at)
+            return [found[i] for i in ids]
 
         async def ledger(keys: Sequence[LedgerKey]) -> list[views.LedgerPage]:
-            async def run(session: Any) -> list[views.LedgerPage]:
-                return await views.ledger_pages(session=session, requests=keys)
-
-            return await reads.run(run)
+            return await views.ledger_pages(fetch=reads.fetch, requests=keys)
 
         return cls(
             member_by_id=DataLoader(load_fn=members),

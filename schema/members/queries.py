@@ -18,6 +18,7 @@ from schema.identity.loaders import loaders as identity_loaders
 from schema.identity.types import MemberProfile
 from schema.loyalty.types import MemberLoyalty
 from schema.permissions import IsMember
+from schema.profile_reads import profile_reads, wants
 
 
 @strawberry.type(description="The signed-in member: profile (masked) and loyalty.")
@@ -31,8 +32,12 @@ class Me(MemberLoyalty):
 @strawberry.type
 class MembersQuery:
     @strawberry.field(permission_classes=[IsMember], description="The signed-in member.")
-    def me(self, info: Info[Context, Any]) -> Me:
+    async def me(self, info: Info[Context, Any]) -> Me:
         member = info.context.principal.member_id
         if member is None:
             raise NotAuthenticated("this member token names no member")
+        # profile and loyalty in one statement, primed into the loaders the fields read
+        await profile_reads(info.context).load(
+            info, member, wants(info, identity_below="profile", loyalty_below=None)
+        )
         return Me(member_id=strawberry.ID(str(member)), _member=member)

@@ -83,3 +83,35 @@ def test_member_tokens_carry_the_member_id() -> None:
     assert principal.member_id == 42
     with pytest.raises(ValueError, match="member-id"):
         issue_token(secret=secret, role=Role.MEMBER, subject="m")
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "s" * 40
+    verifier = TokenVerifier(issuer="member-hub", audience="member-hub", hs256_secret=secret)
+    token = jwt.encode(_claims(), secret, algorithm="HS256")
+    assert verifier.verify(token).subject == "agent-7"
+    assert verifier.verify(token).subject == "agent-7"  # from the cache
+    # A token differing in one signature character is checked, not served from the cache.
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(NotAuthenticated):
+        verifier.verify(tampered)
+    later = datetime.now(UTC) + timedelta(minutes=6)  # past the token's 5 minutes
+    monkeypatch.setattr("hub.core.tokens.time.time", later.timestamp)
+    monkeypatch.setattr("jwt.api_jwt.datetime", _FrozenDatetime(later))
+    with pytest.raises(NotAuthenticated, match="expired"):
+        verifier.verify(token)
+
+
+class _FrozenDatetime:
+    """``datetime`` for PyJWT's clock, frozen at one instant."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self, tz: object = None) -> datetime:
+        return self.at
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(datetime, name)
