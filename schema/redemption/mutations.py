@@ -78,12 +78,16 @@ def typed_error(exc: Exception) -> Any:
 
 
 async def _run(
-    info: Info[Context, Any], work: Callable[[redemption.Tx], Awaitable[RedemptionModel]]
-) -> RedemptionModel | Any:
+    info: Info[Context, Any],
+    work: Callable[[redemption.Tx], Awaitable[RedemptionModel]],
+    success: Callable[..., Any],
+) -> Any:
+    """Run ``work``; its redemption wrapped in ``success``, or its typed error."""
     try:
-        return await redemption.run_redemption(db=info.context.db, work=work)
+        done = await redemption.run_redemption(db=info.context.db, work=work)
     except (errors.LoyaltyError, IdempotencyConflictError) as exc:
         return typed_error(exc)
+    return success(redemption=t.Redemption.from_model(done))
 
 
 def _hold_id(value: strawberry.ID) -> int:
@@ -129,7 +133,7 @@ class RedemptionMutation:
                 return t.RedemptionNotAllowed(message="agents give a reason (it is audited)")
             member, reason = named, input.reason
         ctx = info.context
-        result = await _run(
+        return await _run(  # type: ignore[no-any-return]
             info,
             lambda s: redemption.place_hold(
                 session=s,
@@ -145,10 +149,8 @@ class RedemptionMutation:
                 hold_ttl_s=input.hold_ttl_s,
                 reason=reason,
             ),
+            t.RedeemPointsSuccess,
         )
-        if isinstance(result, RedemptionModel):
-            return t.RedeemPointsSuccess(redemption=t.Redemption.from_model(result))
-        return result  # type: ignore[no-any-return]
 
     @strawberry.mutation(
         permission_classes=[CanRedeem],
@@ -162,7 +164,7 @@ class RedemptionMutation:
             hold_id = _hold_id(input.redemption_id)
         except rerrors.HoldNotFound as exc:
             return typed_error(exc)  # type: ignore[no-any-return]
-        result = await _run(
+        return await _run(  # type: ignore[no-any-return]
             info,
             lambda s: redemption.capture(
                 session=s,
@@ -173,10 +175,8 @@ class RedemptionMutation:
                 idempotency_key=input.idempotency_key,
                 scope=scope_of(ctx.principal),
             ),
+            t.CaptureRedemptionSuccess,
         )
-        if isinstance(result, RedemptionModel):
-            return t.CaptureRedemptionSuccess(redemption=t.Redemption.from_model(result))
-        return result  # type: ignore[no-any-return]
 
     @strawberry.mutation(
         permission_classes=[CanRedeem],
@@ -190,7 +190,7 @@ class RedemptionMutation:
             hold_id = _hold_id(input.redemption_id)
         except rerrors.HoldNotFound as exc:
             return typed_error(exc)  # type: ignore[no-any-return]
-        result = await _run(
+        return await _run(  # type: ignore[no-any-return]
             info,
             lambda s: redemption.cancel(
                 session=s,
@@ -200,10 +200,8 @@ class RedemptionMutation:
                 idempotency_key=input.idempotency_key,
                 scope=scope_of(ctx.principal),
             ),
+            t.CancelRedemptionSuccess,
         )
-        if isinstance(result, RedemptionModel):
-            return t.CancelRedemptionSuccess(redemption=t.Redemption.from_model(result))
-        return result  # type: ignore[no-any-return]
 
     @strawberry.mutation(
         permission_classes=[CanRefund],
@@ -218,7 +216,7 @@ class RedemptionMutation:
             hold_id = _hold_id(input.redemption_id)
         except rerrors.HoldNotFound as exc:
             return typed_error(exc)  # type: ignore[no-any-return]
-        result = await _run(
+        return await _run(  # type: ignore[no-any-return]
             info,
             lambda s: redemption.refund_redemption(
                 session=s,
@@ -229,10 +227,8 @@ class RedemptionMutation:
                 points=input.points,
                 scope=scope_of(ctx.principal),
             ),
+            t.RefundRedemptionSuccess,
         )
-        if isinstance(result, RedemptionModel):
-            return t.RefundRedemptionSuccess(redemption=t.Redemption.from_model(result))
-        return result  # type: ignore[no-any-return]
 
     @strawberry.mutation(
         permission_classes=[IsMember],
