@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from hub.console import console_routes
+from hub.core.allocator import fix_mmap_threshold
 from hub.core.db import Database, resolve_url
 from hub.core.errors import DatabaseUnavailable, HubError, NotAuthenticated, NotMigrated
 from hub.core.migrate import head_revision, known_revisions
@@ -371,6 +372,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        fix_mmap_threshold()
         _settle_garbage_collector()
         yield
         await svc.db.dispose()
