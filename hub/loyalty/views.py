@@ -140,6 +140,9 @@ _SUMMARY = summary_sql("= ANY($1::bigint[])")
 
 # The benefits' quota periods hold for a month or more: remembered (per program) until the
 # first of them ends, instead of working out each one's local calendar period per request.
+# Both memos hold the programs they were built for: bounded, so code that reloads its program
+# does not keep every earlier one alive.
+_PROGRAMS_REMEMBERED = 8
 _quota_starts: dict[int, tuple[Program, datetime, datetime, list[str], list[datetime]]] = {}
 
 
@@ -151,6 +154,7 @@ def summary_args(program: Program, at: datetime) -> tuple[Any, ...]:
         starts, ends = [p.start for p in periods.values()], [p.end for p in periods.values()]
         found = (program, max(starts, default=at), min(ends, default=at), list(periods), starts)
         _quota_starts[id(program)] = found
+        _bound(_quota_starts, _PROGRAMS_REMEMBERED)
     return (at, at + EXPIRING_SOON, found[3], found[4])
 
 
@@ -162,7 +166,13 @@ def _benefits_for(program: Program, tier_code: str) -> list[Benefit]:
     if found is None or found[0] is not program:
         found = (program, rules.benefits_for(program, tier_code=tier_code))
         _entitled[(id(program), tier_code)] = found
+        _bound(_entitled, _PROGRAMS_REMEMBERED * 16)  # tiers per program: a handful
     return found[1]
+
+
+def _bound(memo: dict[Any, Any], size: int) -> None:
+    while len(memo) > size:
+        del memo[next(iter(memo))]  # the oldest entry: dicts keep insertion order
 
 
 async def summaries(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib import resources
 
 import pytest
 from loyalty_helpers import shanghai
@@ -70,3 +71,22 @@ def test_quarter_and_year_periods_at_a_utc_boundary():
     upgrade = benefit(program, "hotel_room_upgrade")  # yearly
     year = quota_period(program, upgrade, shanghai(2026, 12, 31, 23, 59))
     assert (year.start, year.end) == (shanghai(2026, 1, 1), shanghai(2027, 1, 1))
+
+
+def test_view_memos_answer_per_program_and_forget_old_programs():
+    # The profile views remember quota periods and entitlements per program object; a caller
+    # that reloads its program must get answers for the new one and not keep every old one.
+    from hub.loyalty import views
+    from hub.loyalty.program import parse_program
+
+    text = resources.files("hub.loyalty").joinpath("default_program.toml").read_bytes()
+    at = datetime(2026, 3, 15, 4, tzinfo=UTC)
+    tier = default_program().tiers[-1].code
+    expected_args = views.summary_args(default_program(), at)
+    expected_benefits = views._benefits_for(default_program(), tier)
+    for _ in range(3 * views._PROGRAMS_REMEMBERED):
+        reloaded = parse_program(text, source="reloaded.toml")
+        assert views.summary_args(reloaded, at) == expected_args
+        assert views._benefits_for(reloaded, tier) == expected_benefits
+    assert len(views._quota_starts) <= views._PROGRAMS_REMEMBERED
+    assert len(views._entitled) <= views._PROGRAMS_REMEMBERED * 16
