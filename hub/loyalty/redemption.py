@@ -101,9 +101,6 @@ MAX_ORDER_REF = 128
 MAX_REASON = 500
 MAX_ATTEMPTS = 6
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
-# A call whose idempotency key a concurrent call with the same key committed first (the
-# one-statement functions of migration 0011 write the key last): run again, it replays.
-_KEY_RACE = ("23505", "idempotency_key_pkey")
 R = TypeVar("R")
 
 
@@ -224,9 +221,9 @@ async def place_hold(
     # One statement, unless an agent's reason is audited next to it in the same transaction.
     conn = await (driver(session) if reason is not None else one_statement(session))
     args = key_args(actor, idempotency_key, "redeem_points", request)
-    row = await conn.fetchrow(
-        "SELECT * FROM redemption_hold_now($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, "
-        "$10, $11, $12, $13, $14, $15, $16, $17::jsonb)",
+    result = await conn.fetchval(
+        "SELECT redemption_place_hold($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, "
+        "$11, $12, $13, $14, $15, $16, $17::jsonb)",
         *args,
         json.dumps(error_payload(early)) if early else None,
         member_id,
@@ -242,35 +239,20 @@ async def place_hold(
         expires_at,
         json.dumps(view.to_json()) if idempotency_key is not None else None,
     )
-    hold_id, left, lot_ids, lot_issuers, lot_points, answer = row
-    if answer is None:
-        # The common case, decided in one statement: the columns are the new hold's.
-        assert member_id is not None
-        hold = replace(
+    hold = outcome(
+        result,
+        key=idempotency_key,
+        operation="redeem_points",
+        request=request,
+        decode=Redemption.from_json,
+        fresh=lambda ok: replace(
             view,
-            id=hold_id,
-            member_id=member_id,
-            available=left,
-            lots=tuple(
-                HoldLot(lot, issuer, taken, 0, 0)
-                for lot, issuer, taken in zip(lot_ids, lot_issuers, lot_points, strict=True)
-            ),
-        )
-    else:
-        hold = outcome(
-            answer,
-            key=idempotency_key,
-            operation="redeem_points",
-            request=request,
-            decode=Redemption.from_json,
-            fresh=lambda ok: replace(
-                view,
-                id=ok["id"],
-                member_id=ok["member_id"],
-                available=ok["available"],
-                lots=tuple(HoldLot(**lot) for lot in ok["lots"]),
-            ),
-        )
+            id=ok["id"],
+            member_id=ok["member_id"],
+            available=ok["available"],
+            lots=tuple(HoldLot(**lot) for lot in ok["lots"]),
+        ),
+    )
     if reason is not None and not hold.replayed:
         await record_audit_on(
             conn,
@@ -283,29 +265,16 @@ async def place_hold(
     return hold
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception, what the driver adapter wraps, and their causes (a few levels)."""
-    found: list[BaseException] = []
+def _retryable(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     for _ in range(4):
         if seen is None:
-            break
+            return False
         for candidate in (seen, getattr(seen, "orig", None)):
-            if isinstance(candidate, BaseException):
-                found.append(candidate)
+            if getattr(candidate, "sqlstate", None) in _RETRY_SQLSTATES:
+                return True
         seen = seen.__cause__
-    return found
-
-
-def _retryable(exc: BaseException) -> bool:
-    return any(getattr(c, "sqlstate", None) in _RETRY_SQLSTATES for c in _causes(exc))
-
-
-def _key_race(exc: BaseException) -> bool:
-    return any(
-        (getattr(c, "sqlstate", None), getattr(c, "constraint_name", None)) == _KEY_RACE
-        for c in _causes(exc)
-    )
+    return False
 
 
 async def run_redemption(
@@ -332,8 +301,6 @@ async def run_redemption(
                 except (LoyaltyError, IdempotencyConflict) as exc:
                     failure = exc
         except Exception as exc:
-            if attempt < attempts and _key_race(exc):
-                continue  # the key is committed now: the next attempt replays it
             if attempt < attempts and _retryable(exc):
                 await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311
                 continue

@@ -20,7 +20,7 @@ from hub.loyalty._sql import Tx, driver, one_statement
 from hub.loyalty.ledger import GROUP_LINE
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_keys import key_args, outcome
-from hub.loyalty.redemption_store import ANY, CAPTURED, HoldRow, HoldScope
+from hub.loyalty.redemption_store import ANY, HoldRow, HoldScope
 from hub.loyalty.redemption_views import HoldLot, Redemption, value_fen
 
 EXPIRE_BATCH = 500
@@ -51,9 +51,9 @@ async def capture(
     request = {"redemption_id": hold_id, "points": points}
     prices = program.settlement_fen_per_point
     conn = await one_statement(session)
-    row = await conn.fetchrow(
-        "SELECT * FROM redemption_capture_now($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, "
-        "$11, $12, $13, $14)",
+    result = await conn.fetchval(
+        "SELECT redemption_capture($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, "
+        "$13, $14)",
         *key_args(actor, idempotency_key, "capture", request),
         hold_id,
         points,
@@ -66,36 +66,13 @@ async def capture(
         list(prices.values()),
         GROUP_LINE,
     )
-    answer = row[13]
-    if answer is not None:
-        return outcome(
-            answer,
-            key=idempotency_key,
-            operation="capture",
-            request=request,
-            decode=Redemption.from_json,
-            fresh=_fresh,
-        )
-    # A whole capture decided in one go: the columns are the hold's, now captured.
-    (member, line, held, order_ref, refunded, amount_fen, created_at, expires_at, left) = row[:9]
-    return Redemption(
-        id=hold_id,
-        member_id=member,
-        line=line,
-        points=held,
-        order_ref=order_ref,
-        state=CAPTURED,
-        captured_points=held,
-        refunded_points=refunded,
-        amount_fen=amount_fen,
-        created_at=created_at,
-        expires_at=expires_at,
-        resolved_at=at,
-        available=left,
-        lots=tuple(
-            HoldLot(lot, issuer, n, n, back)
-            for lot, issuer, n, back in zip(row[9], row[10], row[11], row[12], strict=True)
-        ),
+    return outcome(
+        result,
+        key=idempotency_key,
+        operation="capture",
+        request=request,
+        decode=Redemption.from_json,
+        fresh=_fresh,
     )
 
 
