@@ -23,6 +23,14 @@ target ≥ 0.25)::
     redemption across_members per_s=… n=…
     redemption hot_member per_s=… n=…
     ratio=…
+    cpu_ms_per_op raw=… across_members=… (client … + backends …) cpu_ratio=…
+
+The last line is CPU time per operation — this process plus the server processes of the
+phase's connections, read from ``/proc`` (so only when the server runs on this machine) — and
+their ratio (raw / across members): what the rate ratio tends to when both sides are CPU-bound
+on the same cores. On a shared machine it moves much less with the neighbours' load than the
+rates do (commit latency and the share of the cores one gets vary; the work per operation does
+not), so it is the figure to compare changes by.
 
 ``--quick`` is a smoke size (a few seconds); the default runs 20 s per phase.
 """
@@ -60,6 +68,8 @@ MEMBERS = 1_000
 WORKERS = 8
 POINTS = 10
 ROUNDS = 5  # the phases take turns, so a neighbour's load falls on all of them alike
+RAW_APPLICATION = "bench-raw"  # how each phase's server processes are found
+HUB_APPLICATION = "member-hub"  # Database's application_name
 
 
 async def seed(db: Database) -> None:
@@ -108,15 +118,32 @@ async def seed(db: Database) -> None:
 One = Callable[[int], Awaitable[None]]
 
 
-class Phase:
-    """One figure, measured in several windows: its operations and seconds add up."""
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a local process so far (None when it is not on this machine)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, one: One) -> None:
+
+class Phase:
+    """One figure, measured in several windows: its operations, seconds and CPU add up.
+
+    CPU is this process's plus that of the server processes serving ``application`` on the
+    bench database (``pids``), when they are local.
+    """
+
+    def __init__(self, one: One, application: str) -> None:
         self.one = one
+        self.application = application
         self.done = 0
         self.seconds = 0.0
+        self.client_cpu = 0.0
+        self.server_cpu: float | None = 0.0
 
-    async def run(self, seconds: float) -> None:
+    async def run(self, seconds: float, admin: asyncpg.Connection) -> None:
         stop = time.perf_counter() + seconds
 
         async def worker(w: int) -> None:
@@ -124,9 +151,41 @@ class Phase:
                 await self.one(w)
                 self.done += 1
 
+        pids = [
+            r["pid"]
+            for r in await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = $1",
+                self.application,
+            )
+        ]
+        before = [cpu_seconds(p) for p in pids]
+        client = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(WORKERS)))
         self.seconds += time.perf_counter() - start
+        self.client_cpu += time.process_time() - client
+        after = [cpu_seconds(p) for p in pids]
+        used = [
+            a - b for a, b in zip(after, before, strict=True) if a is not None and b is not None
+        ]
+        if self.server_cpu is None or not pids or len(used) < len(pids):
+            self.server_cpu = None  # a remote server (or no connection seen): client only
+        else:
+            self.server_cpu += sum(used)
+
+    def cpu_ms(self) -> str:
+        if self.server_cpu is None:
+            return "n/a"
+        return f"{(self.client_cpu + self.server_cpu) / self.done * 1e3:.2f}"
+
+    def split_ms(self) -> str:
+        if self.server_cpu is None:
+            return f"client {self.client_cpu / self.done * 1e3:.2f}"
+        return (
+            f"client {self.client_cpu / self.done * 1e3:.2f} + "
+            f"backends {self.server_cpu / self.done * 1e3:.2f}"
+        )
 
     @property
     def rate(self) -> float:
@@ -197,15 +256,22 @@ async def main() -> None:
         db = Database(url, pool_size=WORKERS, max_overflow=0)
         try:
             await seed(db)
-            pool = await asyncpg.create_pool(dsn=plain_url(url), min_size=WORKERS, max_size=WORKERS)
-            raw = Phase(raw_updates(pool))
-            across = Phase(redemptions(db, hot=False))
-            hot = Phase(redemptions(db, hot=True))
+            pool = await asyncpg.create_pool(
+                dsn=plain_url(url),
+                min_size=WORKERS,
+                max_size=WORKERS,
+                server_settings={"application_name": RAW_APPLICATION},
+            )
+            admin_conn = await asyncpg.connect(dsn=plain_url(url))
+            raw = Phase(raw_updates(pool), RAW_APPLICATION)
+            across = Phase(redemptions(db, hot=False), HUB_APPLICATION)
+            hot = Phase(redemptions(db, hot=True), HUB_APPLICATION)
             try:
                 for _ in range(ROUNDS):
                     for phase in (raw, across, hot):
-                        await phase.run(seconds / ROUNDS)
+                        await phase.run(seconds / ROUNDS, admin_conn)
             finally:
+                await admin_conn.close()
                 await pool.close()
             print(f"raw_update tx_per_s={raw.rate:,.0f} workers={WORKERS}", flush=True)
             print(
@@ -216,7 +282,18 @@ async def main() -> None:
             print(f"redemption hot_member per_s={hot.rate:,.0f} n={hot.done}", flush=True)
             print(
                 f"ratio={across.rate / raw.rate:.2f} (across members / raw single-row UPDATE; "
-                f"hot member {hot.rate / raw.rate:.2f}; {ROUNDS} rounds)"
+                f"hot member {hot.rate / raw.rate:.2f}; {ROUNDS} rounds)",
+                flush=True,
+            )
+            cpu_ratio = (
+                f"{float(raw.cpu_ms()) / float(across.cpu_ms()):.2f}"
+                if raw.server_cpu is not None and across.server_cpu is not None
+                else "n/a"
+            )
+            print(
+                f"cpu_ms_per_op raw={raw.cpu_ms()} ({raw.split_ms()}) "
+                f"across_members={across.cpu_ms()} ({across.split_ms()}) "
+                f"hot_member={hot.cpu_ms()} cpu_ratio={cpu_ratio}"
             )
         finally:
             await db.dispose()
