@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.core.errors import RecordError
 
@@ -283,3 +283,52 @@ class RowError:
 Parsed = SourceRecord | Activity | RowError
 
 _RECORD_FIELDS = tuple(f.name for f in fields(SourceRecord))
+
+
+class Purchase(NamedTuple):
+    """The import fast lane's item: one purchase and the buyer who made it, as plain values.
+
+    It stands for exactly two canonical records — ``buyer`` re-observed at ``observed_at`` and
+    the ``Activity`` the other fields describe (``kind`` purchase, no original) — and
+    ``hub.flows.ingest`` writes the same rows for it, without building either object for every
+    row of a large export. A connector yields one only for a row whose two records it has
+    already validated: ``buyer`` was built (and validated) as a ``SourceRecord`` when first
+    read, and the activity's fields are valid by construction (a connector-checked order
+    number, amounts >= 0, an aware time, a known status). ``records()`` gives the two records.
+    """
+
+    buyer: SourceRecord | None
+    observed_at: datetime
+    source: str
+    external_id: str
+    business_line: str
+    occurred_at: datetime
+    status: ActivityStatus
+    amount_fen: int
+    quantity: int
+    details: Mapping[str, Any]
+
+    def buyer_record(self) -> SourceRecord | None:
+        return None if self.buyer is None else reobserved(self.buyer, self.observed_at)
+
+    def activity(self) -> Activity:
+        return Activity(
+            source=self.source,
+            external_id=self.external_id,
+            kind=ActivityKind.PURCHASE,
+            business_line=self.business_line,
+            occurred_at=self.occurred_at,
+            status=self.status,
+            source_key=None if self.buyer is None else self.buyer.source_key,
+            amount_fen=self.amount_fen,
+            quantity=self.quantity,
+            details=self.details,
+        )
+
+    def records(self) -> list[SourceRecord | Activity]:
+        record = self.buyer_record()
+        return [self.activity()] if record is None else [record, self.activity()]
+
+
+# What a connector's fast lane yields (``Purchase`` where it can, canonical records elsewhere).
+Item = Parsed | Purchase

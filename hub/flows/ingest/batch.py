@@ -11,14 +11,16 @@ import dataclasses
 import operator
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from hub.core.pii import KeyRing
-from hub.core.records import Activity, Parsed, RowError, SourceRecord
+from hub.core.records import Activity, Item, Purchase, RowError, SourceRecord, reobserved
 from hub.flows.ingest.rows import (
     ActivityRow,
     HashMemo,
     RecordRow,
     activity_row,
+    purchase_row,
     record_row,
 )
 from hub.flows.ingest.store import StagedBatch, stage
@@ -43,8 +45,9 @@ class PreparedBatch:
     parsed_activities: dict[tuple[str, str], Activity] = field(default_factory=dict)
 
 
-# Rows built for records, by key, with the content they were built from.
-Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]]
+# Rows built for records, by key, with the content they were built from and the record itself
+# (a fast-lane buyer is the very object the connector read first: identity says same content).
+Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow, SourceRecord]]
 BUILT_LIMIT = 50_000  # about 1.5 kB each; emptied when full, so memory stays bounded
 
 
@@ -59,7 +62,7 @@ class Preparer:
         self.memo: HashMemo = {}
         self.built: Built = {}
 
-    def __call__(self, chunk: list[tuple[str, Parsed]]) -> PreparedBatch:
+    def __call__(self, chunk: list[tuple[str, Item]]) -> PreparedBatch:
         if len(self.built) > BUILT_LIMIT:
             self.built.clear()
         return prepare_batch(
@@ -67,8 +70,11 @@ class Preparer:
         )
 
 
+_KINDS = (Purchase, RowError, SourceRecord, Activity)
+
+
 def prepare_batch(
-    chunk: list[tuple[str, Parsed]],
+    chunk: list[tuple[str, Item]],
     keyring: KeyRing,
     *,
     keep_parsed: bool = True,
@@ -76,7 +82,10 @@ def prepare_batch(
     built: Built | None = None,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
-    occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks."""
+    occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks.
+
+    A fast-lane ``Purchase`` is its two records (buyer, activity): it is read and counted as
+    both, and gives the rows they would give, without building them unless ``keep_parsed``."""
     records: dict[tuple[str, str], RecordRow] = {}
     activities: dict[tuple[str, str], ActivityRow] = {}
     parsed_records: dict[tuple[str, str], SourceRecord] = {}
@@ -89,35 +98,64 @@ def prepare_batch(
     # ciphertext for the same plaintext and row.
     if built is None:
         built = {}
+
+    def add_record(item: SourceRecord, observed_at: datetime, filename: str) -> None:
+        earlier = built.get((item.source, item.source_key))
+        if earlier is not None and (earlier[2] is item or earlier[0] == _RECORD_CONTENT(item)):
+            row = earlier[1]._replace(observed_at=observed_at)
+        else:
+            row = record_row(item, keyring, memo)
+            if row.observed_at != observed_at:
+                row = row._replace(observed_at=observed_at)
+            built[(item.source, item.source_key)] = (_RECORD_CONTENT(item), row, item)
+        key = row.key
+        # The latest observation wins (ties: the larger content hash), whatever the order
+        # of files and rows, so re-imports and overlapping files never flip a record back.
+        held = records.get(key)
+        if held is None or (row.observed_at, row.content_hash) >= (
+            held.observed_at,
+            held.content_hash,
+        ):
+            records[key] = row
+        credit.setdefault(("r", key, row.content_hash), filename)
+        if keep_parsed:
+            parsed_records[key] = (
+                item if item.observed_at == observed_at else reobserved(item, observed_at)
+            )
+
+    def add_activity(arow: ActivityRow, filename: str) -> None:
+        activities[arow.key] = arow
+        credit.setdefault(("a", arow.key, arow.content_hash), filename)
+
     for filename, item in chunk:
-        if isinstance(item, RowError):
-            errors.append(item)
-            continue
-        read[filename] += 1
-        if isinstance(item, SourceRecord):
-            content = _RECORD_CONTENT(item)
-            earlier = built.get((item.source, item.source_key))
-            if earlier is not None and earlier[0] == content:
-                row = earlier[1]._replace(observed_at=item.observed_at)
-            else:
-                row = record_row(item, keyring, memo)
-                built[(item.source, item.source_key)] = (content, row)
-            key = row.key
-            # The latest observation wins (ties: the larger content hash), whatever the order
-            # of files and rows, so re-imports and overlapping files never flip a record back.
-            held = records.get(key)
-            if held is None or (row.observed_at, row.content_hash) >= (
-                held.observed_at,
-                held.content_hash,
-            ):
-                records[key] = row
-            parsed_records[key] = item
-            credit.setdefault(("r", key, row.content_hash), filename)
-        elif isinstance(item, Activity):
-            arow = activity_row(item, keyring)
-            activities[arow.key] = arow
-            parsed_activities[arow.key] = item
-            credit.setdefault(("a", arow.key, arow.content_hash), filename)
+        kind: type = type(item)
+        if kind not in _KINDS:
+            kind = next((k for k in _KINDS if isinstance(item, k)), kind)
+        if kind is Purchase:
+            purchase: Purchase = item  # type: ignore[assignment]
+            buyer = purchase.buyer
+            if buyer is not None:
+                read[filename] += 1
+                add_record(buyer, purchase.observed_at, filename)
+            read[filename] += 1
+            arow = purchase_row(purchase, keyring)
+            add_activity(arow, filename)
+            if keep_parsed:
+                parsed_activities[arow.key] = purchase.activity()
+        elif kind is RowError:
+            errors.append(item)  # type: ignore[arg-type]
+        elif kind is SourceRecord:
+            read[filename] += 1
+            record: SourceRecord = item  # type: ignore[assignment]
+            add_record(record, record.observed_at, filename)
+        elif kind is Activity:
+            read[filename] += 1
+            activity: Activity = item  # type: ignore[assignment]
+            arow = activity_row(activity, keyring)
+            add_activity(arow, filename)
+            parsed_activities[arow.key] = activity
+        else:
+            raise TypeError(f"not an ingest item: {kind.__name__}")
     record_rows = list(records.values())
     activity_rows = list(activities.values())
     return PreparedBatch(

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import Database
 from hub.core.pii import KeyRing
-from hub.core.records import Activity, Parsed, SourceRecord
+from hub.core.records import Activity, Item, SourceRecord
 from hub.core.telemetry import tracer
 from hub.flows.ingest.batch import PreparedBatch, Preparer
 from hub.flows.ingest.report import FileCounts, IngestReport
@@ -138,7 +138,7 @@ async def ingest(
     *,
     db: Database,
     keyring: KeyRing,
-    items: Iterable[tuple[str, Parsed]],
+    items: Iterable[tuple[str, Item]],
     report: IngestReport,
     hooks: IngestHooks | None = None,
     batch_size: int = DEFAULT_BATCH,

@@ -69,6 +69,17 @@ WITH up AS (
 ), del AS (
   DELETE FROM source_identifier si USING up
   WHERE si.source_record_id = up.id AND NOT up.inserted
+), ident AS (
+  -- A new record has no identifiers yet: its staged ones go in here, matched to the ids just
+  -- returned (a hash join of the batch's rows; looking the ids up in source_record again was a
+  -- scan of the whole table per batch). An updated record's are replaced after this statement.
+  INSERT INTO source_identifier
+    (source_record_id, kind, scope, hash, verified, verified_at, masked)
+  SELECT DISTINCT ON (up.id, s.kind, s.scope, s.hash)
+         up.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
+  FROM up JOIN stage_identifier s ON s.source = up.source AND s.source_key = up.source_key
+  WHERE up.inserted
+  ORDER BY up.id, s.kind, s.scope, s.hash, s.verified DESC
 ), obs AS (
   INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
   SELECT id, observed_at, content_hash, $1 FROM up
@@ -77,16 +88,16 @@ WITH up AS (
 SELECT id, source, source_key, inserted FROM up
 """
 
-# Identifiers of changed records are replaced wholesale (the delete above runs in the same
-# statement snapshot, so this second statement sees it).
+# Identifiers of updated records are replaced wholesale: the delete above runs in the same
+# statement snapshot, so this second statement sees it. The records come as arrays of what the
+# upsert returned (id, source, source_key), so nothing but the staged rows is scanned.
 _INSERT_IDENTIFIERS = """
 INSERT INTO source_identifier (source_record_id, kind, scope, hash, verified, verified_at, masked)
-SELECT DISTINCT ON (r.id, s.kind, s.scope, s.hash)
-       r.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
-FROM stage_identifier s
-JOIN source_record r ON r.source = s.source AND r.source_key = s.source_key
-WHERE r.id = ANY($1::bigint[])
-ORDER BY r.id, s.kind, s.scope, s.hash, s.verified DESC
+SELECT DISTINCT ON (u.id, s.kind, s.scope, s.hash)
+       u.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u (id, source, source_key)
+JOIN stage_identifier s ON s.source = u.source AND s.source_key = u.source_key
+ORDER BY u.id, s.kind, s.scope, s.hash, s.verified DESC
 """
 
 # A POS return that does not name its original till says "store:*:serial"; find the sale.
@@ -325,9 +336,14 @@ async def write_batch(
         for row in await apg.fetch(_UPSERT_RECORDS, import_run_id):
             target = written.new_records if row["inserted"] else written.updated_records
             target[(row["source"], row["source_key"])] = row["id"]
-        changed = [*written.new_records.values(), *written.updated_records.values()]
-        if changed and staged.identifiers:
-            await apg.execute(_INSERT_IDENTIFIERS, changed)
+        if written.updated_records and staged.identifiers:
+            updated = written.updated_records
+            await apg.execute(
+                _INSERT_IDENTIFIERS,
+                list(updated.values()),
+                [k[0] for k in updated],
+                [k[1] for k in updated],
+            )
     if staged.activities:
         await _copy(apg, "stage_activity", staged.activities, ACTIVITY_COLUMNS)
         if staged.resolve_originals:

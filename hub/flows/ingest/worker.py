@@ -31,11 +31,11 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from hub.core.errors import HubError
-from hub.core.records import Parsed
+from hub.core.records import Item
 from hub.flows.ingest.report import IngestReport
 
 _T = TypeVar("_T")
-Chunk = list[tuple[str, Parsed]]
+Chunk = list[tuple[str, Item]]
 _JOIN_TIMEOUT_S = 5.0
 _GC_THRESHOLDS = (100_000, 50, 100)
 
@@ -44,7 +44,7 @@ class WorkerDiedError(RuntimeError):
     """The worker process ended without saying why (killed, out of memory)."""
 
 
-def _chunks(items: Iterator[tuple[str, Parsed]], size: int) -> Iterator[Chunk]:
+def _chunks(items: Iterator[tuple[str, Item]], size: int) -> Iterator[Chunk]:
     while chunk := list(itertools.islice(items, size)):
         yield chunk
 
@@ -116,7 +116,7 @@ async def _receive(conn: Connection) -> tuple[str, Any, tuple[dict[str, str], di
 
 
 async def prepared_batches(
-    items: Iterator[tuple[str, Parsed]],
+    items: Iterator[tuple[str, Item]],
     *,
     prepare: Callable[[Chunk], _T],
     batch_size: int,
