@@ -21,6 +21,7 @@ no activity (nothing was paid yet), though the buyer record is still emitted. A 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import BinaryIO, TypeVar
@@ -39,6 +40,7 @@ from hub.core.records import (
     Item,
     Parsed,
     Purchase,
+    Seen,
     SourceRecord,
     reobserved,
 )
@@ -199,6 +201,9 @@ def order_rows(
 # fields on each of their orders) are converted once: each memo maps the raw cell(s) to what was
 # read from them and is emptied when full, so memory stays bounded whatever the file size.
 _MEMO_LIMIT = 20_000
+# Buyers the fast lane remembers per file (a digest and a ``Seen``, ~250 bytes each); emptied
+# when full, after which the buyers read again are simply read in full again.
+_SEEN_LIMIT = 400_000
 _MISS = object()
 
 
@@ -218,6 +223,7 @@ class _Ctx:
         "index",
         "phones",
         "quantities",
+        "seen",
         "shop_id",
         "statuses",
         "times",
@@ -244,6 +250,8 @@ class _Ctx:
         self.addresses: dict[str | None, Address | None] = {}
         # raw buyer cells -> the buyer as first read (None: no usable key)
         self.buyers: dict[tuple[str | None, ...], SourceRecord | None] = {}
+        # The fast lane's every buyer so far, by a digest of their raw cells (see ``Seen``).
+        self.seen: dict[bytes, Seen] = {}
         self.buyer_cols = tuple(
             hm.index.get(f)
             for f in ("buyer_nick", "ouid", "shop_id", "mobile", "receiver", "address")
@@ -381,22 +389,37 @@ class _Ctx:
         except m.FieldError:
             return self.read(line, row)
         cells = tuple(row[i] if i is not None else None for i in self.buyer_cols)
-        buyer = self.buyers.get(cells, _MISS)
-        if buyer is _MISS:
-            notes: list[Parsed] = []
-            try:
-                buyer = self._buyer(row, line, created, notes)  # type: ignore[arg-type]
-            except (m.FieldError, RecordError):
-                return self.read(line, row)
-            if notes:
-                return self.read(line, row)
-            if len(self.buyers) >= _MEMO_LIMIT:
-                self.buyers.clear()
-            self.buyers[cells] = buyer
         paid_fen: int = paid or 0  # type: ignore[assignment]
         shipping_fen: int = shipping or 0  # type: ignore[assignment]
+        # repr: an unambiguous text of the cells (a separator could occur inside one).
+        digest = hashlib.blake2b(repr(cells).encode(), digest_size=16).digest()
+        seen = self.seen.get(digest)
+        buyer: SourceRecord | None
+        if seen is not None and seen.skip:
+            buyer = None  # the database holds this buyer's record: not read again
+        else:
+            known = self.buyers.get(cells, _MISS)
+            if known is _MISS:
+                notes: list[Parsed] = []
+                try:
+                    buyer = self._buyer(row, line, created, notes)  # type: ignore[arg-type]
+                except (m.FieldError, RecordError):
+                    return self.read(line, row)
+                if notes:
+                    return self.read(line, row)
+                if len(self.buyers) >= _MEMO_LIMIT:
+                    self.buyers.clear()
+                self.buyers[cells] = buyer
+            else:
+                buyer = known  # type: ignore[assignment]
+            if buyer is None:
+                seen = None
+            elif seen is None:
+                if len(self.seen) >= _SEEN_LIMIT:
+                    self.seen.clear()
+                seen = self.seen[digest] = Seen(buyer.source_key)
         return Purchase(
-            buyer,  # type: ignore[arg-type]
+            buyer,
             created,  # type: ignore[arg-type]
             SOURCE,
             order_id,
@@ -406,6 +429,7 @@ class _Ctx:
             max(paid_fen - shipping_fen, 0),
             quantity or 0,  # type: ignore[arg-type]
             {"shipping_fen": shipping_fen, "paid_fen": paid_fen},
+            seen,
         )
 
     def _buyer_of(

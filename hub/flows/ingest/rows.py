@@ -248,7 +248,7 @@ def purchase_row(item: Purchase, keyring: KeyRing) -> ActivityRow:
         item.external_id,
         ActivityKind.PURCHASE,
         item.business_line,
-        None if item.buyer is None else item.buyer.source_key,
+        item.source_key,
         item.amount_fen,
         item.quantity,
         item.occurred_at,

@@ -215,6 +215,7 @@ class StagedBatch:
     record_keys: list[tuple[str, str]]
     activity_keys: list[tuple[str, str]]
     resolve_originals: bool  # a POS return names its sale only as "store:*:serial"
+    record_hashes: list[str] = field(default_factory=list)  # content hash per record key
 
 
 def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> StagedBatch:
@@ -280,6 +281,7 @@ def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> St
         activities=_copy_text(activity_lines),
         record_keys=[r.key for r in records],
         activity_keys=[a.key for a in activities],
+        record_hashes=[r.content_hash for r in records],
         resolve_originals=any(
             a.original_external_id and ":*:" in a.original_external_id for a in activities
         ),
@@ -298,6 +300,41 @@ class Written:
     updated_records: dict[tuple[str, str], int] = field(default_factory=dict)
     new_activities: dict[tuple[str, str], int] = field(default_factory=dict)
     updated_activities: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+# Staged records the table does not hold as staged after the upsert: they lost to a newer row.
+_LOST_RECORDS = """
+SELECT u.source, u.source_key
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u (source, source_key, content_hash)
+LEFT JOIN source_record r ON r.source = u.source AND r.source_key = u.source_key
+WHERE r.content_hash IS DISTINCT FROM u.content_hash
+"""
+
+
+async def lost_records(
+    session: AsyncSession, staged: StagedBatch, written: Written, limit: int
+) -> frozenset[tuple[str, str]] | None:
+    """The batch's staged records whose content the table does not hold (after ``write_batch``,
+    in its transaction); None if more than ``limit``. Only records neither inserted nor updated
+    are looked up: in a steady import that is the few repeated within a batch or two."""
+    new, updated = written.new_records, written.updated_records
+    unsure = [
+        (key, digest)
+        for key, digest in zip(staged.record_keys, staged.record_hashes, strict=True)
+        if key not in new and key not in updated
+    ]
+    if not unsure:
+        return frozenset()
+    apg = await driver_connection(session)
+    rows = await apg.fetch(
+        _LOST_RECORDS,
+        [k[0] for k, _ in unsure],
+        [k[1] for k, _ in unsure],
+        [d for _, d in unsure],
+    )
+    if len(rows) > limit:
+        return None
+    return frozenset((r["source"], r["source_key"]) for r in rows)
 
 
 async def driver_connection(session: AsyncSession) -> Any:
