@@ -34,7 +34,11 @@ CREATE TEMP TABLE IF NOT EXISTS stage_activity (
   amount_fen bigint, quantity integer, occurred_at timestamptz, status text,
   original_external_id text, details jsonb, content_hash text
 ) ON COMMIT DELETE ROWS;
+SET LOCAL jit = off;
 """
+# jit: the record upsert's per-row lookup makes the planner's estimate for a large table cross
+# ``jit_above_cost``, and compiling it took ~100 ms per 10,000-row batch (EXPLAIN ANALYZE,
+# bench/import_vs_copy.py at 300,000 rows), more than the lookups themselves.
 
 # With ``async_commit`` (file imports only) a batch's commit does not wait for its WAL to reach
 # disk. An importer killed at any point still finds every batch it saw committed; a database
