@@ -61,6 +61,7 @@ WITH up AS (
   WHERE s.content_hash IS DISTINCT FROM (
     SELECT c.content_hash FROM source_record c
     WHERE c.source = s.source AND c.source_key = s.source_key
+    LIMIT 1  -- the key is unique; the limit makes it a plain index scan, not a bitmap scan
   )
   ORDER BY source, source_key
   ON CONFLICT (source, source_key) DO UPDATE SET
