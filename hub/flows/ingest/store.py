@@ -85,9 +85,14 @@ WITH up AS (
   FROM up JOIN stage_identifier s ON s.source = up.source AND s.source_key = up.source_key
   WHERE up.inserted
   ORDER BY up.id, s.kind, s.scope, s.hash, s.verified DESC
+), obs_new AS (
+  -- A record inserted just now has no observations: a plain insert, without ON CONFLICT's
+  -- speculative insertion (an extra probe of the unique index per row).
+  INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
+  SELECT id, observed_at, content_hash, $1 FROM up WHERE up.inserted
 ), obs AS (
   INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
-  SELECT id, observed_at, content_hash, $1 FROM up
+  SELECT id, observed_at, content_hash, $1 FROM up WHERE NOT up.inserted
   ON CONFLICT (source_record_id, content_hash) DO NOTHING
 )
 SELECT id, source, source_key, inserted FROM up
@@ -138,9 +143,13 @@ WITH up AS (
   WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
   RETURNING t.id, t.source, t.external_id, t.status, t.amount_fen, t.content_hash,
             (t.xmax = 0) AS inserted
+), ev_new AS (
+  -- As for observations: an activity inserted just now has no events yet.
+  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
+  SELECT id, status, amount_fen, content_hash, $1 FROM up WHERE up.inserted
 ), ev AS (
   INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
-  SELECT id, status, amount_fen, content_hash, $1 FROM up
+  SELECT id, status, amount_fen, content_hash, $1 FROM up WHERE NOT up.inserted
   ON CONFLICT (activity_id, content_hash) DO NOTHING
 )
 SELECT id, source, external_id, inserted FROM up
