@@ -28,7 +28,7 @@ from connectors import (
 )
 from connectors.base import SNIFF_BYTES, sniff_encoding
 from hub.core.errors import ImportFormatError
-from hub.core.records import Parsed
+from hub.core.records import Item
 
 _XLSX_MAGIC = b"PK\x03\x04"
 _TAOBAO_ORDERS = re.compile(r"ExportOrderList(?P<stamp>[^/\\]*)\.csv$", re.IGNORECASE)
@@ -59,7 +59,7 @@ class Connector:
     name: str
     description: str
     detect: Callable[[bytes], bool]
-    parse: Callable[..., Iterator[Parsed]]
+    parse: Callable[..., Iterator[Item]]
     business_line: str
 
 
@@ -174,10 +174,23 @@ def _pair_taobao(paths: Sequence[Path]) -> tuple[list[tuple[Path, Path | None]],
     return pairs, used
 
 
+# Connectors with an import fast lane (``parse(..., fast=True)`` may yield ``Purchase`` items).
+FAST_LANE = frozenset({"taobao"})
+
+
 def parse_path(
-    name: str, path: Path, *, mapping: Any = None, items: Path | None = None, **options: Any
-) -> Iterator[Parsed]:
-    """Parse one file (or a Taobao order file with its items file), streaming."""
+    name: str,
+    path: Path,
+    *,
+    mapping: Any = None,
+    items: Path | None = None,
+    fast: bool = False,
+    **options: Any,
+) -> Iterator[Item]:
+    """Parse one file (or a Taobao order file with its items file), streaming. ``fast``: take
+    the connector's fast lane if it has one (only ``hub.flows.ingest`` reads its items)."""
+    if fast and name in FAST_LANE:
+        options["fast"] = True
     with path.open("rb") as fh:
         if name == GENERIC:
             if mapping is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import openpyxl
 
@@ -70,7 +70,11 @@ def parse(stream: BinaryIO, *, filename: str, shop_id: str | None = None) -> Ite
         rows = _sheet_rows(main)
         hm = order_header(next(rows, (1, []))[1], main_file)
         index: OrderIndex | None = {} if sub is not None else None
-        yield from order_rows(rows, hm, filename=main_file, shop_id=shop_id, index=index)
+        # Without ``fast`` (never with an index) the rows are canonical records only.
+        yield from cast(
+            Iterator[Parsed],
+            order_rows(rows, hm, filename=main_file, shop_id=shop_id, index=index),
+        )
         if sub is not None and index is not None:
             yield from _sub_orders(sub, index, f"{filename}[{sub.title}]")
     finally:

@@ -16,7 +16,7 @@ from connectors.registry import Plan, parse_path, plan
 from hub.core.db import Database
 from hub.core.errors import ImportFormatError
 from hub.core.pii import KeyRing
-from hub.core.records import Parsed
+from hub.core.records import Item
 from hub.flows.hooks import default_hooks as ingest_hooks
 from hub.flows.ingest import (
     DEFAULT_BATCH,
@@ -30,13 +30,11 @@ from hub.flows.ingest import (
 __all__ = ["ingest_hooks", "run_import"]
 
 
-def _items(
-    plans: Sequence[Plan], report: IngestReport, mapping: Any
-) -> Iterator[tuple[str, Parsed]]:
+def _items(plans: Sequence[Plan], report: IngestReport, mapping: Any) -> Iterator[tuple[str, Item]]:
     for p in plans:
         report.chosen[p.path.name] = p.connector
         try:
-            for item in parse_path(p.connector, p.path, mapping=mapping, items=p.items):
+            for item in parse_path(p.connector, p.path, mapping=mapping, items=p.items, fast=True):
                 yield p.path.name, item
         except ImportFormatError as exc:
             # Raised on the header, before any row: this file is refused, the rest go on.

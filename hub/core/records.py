@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.core.errors import RecordError
 
@@ -283,3 +283,85 @@ class RowError:
 Parsed = SourceRecord | Activity | RowError
 
 _RECORD_FIELDS = tuple(f.name for f in fields(SourceRecord))
+
+
+class Seen:
+    """One buyer (the same raw cells) a connector's fast lane has read before in this import,
+    and what the ingest side learned about it.
+
+    The connector creates it and sets ``source_key``; ``hub.flows.ingest`` fills in the row key
+    and content hash of the record it built, and sets ``skip`` once the database is known to
+    hold exactly that record (and nothing else has been staged for its key since). While
+    ``skip`` is set the connector need not read the buyer's next orders into a record at all:
+    the record they stand for is one the database already holds."""
+
+    __slots__ = ("content_hash", "row_key", "skip", "source_key", "staged_batch")
+
+    def __init__(self, source_key: str) -> None:
+        self.source_key = source_key
+        self.row_key: tuple[str, str] | None = None
+        self.content_hash: str | None = None
+        self.staged_batch = -1
+        self.skip = False
+
+
+class Purchase(NamedTuple):
+    """The import fast lane's item: one purchase and the buyer who made it, as plain values.
+
+    It stands for exactly two canonical records — ``buyer`` re-observed at ``observed_at`` and
+    the ``Activity`` the other fields describe (``kind`` purchase, no original) — and
+    ``hub.flows.ingest`` writes the same rows for it, without building either object for every
+    row of a large export. A connector yields one only for a row whose two records it has
+    already validated: ``buyer`` was built (and validated) as a ``SourceRecord`` when first
+    read, and the activity's fields are valid by construction (a connector-checked order
+    number, amounts >= 0, an aware time, a known status). ``records()`` gives the two records.
+    """
+
+    buyer: SourceRecord | None
+    observed_at: datetime
+    source: str
+    external_id: str
+    business_line: str
+    occurred_at: datetime
+    status: ActivityStatus
+    amount_fen: int
+    quantity: int
+    details: Mapping[str, Any]
+    # The buyer as the import has seen them before; with ``buyer`` None and ``seen.skip`` set,
+    # the buyer's record is one the database already holds and was not read again.
+    seen: Seen | None = None
+
+    @property
+    def source_key(self) -> str | None:
+        if self.buyer is not None:
+            return self.buyer.source_key
+        return None if self.seen is None else self.seen.source_key
+
+    def buyer_record(self) -> SourceRecord | None:
+        if self.buyer is None:
+            if self.seen is not None:
+                raise ValueError("a purchase whose buyer was skipped carries no buyer record")
+            return None
+        return reobserved(self.buyer, self.observed_at)
+
+    def activity(self) -> Activity:
+        return Activity(
+            source=self.source,
+            external_id=self.external_id,
+            kind=ActivityKind.PURCHASE,
+            business_line=self.business_line,
+            occurred_at=self.occurred_at,
+            status=self.status,
+            source_key=self.source_key,
+            amount_fen=self.amount_fen,
+            quantity=self.quantity,
+            details=self.details,
+        )
+
+    def records(self) -> list[SourceRecord | Activity]:
+        record = self.buyer_record()
+        return [self.activity()] if record is None else [record, self.activity()]
+
+
+# What a connector's fast lane yields (``Purchase`` where it can, canonical records elsewhere).
+Item = Parsed | Purchase

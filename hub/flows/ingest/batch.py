@@ -11,14 +11,24 @@ import dataclasses
 import operator
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from hub.core.pii import KeyRing
-from hub.core.records import Activity, Parsed, RowError, SourceRecord
+from hub.core.records import (
+    Activity,
+    Item,
+    Purchase,
+    RowError,
+    Seen,
+    SourceRecord,
+    reobserved,
+)
 from hub.flows.ingest.rows import (
     ActivityRow,
     HashMemo,
     RecordRow,
     activity_row,
+    purchase_row,
     record_row,
 )
 from hub.flows.ingest.store import StagedBatch, stage
@@ -41,43 +51,119 @@ class PreparedBatch:
     errors: list[RowError]
     parsed_records: dict[tuple[str, str], SourceRecord] = field(default_factory=dict)
     parsed_activities: dict[tuple[str, str], Activity] = field(default_factory=dict)
+    # Which batch of its import this is (``Preparer.confirm`` is told about it by number).
+    number: int = 0
 
 
-# Rows built for records, by key, with the content they were built from.
-Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow]]
-BUILT_LIMIT = 50_000  # about 1.5 kB each; emptied when full, so memory stays bounded
+# Rows built for records, by key, with the content they were built from and the record itself
+# (a fast-lane buyer is the very object the connector read first: identity says same content).
+Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow, SourceRecord]]
+BUILT_LIMIT = 20_000  # about 1.5 kB each; emptied when full, so memory stays bounded
+SEEN_KEYS_LIMIT = 500_000  # record keys with a fast-lane buyer staged (~100 bytes each)
+# A batch's records whose content the database did not take ("lost" to a newer row it held);
+# None: too many to send back cheaply, take them all as lost.
+Lost = frozenset[tuple[str, str]] | None
+MAX_LOST = 1_000
 
 
 class Preparer:
     """``prepare_batch`` for each batch of one import, with what the batches may share: the
     identifier digests and the record rows already built (a buyer on each of their orders).
-    Made per import, it lives and dies with it."""
+    Made per import, it lives and dies with it.
+
+    It also runs the fast lane's half of skipping buyers (``hub.core.records.Seen``): after a
+    batch lands, the pipeline says which of its records the database did not take
+    (``confirm``); a fast-lane buyer whose record was staged and taken, and whose key has had
+    nothing else staged since, is marked ``skip``, and the connector stops reading that buyer
+    into records. Without hooks only: hooks are handed every record read."""
 
     def __init__(self, keyring: KeyRing, *, keep_parsed: bool = True) -> None:
         self.keyring = keyring
         self.keep_parsed = keep_parsed
         self.memo: HashMemo = {}
         self.built: Built = {}
+        self.number = 0
+        # record key -> the fast-lane buyer whose record was staged last for it
+        self.staged_by_key: dict[tuple[str, str], Seen] = {}
+        # batch number -> (key, buyer) of the fast-lane records it staged, until confirmed
+        self.pending: dict[int, list[tuple[tuple[str, str], Seen]]] = {}
 
-    def __call__(self, chunk: list[tuple[str, Parsed]]) -> PreparedBatch:
+    def __call__(self, chunk: list[tuple[str, Item]]) -> PreparedBatch:
         if len(self.built) > BUILT_LIMIT:
             self.built.clear()
-        return prepare_batch(
-            chunk, self.keyring, keep_parsed=self.keep_parsed, memo=self.memo, built=self.built
+        self.number += 1
+        staged_seen: dict[tuple[str, str], Seen | None] = {}
+        prepared = prepare_batch(
+            chunk,
+            self.keyring,
+            keep_parsed=self.keep_parsed,
+            memo=self.memo,
+            built=self.built,
+            staged_seen=staged_seen,
         )
+        prepared.number = self.number
+        if not self.keep_parsed:
+            self._staged(self.number, staged_seen)
+        return prepared
+
+    def _staged(self, number: int, staged: dict[tuple[str, str], Seen | None]) -> None:
+        """Records staged in batch ``number`` (with the fast-lane buyer behind each, if any):
+        whatever buyer was staged for the key before is no longer what the database holds."""
+        by_key = self.staged_by_key
+        if len(by_key) > SEEN_KEYS_LIMIT:
+            for held in by_key.values():
+                held.skip = False
+            by_key.clear()
+        mine: list[tuple[tuple[str, str], Seen]] = []
+        for key, seen in staged.items():
+            before = by_key.get(key)
+            if before is not None and before is not seen:
+                before.skip = False
+            if seen is None:
+                by_key.pop(key, None)
+                continue
+            by_key[key] = seen
+            seen.skip = False
+            seen.staged_batch = number
+            mine.append((key, seen))
+        if mine:
+            self.pending[number] = mine
+
+    def confirm(self, number: int, lost: Lost) -> None:
+        """Batch ``number`` is committed; ``lost``: its records the database did not take."""
+        for key, seen in self.pending.pop(number, ()):
+            if (
+                seen.staged_batch == number
+                and self.staged_by_key.get(key) is seen
+                and lost is not None
+                and key not in lost
+            ):
+                seen.skip = True
+
+
+_KINDS = (Purchase, RowError, SourceRecord, Activity)
 
 
 def prepare_batch(
-    chunk: list[tuple[str, Parsed]],
+    chunk: list[tuple[str, Item]],
     keyring: KeyRing,
     *,
     keep_parsed: bool = True,
     memo: HashMemo | None = None,
     built: Built | None = None,
+    staged_seen: dict[tuple[str, str], Seen | None] | None = None,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
-    occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks."""
-    records: dict[tuple[str, str], RecordRow] = {}
+    occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks.
+
+    A fast-lane ``Purchase`` is its two records (buyer, activity): it is read and counted as
+    both, and gives the rows they would give, without building them unless ``keep_parsed``. A
+    skipped buyer (``Seen.skip``) stands for the record the database holds: it takes part in
+    "the latest observation wins" like any other, and when it wins nothing is staged for its
+    key (what would have been staged is what the table holds, and would change nothing).
+    ``staged_seen``: filled with each staged record's key and its fast-lane buyer (or None)."""
+    # key -> the latest candidate: (observed_at, content_hash, row or None if skipped, buyer)
+    records: dict[tuple[str, str], tuple[datetime, str, RecordRow | None, Seen | None]] = {}
     activities: dict[tuple[str, str], ActivityRow] = {}
     parsed_records: dict[tuple[str, str], SourceRecord] = {}
     parsed_activities: dict[tuple[str, str], Activity] = {}
@@ -89,36 +175,90 @@ def prepare_batch(
     # ciphertext for the same plaintext and row.
     if built is None:
         built = {}
+
+    def candidate(
+        key: tuple[str, str],
+        observed_at: datetime,
+        content_hash: str,
+        row: RecordRow | None,
+        seen: Seen | None,
+        filename: str,
+    ) -> None:
+        # The latest observation wins (ties: the larger content hash), whatever the order
+        # of files and rows, so re-imports and overlapping files never flip a record back.
+        held = records.get(key)
+        if held is None or (observed_at, content_hash) >= (held[0], held[1]):
+            records[key] = (observed_at, content_hash, row, seen)
+        credit.setdefault(("r", key, content_hash), filename)
+
+    def add_record(
+        item: SourceRecord, observed_at: datetime, seen: Seen | None, filename: str
+    ) -> None:
+        earlier = built.get((item.source, item.source_key))
+        if earlier is not None and (earlier[2] is item or earlier[0] == _RECORD_CONTENT(item)):
+            row = earlier[1]._replace(observed_at=observed_at)
+        else:
+            row = record_row(item, keyring, memo)
+            if row.observed_at != observed_at:
+                row = row._replace(observed_at=observed_at)
+            built[(item.source, item.source_key)] = (_RECORD_CONTENT(item), row, item)
+        key = row.key
+        if seen is not None:
+            seen.row_key = key
+            seen.content_hash = row.content_hash
+        candidate(key, observed_at, row.content_hash, row, seen, filename)
+        if keep_parsed:
+            parsed_records[key] = (
+                item if item.observed_at == observed_at else reobserved(item, observed_at)
+            )
+
+    def add_activity(arow: ActivityRow, filename: str) -> None:
+        activities[arow.key] = arow
+        credit.setdefault(("a", arow.key, arow.content_hash), filename)
+
     for filename, item in chunk:
-        if isinstance(item, RowError):
-            errors.append(item)
-            continue
-        read[filename] += 1
-        if isinstance(item, SourceRecord):
-            content = _RECORD_CONTENT(item)
-            earlier = built.get((item.source, item.source_key))
-            if earlier is not None and earlier[0] == content:
-                row = earlier[1]._replace(observed_at=item.observed_at)
-            else:
-                row = record_row(item, keyring, memo)
-                built[(item.source, item.source_key)] = (content, row)
-            key = row.key
-            # The latest observation wins (ties: the larger content hash), whatever the order
-            # of files and rows, so re-imports and overlapping files never flip a record back.
-            held = records.get(key)
-            if held is None or (row.observed_at, row.content_hash) >= (
-                held.observed_at,
-                held.content_hash,
-            ):
-                records[key] = row
-            parsed_records[key] = item
-            credit.setdefault(("r", key, row.content_hash), filename)
-        elif isinstance(item, Activity):
-            arow = activity_row(item, keyring)
-            activities[arow.key] = arow
-            parsed_activities[arow.key] = item
-            credit.setdefault(("a", arow.key, arow.content_hash), filename)
-    record_rows = list(records.values())
+        kind: type = type(item)
+        if kind not in _KINDS:
+            kind = next((k for k in _KINDS if isinstance(item, k)), kind)
+        if kind is Purchase:
+            purchase: Purchase = item  # type: ignore[assignment]
+            buyer = purchase.buyer
+            seen = purchase.seen
+            if buyer is not None:
+                read[filename] += 1
+                add_record(buyer, purchase.observed_at, seen, filename)
+            elif seen is not None:
+                if seen.row_key is None or seen.content_hash is None or keep_parsed:
+                    raise ValueError("a skipped buyer must have been staged by this import")
+                read[filename] += 1
+                candidate(
+                    seen.row_key, purchase.observed_at, seen.content_hash, None, seen, filename
+                )
+            read[filename] += 1
+            arow = purchase_row(purchase, keyring)
+            add_activity(arow, filename)
+            if keep_parsed:
+                parsed_activities[arow.key] = purchase.activity()
+        elif kind is RowError:
+            errors.append(item)  # type: ignore[arg-type]
+        elif kind is SourceRecord:
+            read[filename] += 1
+            record: SourceRecord = item  # type: ignore[assignment]
+            add_record(record, record.observed_at, None, filename)
+        elif kind is Activity:
+            read[filename] += 1
+            activity: Activity = item  # type: ignore[assignment]
+            arow = activity_row(activity, keyring)
+            add_activity(arow, filename)
+            parsed_activities[arow.key] = activity
+        else:
+            raise TypeError(f"not an ingest item: {kind.__name__}")
+    record_rows: list[RecordRow] = []
+    for key, (_, _, row, seen) in records.items():
+        if row is not None:
+            record_rows.append(row)
+            if staged_seen is not None:
+                staged_seen[key] = seen
     activity_rows = list(activities.values())
     return PreparedBatch(
         staged=stage(record_rows, activity_rows),

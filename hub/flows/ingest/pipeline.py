@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.db import Database
 from hub.core.pii import KeyRing
-from hub.core.records import Activity, Parsed, SourceRecord
+from hub.core.records import Activity, Item, SourceRecord
 from hub.core.telemetry import tracer
-from hub.flows.ingest.batch import PreparedBatch, Preparer
+from hub.flows.ingest.batch import MAX_LOST, Lost, PreparedBatch, Preparer
 from hub.flows.ingest.report import FileCounts, IngestReport
-from hub.flows.ingest.store import Written, write_batch
+from hub.flows.ingest.store import Written, lost_records, write_batch
 from hub.flows.ingest.worker import prepared_batches
 
 DEFAULT_BATCH = 5_000
@@ -138,7 +138,7 @@ async def ingest(
     *,
     db: Database,
     keyring: KeyRing,
-    items: Iterable[tuple[str, Parsed]],
+    items: Iterable[tuple[str, Item]],
     report: IngestReport,
     hooks: IngestHooks | None = None,
     batch_size: int = DEFAULT_BATCH,
@@ -159,16 +159,35 @@ async def ingest(
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
     hooks = hooks or NoHooks()
-    prepare = Preparer(keyring, keep_parsed=not isinstance(hooks, NoHooks))
+    # Without hooks nothing needs the records read, so each landed batch is acknowledged (which
+    # of its records the table did not take) and the fast lane may skip buyers it holds.
+    acknowledge = isinstance(hooks, NoHooks)
+    prepare = Preparer(keyring, keep_parsed=not acknowledge)
     # Batch n + 1 is parsed and prepared (in a worker process) while batch n is written.
     batches = prepared_batches(
-        iter(items), prepare=prepare, batch_size=batch_size, report=report, parallel=parallel
+        iter(items),
+        prepare=prepare,
+        batch_size=batch_size,
+        report=report,
+        parallel=parallel,
+        confirm=prepare.confirm if acknowledge else None,
     )
     async with contextlib.aclosing(batches):
-        async for prepared in batches:
-            await _land(
-                db=db, hooks=hooks, report=report, prepared=prepared, async_commit=async_commit
+        ack: tuple[int, Lost] | None = None
+        while True:
+            try:
+                prepared = await batches.asend(ack)
+            except StopAsyncIteration:
+                break
+            lost = await _land(
+                db=db,
+                hooks=hooks,
+                report=report,
+                prepared=prepared,
+                async_commit=async_commit,
+                acknowledge=acknowledge,
             )
+            ack = (prepared.number, lost) if acknowledge else None
             if progress is not None:
                 progress(report.total("read"), report.total("rejected"))
     return report
@@ -181,7 +200,11 @@ async def _land(
     report: IngestReport,
     prepared: PreparedBatch,
     async_commit: bool,
-) -> None:
+    acknowledge: bool = False,
+) -> Lost:
+    """Write one batch in its transaction; with ``acknowledge``, say which of its records the
+    table did not take (see ``Preparer.confirm``)."""
+    lost: Lost = frozenset()
     with tracer.start_as_current_span("ingest.batch") as span:
         span.set_attribute("hub.batch.records", len(prepared.staged.record_keys))
         span.set_attribute("hub.batch.activities", len(prepared.staged.activity_keys))
@@ -196,4 +219,7 @@ async def _land(
                 session=session,
                 batch=LandedBatch(written, prepared.parsed_records, prepared.parsed_activities),
             )
+            if acknowledge:
+                lost = await lost_records(session, prepared.staged, written, MAX_LOST)
     _count(report, prepared, written)
+    return lost

@@ -15,7 +15,15 @@ from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from hub.core.pii import KeyRing, aad_for, mask_email, mask_id_number, mask_phone
-from hub.core.records import Activity, Address, Identifier, IdentifierKind, SourceRecord
+from hub.core.records import (
+    Activity,
+    ActivityKind,
+    Address,
+    Identifier,
+    IdentifierKind,
+    Purchase,
+    SourceRecord,
+)
 
 _MASKERS = {
     IdentifierKind.PHONE: mask_phone,
@@ -217,33 +225,80 @@ def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = N
 
 
 def activity_row(activity: Activity, keyring: KeyRing) -> ActivityRow:
-    details = _canonical(activity.details)
-    person = storage_key(activity.source_key, keyring) if activity.source_key else None
-    occurred = activity.occurred_at
+    return _activity_row(
+        activity.source,
+        activity.external_id,
+        activity.kind,
+        activity.business_line,
+        activity.source_key,
+        activity.amount_fen,
+        activity.quantity,
+        activity.occurred_at,
+        activity.status,
+        activity.original_external_id,
+        activity.details,
+        keyring,
+    )
+
+
+def purchase_row(item: Purchase, keyring: KeyRing) -> ActivityRow:
+    """The row of ``item.activity()``, without building it (the fast lane)."""
+    return _activity_row(
+        item.source,
+        item.external_id,
+        ActivityKind.PURCHASE,
+        item.business_line,
+        item.source_key,
+        item.amount_fen,
+        item.quantity,
+        item.occurred_at,
+        item.status,
+        None,
+        item.details,
+        keyring,
+    )
+
+
+def _activity_row(
+    source: str,
+    external_id: str,
+    kind: str,
+    business_line: str,
+    source_key: str | None,
+    amount_fen: int,
+    quantity: int,
+    occurred: datetime,
+    status: str,
+    original_external_id: str | None,
+    details_map: Mapping[str, Any],
+    keyring: KeyRing,
+) -> ActivityRow:
+    details = _canonical(details_map)
+    person = storage_key(source_key, keyring) if source_key else None
     content = _SEP.join(
         (
-            activity.kind,
-            activity.business_line,
+            kind,
+            business_line,
             _json_text(person),
-            str(activity.amount_fen),
-            str(activity.quantity),
+            str(amount_fen),
+            str(quantity),
             occurred.isoformat(),
-            activity.status,
-            _json_text(activity.original_external_id),
+            status,
+            _json_text(original_external_id),
             details,
         )
     )
     return ActivityRow(
-        source=activity.source,
-        external_id=activity.external_id,
-        kind=activity.kind,
-        business_line=activity.business_line,
+        source=source,
+        external_id=external_id,
+        kind=kind,
+        business_line=business_line,
         source_key=person,
-        amount_fen=activity.amount_fen,
-        quantity=activity.quantity,
+        amount_fen=amount_fen,
+        quantity=quantity,
         occurred_at=occurred,
-        status=activity.status,
-        original_external_id=activity.original_external_id,
+        status=status,
+        original_external_id=original_external_id,
         details=details,
         content_hash=keyring.content_digest(content),
     )

@@ -34,7 +34,11 @@ CREATE TEMP TABLE IF NOT EXISTS stage_activity (
   amount_fen bigint, quantity integer, occurred_at timestamptz, status text,
   original_external_id text, details jsonb, content_hash text
 ) ON COMMIT DELETE ROWS;
+SET LOCAL jit = off;
 """
+# jit: the record upsert's per-row lookup makes the planner's estimate for a large table cross
+# ``jit_above_cost``, and compiling it took ~100 ms per 10,000-row batch (EXPLAIN ANALYZE,
+# bench/import_vs_copy.py at 300,000 rows), more than the lookups themselves.
 
 # With ``async_commit`` (file imports only) a batch's commit does not wait for its WAL to reach
 # disk. An importer killed at any point still finds every batch it saw committed; a database
@@ -57,6 +61,7 @@ WITH up AS (
   WHERE s.content_hash IS DISTINCT FROM (
     SELECT c.content_hash FROM source_record c
     WHERE c.source = s.source AND c.source_key = s.source_key
+    LIMIT 1  -- the key is unique; the limit makes it a plain index scan, not a bitmap scan
   )
   ORDER BY source, source_key
   ON CONFLICT (source, source_key) DO UPDATE SET
@@ -69,24 +74,40 @@ WITH up AS (
 ), del AS (
   DELETE FROM source_identifier si USING up
   WHERE si.source_record_id = up.id AND NOT up.inserted
+), ident AS (
+  -- A new record has no identifiers yet: its staged ones go in here, matched to the ids just
+  -- returned (a hash join of the batch's rows; looking the ids up in source_record again was a
+  -- scan of the whole table per batch). An updated record's are replaced after this statement.
+  INSERT INTO source_identifier
+    (source_record_id, kind, scope, hash, verified, verified_at, masked)
+  SELECT DISTINCT ON (up.id, s.kind, s.scope, s.hash)
+         up.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
+  FROM up JOIN stage_identifier s ON s.source = up.source AND s.source_key = up.source_key
+  WHERE up.inserted
+  ORDER BY up.id, s.kind, s.scope, s.hash, s.verified DESC
+), obs_new AS (
+  -- A record inserted just now has no observations: a plain insert, without ON CONFLICT's
+  -- speculative insertion (an extra probe of the unique index per row).
+  INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
+  SELECT id, observed_at, content_hash, $1 FROM up WHERE up.inserted
 ), obs AS (
   INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
-  SELECT id, observed_at, content_hash, $1 FROM up
+  SELECT id, observed_at, content_hash, $1 FROM up WHERE NOT up.inserted
   ON CONFLICT (source_record_id, content_hash) DO NOTHING
 )
 SELECT id, source, source_key, inserted FROM up
 """
 
-# Identifiers of changed records are replaced wholesale (the delete above runs in the same
-# statement snapshot, so this second statement sees it).
+# Identifiers of updated records are replaced wholesale: the delete above runs in the same
+# statement snapshot, so this second statement sees it. The records come as arrays of what the
+# upsert returned (id, source, source_key), so nothing but the staged rows is scanned.
 _INSERT_IDENTIFIERS = """
 INSERT INTO source_identifier (source_record_id, kind, scope, hash, verified, verified_at, masked)
-SELECT DISTINCT ON (r.id, s.kind, s.scope, s.hash)
-       r.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
-FROM stage_identifier s
-JOIN source_record r ON r.source = s.source AND r.source_key = s.source_key
-WHERE r.id = ANY($1::bigint[])
-ORDER BY r.id, s.kind, s.scope, s.hash, s.verified DESC
+SELECT DISTINCT ON (u.id, s.kind, s.scope, s.hash)
+       u.id, s.kind, s.scope, s.hash, s.verified, s.verified_at, s.masked
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u (id, source, source_key)
+JOIN stage_identifier s ON s.source = u.source AND s.source_key = u.source_key
+ORDER BY u.id, s.kind, s.scope, s.hash, s.verified DESC
 """
 
 # A POS return that does not name its original till says "store:*:serial"; find the sale.
@@ -122,9 +143,13 @@ WITH up AS (
   WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
   RETURNING t.id, t.source, t.external_id, t.status, t.amount_fen, t.content_hash,
             (t.xmax = 0) AS inserted
+), ev_new AS (
+  -- As for observations: an activity inserted just now has no events yet.
+  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
+  SELECT id, status, amount_fen, content_hash, $1 FROM up WHERE up.inserted
 ), ev AS (
   INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
-  SELECT id, status, amount_fen, content_hash, $1 FROM up
+  SELECT id, status, amount_fen, content_hash, $1 FROM up WHERE NOT up.inserted
   ON CONFLICT (activity_id, content_hash) DO NOTHING
 )
 SELECT id, source, external_id, inserted FROM up
@@ -204,6 +229,7 @@ class StagedBatch:
     record_keys: list[tuple[str, str]]
     activity_keys: list[tuple[str, str]]
     resolve_originals: bool  # a POS return names its sale only as "store:*:serial"
+    record_hashes: list[str] = field(default_factory=list)  # content hash per record key
 
 
 def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> StagedBatch:
@@ -269,6 +295,7 @@ def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> St
         activities=_copy_text(activity_lines),
         record_keys=[r.key for r in records],
         activity_keys=[a.key for a in activities],
+        record_hashes=[r.content_hash for r in records],
         resolve_originals=any(
             a.original_external_id and ":*:" in a.original_external_id for a in activities
         ),
@@ -287,6 +314,41 @@ class Written:
     updated_records: dict[tuple[str, str], int] = field(default_factory=dict)
     new_activities: dict[tuple[str, str], int] = field(default_factory=dict)
     updated_activities: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+# Staged records the table does not hold as staged after the upsert: they lost to a newer row.
+_LOST_RECORDS = """
+SELECT u.source, u.source_key
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u (source, source_key, content_hash)
+LEFT JOIN source_record r ON r.source = u.source AND r.source_key = u.source_key
+WHERE r.content_hash IS DISTINCT FROM u.content_hash
+"""
+
+
+async def lost_records(
+    session: AsyncSession, staged: StagedBatch, written: Written, limit: int
+) -> frozenset[tuple[str, str]] | None:
+    """The batch's staged records whose content the table does not hold (after ``write_batch``,
+    in its transaction); None if more than ``limit``. Only records neither inserted nor updated
+    are looked up: in a steady import that is the few repeated within a batch or two."""
+    new, updated = written.new_records, written.updated_records
+    unsure = [
+        (key, digest)
+        for key, digest in zip(staged.record_keys, staged.record_hashes, strict=True)
+        if key not in new and key not in updated
+    ]
+    if not unsure:
+        return frozenset()
+    apg = await driver_connection(session)
+    rows = await apg.fetch(
+        _LOST_RECORDS,
+        [k[0] for k, _ in unsure],
+        [k[1] for k, _ in unsure],
+        [d for _, d in unsure],
+    )
+    if len(rows) > limit:
+        return None
+    return frozenset((r["source"], r["source_key"]) for r in rows)
 
 
 async def driver_connection(session: AsyncSession) -> Any:
@@ -325,9 +387,14 @@ async def write_batch(
         for row in await apg.fetch(_UPSERT_RECORDS, import_run_id):
             target = written.new_records if row["inserted"] else written.updated_records
             target[(row["source"], row["source_key"])] = row["id"]
-        changed = [*written.new_records.values(), *written.updated_records.values()]
-        if changed and staged.identifiers:
-            await apg.execute(_INSERT_IDENTIFIERS, changed)
+        if written.updated_records and staged.identifiers:
+            updated = written.updated_records
+            await apg.execute(
+                _INSERT_IDENTIFIERS,
+                list(updated.values()),
+                [k[0] for k in updated],
+                [k[1] for k in updated],
+            )
     if staged.activities:
         await _copy(apg, "stage_activity", staged.activities, ACTIVITY_COLUMNS)
         if staged.resolve_originals:

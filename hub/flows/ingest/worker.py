@@ -21,6 +21,7 @@ picklable; where fork is not available everything runs in-process, one batch at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import multiprocessing
@@ -31,11 +32,11 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from hub.core.errors import HubError
-from hub.core.records import Parsed
+from hub.core.records import Item
 from hub.flows.ingest.report import IngestReport
 
 _T = TypeVar("_T")
-Chunk = list[tuple[str, Parsed]]
+Chunk = list[tuple[str, Item]]
 _JOIN_TIMEOUT_S = 5.0
 _GC_THRESHOLDS = (100_000, 50, 100)
 
@@ -44,7 +45,7 @@ class WorkerDiedError(RuntimeError):
     """The worker process ended without saying why (killed, out of memory)."""
 
 
-def _chunks(items: Iterator[tuple[str, Parsed]], size: int) -> Iterator[Chunk]:
+def _chunks(items: Iterator[tuple[str, Item]], size: int) -> Iterator[Chunk]:
     while chunk := list(itertools.islice(items, size)):
         yield chunk
 
@@ -59,9 +60,15 @@ def _work(
     chunks: Iterator[Chunk],
     prepare: Callable[[Chunk], Any],
     report: IngestReport,
+    acks_reader: Connection,
+    acks_writer: Connection,
+    confirm: Callable[..., None] | None,
 ) -> None:
-    """The worker's whole life: prepare every remaining chunk and send it, then say done."""
+    """The worker's whole life: prepare every remaining chunk and send it, then say done.
+    After each send, the acknowledgements of landed batches waiting on ``acks`` go to
+    ``confirm`` before the next chunk is read."""
     reader.close()  # else a dead importer's pipe stays open here and a send blocks forever
+    acks_writer.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the importer's to handle
     # Parsing allocates millions of short-lived, acyclic objects; at the default thresholds the
     # collector ran so often it took a third of the worker's time (measured). Objects inherited
@@ -69,7 +76,7 @@ def _work(
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
     try:
-        for chunk in chunks:
+        for chunk in _acknowledged(chunks, acks_reader, confirm):
             writer.send(("batch", prepare(chunk), _report_state(report)))
         writer.send(("done", None, _report_state(report)))
     except (BrokenPipeError, ConnectionResetError):
@@ -80,6 +87,26 @@ def _work(
         writer.send(("error", _portable(exc), _report_state(report)))
     finally:
         writer.close()
+        acks_reader.close()
+
+
+def _acknowledged(
+    chunks: Iterator[Chunk], acks: Connection, confirm: Callable[..., None] | None
+) -> Iterator[Chunk]:
+    """``chunks``, passing each acknowledgement already received to ``confirm`` before the
+    next chunk is read (the importer acknowledges a batch once it is committed)."""
+    while True:
+        try:
+            while acks.poll():
+                ack = acks.recv()
+                if confirm is not None:
+                    confirm(*ack)
+        except (EOFError, OSError):
+            pass  # the importer is gone: the next send says so
+        chunk = next(chunks, None)
+        if chunk is None:
+            return
+        yield chunk
 
 
 def _portable(exc: Exception) -> Exception:
@@ -116,18 +143,22 @@ async def _receive(conn: Connection) -> tuple[str, Any, tuple[dict[str, str], di
 
 
 async def prepared_batches(
-    items: Iterator[tuple[str, Parsed]],
+    items: Iterator[tuple[str, Item]],
     *,
     prepare: Callable[[Chunk], _T],
     batch_size: int,
     report: IngestReport,
     parallel: bool = False,
-) -> AsyncGenerator[_T, None]:
+    confirm: Callable[..., None] | None = None,
+) -> AsyncGenerator[_T, tuple[Any, ...] | None]:
     """``prepare`` of each ``batch_size`` slice of ``items``, in order.
 
     The first batch is prepared here (a small import never starts a process); if more follow,
     a worker prepares them while the caller writes this one. A ``HubError`` from ``items`` sets
     ``report.failed`` and ends the stream after the batches before it.
+
+    What the caller sends in (``asend``) after a batch is an acknowledgement: the arguments of
+    ``confirm``, called where ``prepare`` runs (in the worker, before it reads its next chunk).
     """
     chunks = _chunks(items, batch_size)
     try:
@@ -144,27 +175,49 @@ async def prepared_batches(
         or len(first) < batch_size
         or "fork" not in multiprocessing.get_all_start_methods()
     ):
-        async for prepared in _in_process(first, chunks, prepare, report):
-            yield prepared
-        return
+        ack = yield prepare(first)
+        while True:
+            if ack is not None and confirm is not None:
+                confirm(*ack)
+            try:
+                chunk = next(chunks, None)
+            except HubError as exc:
+                report.failed = exc.message
+                return
+            if chunk is None:
+                return
+            ack = yield prepare(chunk)
+    # Prepared before the fork, so the worker carries on from the state it left (``prepare``
+    # may remember what earlier batches held).
+    prepared_first = prepare(first)
     reader, writer = multiprocessing.Pipe(duplex=False)
+    acks_reader, acks = multiprocessing.Pipe(duplex=False)
     worker = multiprocessing.get_context("fork").Process(
         target=_work,
-        args=(reader, writer, chunks, prepare, report),
+        args=(reader, writer, chunks, prepare, report, acks_reader, acks, confirm),
         name="hub-import-worker",
         daemon=True,
     )
     worker.start()
     writer.close()  # only the worker writes; its exit then reads as EOF here
+    acks_reader.close()
     finished = False
+
+    def acknowledge(ack: tuple[Any, ...] | None) -> None:
+        # Small (a batch number and a bounded set), and the worker reads them after each batch
+        # it sends, so this never waits on a worker that is itself waiting to send.
+        if ack is not None and confirm is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+                acks.send(ack)
+
     try:
-        yield prepare(first)
+        acknowledge((yield prepared_first))
         while True:
             kind, payload, (chosen, refused) = await _receive(reader)
             report.chosen.update(chosen)
             report.refused_files.update(refused)
             if kind == "batch":
-                yield payload
+                acknowledge((yield payload))
                 continue
             finished = True
             if kind == "failed":
@@ -174,6 +227,7 @@ async def prepared_batches(
             return
     finally:
         reader.close()
+        acks.close()
         # A worker that said its last word is exiting; any other is stopped (error, Ctrl-C).
         worker.join(_JOIN_TIMEOUT_S if finished else 0)
         if worker.is_alive():
@@ -182,21 +236,3 @@ async def prepared_batches(
         if worker.is_alive():
             worker.kill()
             worker.join()
-
-
-async def _in_process(
-    first: Chunk,
-    chunks: Iterator[Chunk],
-    prepare: Callable[[Chunk], _T],
-    report: IngestReport,
-) -> AsyncGenerator[_T, None]:
-    yield prepare(first)
-    while True:
-        try:
-            chunk = next(chunks, None)
-        except HubError as exc:
-            report.failed = exc.message
-            return
-        if chunk is None:
-            return
-        yield prepare(chunk)

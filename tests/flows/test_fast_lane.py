@@ -1,0 +1,287 @@
+"""The import fast lane (Taobao ``Purchase`` items, buyers skipped once the table holds them)
+writes exactly what the record-by-record lane writes, reports the same bad rows, and re-imports
+as nothing new.
+
+Both lanes import the same file with the same batch boundaries (a record lane batch holds a row's
+two records, so its batch size is twice the fast lane's); their tables are then compared row by
+row (ciphertexts compared as their plaintext, ids and run ids left out).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from connectors import taobao
+from hub.core.db import Database
+from hub.core.pii import KeyRing
+from hub.core.records import Item, Purchase
+from hub.flows.ingest import IngestReport, finish_run, ingest, start_run
+from hub.flows.ingest.rows import pii_aad
+from hub.generator.layout import TAOBAO_ORDERS_HEADER
+from hub.importer import run_import
+from tests.conftest import _truncate_all
+
+# buyer -> (nick, mobile, receiver, address); "t**0" is a masked nick: keyed by receiver fields.
+BUYERS = {
+    "a": ("买家甲", "138****0001", "张*", "浙江省 杭州市 西湖区 ****** (000000)"),
+    "b": ("买家乙", "138****0002", "李*", "上海 上海市 浦东新区 ****** (000000)"),
+    "c": ("买家丙", "13800000003", "王*", "广东省 深圳市 南山区 ****** (000000)"),
+    "d": ("t**0", "139****0004", "赵*", "浙江省 杭州市 西湖区 ****** (000000)"),
+    "e": ("买家戊", "", "", ""),
+    "b2": ("买家乙", "138****0002", "李*", "广东省 深圳市 南山区 ****** (000000)"),  # moved
+}
+
+
+def row(
+    order: int,
+    buyer: str,
+    day: int,
+    *,
+    paid: str = "12.00",
+    shipping: str = "0.00",
+    status: str = "交易成功",
+    hour: int = 10,
+) -> list[str]:
+    nick, mobile, receiver, address = BUYERS[buyer]
+    cells = [""] * len(TAOBAO_ORDERS_HEADER)
+    cells[0] = f'="{3_000_000_000_000_000_000 + order}"'
+    cells[1] = nick
+    cells[3] = paid
+    cells[4] = shipping
+    cells[6] = paid
+    cells[8] = paid
+    cells[10] = status
+    cells[12] = receiver
+    cells[13] = address
+    cells[16] = mobile
+    cells[17] = f"2025-03-{day:02d} {hour:02d}:12:05"
+    cells[18] = f"2025-03-{day:02d} {hour:02d}:12:30"
+    cells[20] = "2"
+    return cells
+
+
+def export(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(TAOBAO_ORDERS_HEADER)
+    writer.writerows(rows)
+    return out.getvalue().encode("gbk")
+
+
+def steady_rows() -> list[list[str]]:
+    """Buyers on many orders across batches, one moving house and back, times out of order."""
+    plan = "abcdeabcdbadcbeab2abdcab2cadbbcadbeabcadbcdab"
+    return [
+        row(i, buyer, 1 + (i * 7) % 27, paid=f"{10 + i}.50", shipping="8.00" if i % 3 else "0")
+        for i, buyer in enumerate([*plan[:17], "b2", *plan[18:24], "b2", *plan[25:]])
+    ]
+
+
+SKIPPED: list[int] = []  # buyers the last fast-lane import skipped
+
+
+async def _import(
+    db: Database, keyring: KeyRing, data: bytes, *, fast: bool, rows_per_batch: int
+) -> dict[str, Any]:
+    report = IngestReport(connector="taobao")
+    report.import_run_id = await start_run(db=db, actor="test", connector="taobao")
+    kinds: list[str] = []
+
+    def items() -> Iterator[tuple[str, Item]]:
+        # Lazily, as the import reads them: buyers are skipped only once batches have landed.
+        for item in taobao.parse(io.BytesIO(data), filename="ExportOrderList1.csv", fast=fast):
+            if isinstance(item, Purchase):
+                kinds.append("skipped" if item.buyer is None and item.seen else "purchase")
+            yield "ExportOrderList1.csv", item
+
+    await ingest(
+        db=db,
+        keyring=keyring,
+        items=items(),
+        report=report,
+        batch_size=rows_per_batch if fast else 2 * rows_per_batch,
+    )
+    await finish_run(db=db, report=report)
+    assert ("purchase" in kinds) == fast
+    if fast:
+        SKIPPED[:] = [kinds.count("skipped")]
+    return report.as_dict()
+
+
+async def _state(db: Database, keyring: KeyRing) -> dict[str, list[tuple[Any, ...]]]:
+    async with db.read() as session:
+
+        async def rows(sql: str) -> list[tuple[Any, ...]]:
+            return sorted(tuple(r) for r in (await session.execute(text(sql))).all())
+
+        records = [
+            (*r[:-1], keyring.decrypt(r[-1], aad=pii_aad(r[0], r[1])) if r[-1] else None)
+            for r in await rows(
+                "SELECT source, source_key, business_line, observed_at, content_hash, gender, "
+                "consents::text, attributes::text, pii_enc FROM source_record"
+            )
+        ]
+        return {
+            "records": records,
+            "identifiers": await rows(
+                "SELECT r.source, r.source_key, i.kind, i.scope, i.hash, i.verified, i.masked "
+                "FROM source_identifier i JOIN source_record r ON r.id = i.source_record_id"
+            ),
+            "observations": await rows(
+                "SELECT r.source, r.source_key, o.observed_at, o.content_hash "
+                "FROM source_observation o JOIN source_record r ON r.id = o.source_record_id"
+            ),
+            "activities": await rows(
+                "SELECT source, external_id, kind, business_line, source_key, amount_fen, "
+                "quantity, occurred_at, status, original_external_id, details::text, "
+                "content_hash FROM activity"
+            ),
+            "events": await rows(
+                "SELECT a.source, a.external_id, e.status, e.amount_fen, e.content_hash "
+                "FROM activity_event e JOIN activity a ON a.id = e.activity_id"
+            ),
+        }
+
+
+def _without_run(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k != "import_run_id"}
+
+
+async def _both_lanes(
+    db: Database, keyring: KeyRing, files: list[bytes], rows_per_batch: int
+) -> tuple[list[Any], list[Any]]:
+    """(state, reports) after importing ``files`` in order through each lane; the last file
+    through the lane under test, the ones before it through the record lane."""
+    results = []
+    for fast in (False, True):
+        await _truncate_all(db)
+        reports = []
+        for i, data in enumerate(files):
+            lane = fast and i == len(files) - 1
+            reports.append(
+                await _import(db, keyring, data, fast=lane, rows_per_batch=rows_per_batch)
+            )
+        results.append((await _state(db, keyring), [_without_run(r) for r in reports]))
+    return results[0], results[1]
+
+
+async def test_the_fast_lane_writes_what_the_record_lane_writes(
+    db: Database, keyring: KeyRing
+) -> None:
+    data = export(steady_rows())
+    for rows_per_batch in (1, 3, 50):
+        (slow_state, slow_reports), (fast_state, fast_reports) = await _both_lanes(
+            db, keyring, [data], rows_per_batch
+        )
+        assert fast_state == slow_state, rows_per_batch
+        assert fast_reports == slow_reports, rows_per_batch
+        if rows_per_batch < 50:
+            assert SKIPPED[0] > 0, rows_per_batch  # buyers were skipped once held
+    assert len(fast_state["records"]) == 5  # a, b (b2 is b moved), c, d (by receiver), e
+    assert len(fast_state["activities"]) == len(steady_rows())
+    assert fast_reports[0]["read"] == 2 * len(steady_rows())
+
+
+async def test_a_skipped_buyer_whose_record_lost_to_a_newer_one_is_read_again(
+    db: Database, keyring: KeyRing
+) -> None:
+    """The table holds b's newer address (day 10). The file has b's old address on day 1 (it
+    loses) and again on days 20 and 25 (they win): the fast lane must not take b's day-1 record
+    for what the table holds and skip the later ones."""
+    before = export([row(900, "b2", 10), row(901, "a", 10)])
+    fillers = [row(100 + i, "ac"[i % 2], 2 + i % 5) for i in range(8)]
+    file = export([row(1, "b", 1), *fillers, row(2, "b", 20), *fillers[:4], row(3, "b", 25)])
+    (slow_state, slow_reports), (fast_state, fast_reports) = await _both_lanes(
+        db, keyring, [before, file], rows_per_batch=2
+    )
+    assert fast_state == slow_state
+    assert fast_reports == slow_reports
+    assert SKIPPED[0] > 0
+    b_records = [r for r in fast_state["records"] if r[1] == "买家乙"]
+    assert len(b_records) == 1
+    assert b_records[0][3].day == 20  # the old address won again (day 25 changed nothing)
+    assert "上海" in b_records[0][-1]
+
+
+async def test_a_buyer_changed_elsewhere_is_not_skipped(db: Database, keyring: KeyRing) -> None:
+    """b is staged (old address), then b2 (b's new address, a newer row) wins, then b's old
+    address on a still newer row must be written again, not skipped as held."""
+    fillers = [row(100 + i, "ac"[i % 2], 2) for i in range(8)]
+    file = export(
+        [row(1, "b", 1), *fillers, row(2, "b2", 5), *fillers[:6], row(3, "b", 9), *fillers[:6]]
+    )
+    (slow_state, _), (fast_state, _) = await _both_lanes(db, keyring, [file], rows_per_batch=2)
+    assert fast_state == slow_state
+    assert SKIPPED[0] > 0
+    b = [r for r in fast_state["records"] if r[1] == "买家乙"]
+    assert "上海" in b[0][-1]
+    assert b[0][3].day == 9
+
+
+async def test_bad_rows_are_reported_by_line_and_the_rest_lands_in_the_fast_lane(
+    db: Database, keyring: KeyRing
+) -> None:
+    rows = steady_rows()[:12]
+    rows[2][3] = rows[2][8] = "12.3.4"  # not an amount
+    rows[5][0] = ""  # no order number
+    rows[7][10] = "神秘状态"  # unknown status
+    rows[9][10] = "等待买家付款"  # unpaid: the buyer only
+    rows[10][16] = "12345"  # a phone that is not one: kept, with a warning
+    (slow_state, slow_reports), (fast_state, fast_reports) = await _both_lanes(
+        db, keyring, [export(rows)], rows_per_batch=2
+    )
+    assert fast_state == slow_state
+    assert fast_reports == slow_reports
+    rejected = fast_reports[0]["rejected_rows"]
+    assert [(e["line"], e["column"]) for e in rejected] == [
+        (4, "买家实际支付金额"),
+        (7, "订单编号"),
+        (9, "订单状态"),
+    ]
+    assert len(fast_state["activities"]) == 12 - 3 - 1
+
+
+async def test_a_fast_lane_reimport_writes_nothing_new(db: Database, keyring: KeyRing) -> None:
+    data = export(steady_rows())
+    await _import(db, keyring, data, fast=True, rows_per_batch=3)
+    first = await _state(db, keyring)
+    again = await _import(db, keyring, data, fast=True, rows_per_batch=3)
+    assert SKIPPED[0] > 0
+    assert await _state(db, keyring) == first
+    assert again["new"] == 0
+    assert again["updated"] == 0
+    assert again["unchanged"] == again["read"] == 2 * len(steady_rows())
+
+
+async def test_hub_import_with_its_worker_matches_the_record_lane(
+    db: Database, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """``run_import`` (fast lane, forked worker, acknowledgements over the pipe) on a file of
+    many batches ends in the record lane's state."""
+    buyers = ["a", "b", "c", "d", "e", "b2"]
+    rows = [row(i, buyers[i * 5 % 6] if i % 11 else "b2", 1 + i % 28) for i in range(240)]
+    data = export(rows)
+    path = tmp_path / "ExportOrderList2.csv"
+    path.write_bytes(data)
+    await _import(db, keyring, data, fast=False, rows_per_batch=10)
+    expected = await _state(db, keyring)
+    await _truncate_all(db)
+    report = await run_import(
+        db=db,
+        keyring=keyring,
+        connector="taobao",
+        paths=[path],
+        actor="test",
+        batch_size=10,
+        parallel=True,
+    )
+    assert not report.failed
+    got = await _state(db, keyring)
+    assert got == expected
+    assert report.total("read") == 2 * len(rows)
