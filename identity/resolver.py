@@ -120,6 +120,7 @@ class Resolver:
         self.model = model or Model.from_config(self.config)
         self._names = name_comparer(self.config)
         self._upper = self.model.upper_bits
+        self._guarded = tuple(k for k, rule in self.config.keys_by_name.items() if rule.guard)
         self._lower = self.model.lower_bits
 
     # -- training -------------------------------------------------------------------------------
@@ -509,7 +510,42 @@ class Resolver:
                 weak = edge[0] >= self._upper
                 reason = ReviewReason.WEAK_EVIDENCE if weak else ReviewReason.SCORE_BAND
                 offer(ReviewItem(x, y, reason, "score", edge[0]))
+        for key, item in self._shared_key_items(state, rids, wanted is None).items():
+            best.setdefault(key, item)
         return sorted(best.values(), key=lambda i: (i.a, i.b))
+
+    def _shared_key_items(
+        self, state: ResolverState, rids: Iterable[str], whole: bool
+    ) -> dict[tuple[str, str], ReviewItem]:
+        """Holders of a shared guarded value (a household's phone) whose only link was that
+        value: each pair that does not itself describe two people is a proposal for customer
+        service, one per pair of clusters. Values over their fan-out identify nobody and are left
+        out, so the work is bounded by the fan-out limits."""
+        root, feats = state.root, state.features
+        out: dict[tuple[str, str], ReviewItem] = {}
+        for a in rids:
+            fa = feats[a]
+            for kind in self._guarded:
+                for h in fa.ids.get(kind, ()):
+                    if h not in state.hot:
+                        continue
+                    holders = state.holders[h]
+                    if len(holders) > self._limit(kind):
+                        continue
+                    for b in holders:
+                        if root[a] == root[b] or (whole and b < a):
+                            continue
+                        fb = feats[b]
+                        if accounts_differ(fa, fb) or persons_conflict(self._names, fa, fb):
+                            continue
+                        x, y = (a, b) if a < b else (b, a)
+                        pair = (root[x], root[y]) if root[x] < root[y] else (root[y], root[x])
+                        cur = out.get(pair)
+                        if cur is None or (x, y) < (cur.a, cur.b):
+                            out[pair] = ReviewItem(
+                                x, y, ReviewReason.SHARED_KEY, f"key:{kind}", None, "shared_value"
+                            )
+        return out
 
     def partition(self, state: ResolverState) -> Partition:
         links = tuple(link for root in sorted(state.links) for link in state.links[root])
