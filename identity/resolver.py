@@ -13,6 +13,8 @@ records than its fan-out limit, or, for a guarded key such as the phone, by reco
 different people — its holders are re-scored and re-clustered without it (and with it again when
 it stops being shared) — exactly what batch would have decided seeing all records at once. A
 value's shared status is a function of its holders only, so arrival order cannot change it.
+A holder of a shared guarded value (a household's phone) whose only link was that value is left
+out of every cluster and proposed for review against each other holder it does not contradict.
 
 A record is identified by (source, source_key); sending it again replaces the older version (the
 later ``observed_at`` wins, ties go to the later arrival), as batch does for duplicates.
@@ -37,7 +39,7 @@ from identity.compare import (
     compare,
     persons_conflict,
 )
-from identity.config import MatchingConfig, load_config
+from identity.config import FieldConfig, MatchingConfig, load_config
 from identity.features import FeatureExtractor, Features, record_id
 from identity.graph import (
     Explain,
@@ -54,6 +56,9 @@ from identity.score import Model, probability, train_model
 from identity.survivorship import GoldenRecord, build_golden
 
 Edge = tuple[float, float]  # (score bits, score bits without weak fields)
+# explain level of an identifier field whose value both records hold but that is shared
+# (over its fan-out, or held by different people): no evidence either way
+SHARED_LEVEL = "shared_value"
 
 
 @dataclass
@@ -576,7 +581,8 @@ class Resolver:
         comps = []
         for i, (fc, level) in enumerate(zip(self.config.fields, vec, strict=True)):
             if level == NULL:
-                comps.append(FieldComparison(fc.name, "null", 0.0))
+                shared = fc.comparator == "identifier" and self._share_hot(state, fc, fa, fb)
+                comps.append(FieldComparison(fc.name, SHARED_LEVEL if shared else "null", 0.0))
             else:
                 comps.append(
                     FieldComparison(
@@ -584,6 +590,16 @@ class Resolver:
                     )
                 )
         return Explain(rule, total, probability(total), tuple(comps))
+
+    @staticmethod
+    def _share_hot(state: ResolverState, fc: FieldConfig, fa: Features, fb: Features) -> bool:
+        """Do both records hold one shared value of this identifier field (which weighs
+        nothing, so the comparison alone would read "not compared")?"""
+        for kind in fc.params.get("kinds", ()):
+            mine, theirs = fa.ids.get(kind), fb.ids.get(kind)
+            if mine and theirs and any(h in state.hot for h in mine & theirs):
+                return True
+        return False
 
     def golden(self, state: ResolverState, cluster: Iterable[str]) -> GoldenRecord:
         return build_golden((state.records[r] for r in cluster), config=self.config)

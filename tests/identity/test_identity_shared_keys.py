@@ -215,9 +215,9 @@ def test_a_nameless_record_on_a_household_phone_goes_to_review_not_to_a_member(r
     assert (item.rule, item.detail) == ("key:phone", "shared_value")
     explain = resolver.explain(state, item.a, item.b, item.rule)
     assert explain.rule == "key:phone"
-    # a shared value is no evidence either: the phone comparison weighs nothing
+    # the explain says why: both hold the phone, but it is shared, so it weighs nothing
     phone = next(c for c in explain.comparisons if c.field == "phone")
-    assert phone.weight_bits <= 0
+    assert (phone.level, phone.weight_bits) == ("shared_value", 0.0)
 
 
 def test_the_same_persons_accounts_on_that_phone_still_merge(resolver):
