@@ -71,7 +71,8 @@ async def test_the_agent_tour_search_review_merge_unmerge_adjust(page: Any, land
     # Accept a pair away from the landed phone's members: they are merged by hand further on
     # (its household's nameless accounts are in the queue too, proposed against each member).
     first, second = pairs.nth(0), None
-    landed_ids = re.compile(r"member #(?:%s)\b" % "|".join(map(re.escape, landed.members)))
+    alternatives = "|".join(map(re.escape, landed.members))
+    landed_ids = re.compile(rf"member #(?:{alternatives})\b")
     for i in range(1, await pairs.count()):
         if not landed_ids.search(await pairs.nth(i).inner_text()):
             second = pairs.nth(i)
