@@ -13,8 +13,8 @@ records than its fan-out limit, or, for a guarded key such as the phone, by reco
 different people — its holders are re-scored and re-clustered without it (and with it again when
 it stops being shared) — exactly what batch would have decided seeing all records at once. A
 value's shared status is a function of its holders only, so arrival order cannot change it.
-A holder of a shared guarded value (a household's phone) whose only link was that value is left
-out of every cluster and proposed for review against each other holder it does not contradict.
+A shared guarded value (a household's phone) joins nobody; its holders left in different clusters
+are proposed for review, pair by pair, wherever the two records do not themselves contradict.
 
 A record is identified by (source, source_key); sending it again replaces the older version (the
 later ``observed_at`` wins, ties go to the later arrival), as batch does for duplicates.
@@ -522,10 +522,11 @@ class Resolver:
     def _shared_key_items(
         self, state: ResolverState, rids: Iterable[str], whole: bool
     ) -> dict[tuple[str, str], ReviewItem]:
-        """Holders of a shared guarded value (a household's phone) whose only link was that
-        value: each pair that does not itself describe two people is a proposal for customer
-        service, one per pair of clusters. Values over their fan-out identify nobody and are left
-        out, so the work is bounded by the fan-out limits."""
+        """Holders of a shared guarded value (a household's phone) left in different clusters:
+        each pair that does not itself describe two people is a proposal for customer service,
+        one per pair of clusters (a pair already proposed for another reason keeps that one).
+        Values over their fan-out identify nobody and are left out, so the work is bounded by
+        the fan-out limits."""
         root, feats = state.root, state.features
         out: dict[tuple[str, str], ReviewItem] = {}
         for a in rids:
