@@ -53,7 +53,7 @@ class Features:
     observed_ts: float
     strong: tuple[tuple[str, str], ...] = ()  # (kind, keyed hash): deterministic join keys
     conflicts: tuple[tuple[str, str, float], ...] = ()  # (group, hash, verified_ts)
-    accounts: tuple[tuple[str, str], ...] = ()  # (kind@scope, hash) of strong account ids
+    accounts: tuple[tuple[str, str], ...] = ()  # (group, hash): one value per person per group
     ids: Mapping[str, frozenset[str]] = field(default_factory=dict)  # kind -> strong/medium hashes
     phone_masks: tuple[str, ...] = ()  # hashes of masked phone patterns (weak evidence)
     mask_blocks: tuple[str, ...] = ()  # those showing enough digits to block on
@@ -182,14 +182,15 @@ class FeatureExtractor:
                 ids.setdefault(ident.kind.value, set()).add(digest)
             if strength == "strong":
                 strong.append((ident.kind.value, digest))
-                if scope is not None and rule.one_per_person:
-                    accounts.append((f"{ident.kind.value}@{scope}", digest))
+                group = ident.kind.value + (f"@{ident.scope}" if scope else "")
+                if ident.kind is IdentifierKind.ID_DOCUMENT:
+                    # a passport and a resident ID of one person are no conflict
+                    group = f"{ident.kind.value}:{ident.value.split(':', 1)[0]}"
+                if rule.one_per_person or rule.conflict == "any":
+                    # one value per person (per scope): two values say two people
+                    accounts.append((group, digest))
                 if rule.conflict != "none":
                     when = ident.verified_at or record.observed_at
-                    group = ident.kind.value + (f"@{ident.scope}" if scope else "")
-                    if ident.kind is IdentifierKind.ID_DOCUMENT:
-                        # a passport and a resident ID of one person are no conflict
-                        group = f"{ident.kind.value}:{ident.value.split(':', 1)[0]}"
                     conflicts.append((group, digest, when.timestamp()))
         f.strong = tuple(sorted(set(strong)))
         f.conflicts = tuple(sorted(set(conflicts)))

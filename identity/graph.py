@@ -37,6 +37,7 @@ class ReviewReason(StrEnum):
     MAX_SIZE = "max_cluster_size"
     BRIDGE = "bridges_large_clusters"
     DIFFERENT_PEOPLE = "shared_key_different_people"
+    SHARED_KEY = "shared_key_only_link"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ records than its fan-out limit, or, for a guarded key such as the phone, by reco
 different people — its holders are re-scored and re-clustered without it (and with it again when
 it stops being shared) — exactly what batch would have decided seeing all records at once. A
 value's shared status is a function of its holders only, so arrival order cannot change it.
+A shared guarded value (a household's phone) joins nobody; its holders left in different clusters
+are proposed for review, pair by pair, wherever the two records do not themselves contradict.
 
 A record is identified by (source, source_key); sending it again replaces the older version (the
 later ``observed_at`` wins, ties go to the later arrival), as batch does for duplicates.
@@ -37,7 +39,7 @@ from identity.compare import (
     compare,
     persons_conflict,
 )
-from identity.config import MatchingConfig, load_config
+from identity.config import FieldConfig, MatchingConfig, load_config
 from identity.features import FeatureExtractor, Features, record_id
 from identity.graph import (
     Explain,
@@ -54,6 +56,9 @@ from identity.score import Model, probability, train_model
 from identity.survivorship import GoldenRecord, build_golden
 
 Edge = tuple[float, float]  # (score bits, score bits without weak fields)
+# explain level of an identifier field whose value both records hold but that is shared
+# (over its fan-out, or held by different people): no evidence either way
+SHARED_LEVEL = "shared_value"
 
 
 @dataclass
@@ -120,6 +125,7 @@ class Resolver:
         self.model = model or Model.from_config(self.config)
         self._names = name_comparer(self.config)
         self._upper = self.model.upper_bits
+        self._guarded = tuple(k for k, rule in self.config.keys_by_name.items() if rule.guard)
         self._lower = self.model.lower_bits
 
     # -- training -------------------------------------------------------------------------------
@@ -509,7 +515,43 @@ class Resolver:
                 weak = edge[0] >= self._upper
                 reason = ReviewReason.WEAK_EVIDENCE if weak else ReviewReason.SCORE_BAND
                 offer(ReviewItem(x, y, reason, "score", edge[0]))
+        for key, item in self._shared_key_items(state, rids, wanted is None).items():
+            best.setdefault(key, item)
         return sorted(best.values(), key=lambda i: (i.a, i.b))
+
+    def _shared_key_items(
+        self, state: ResolverState, rids: Iterable[str], whole: bool
+    ) -> dict[tuple[str, str], ReviewItem]:
+        """Holders of a shared guarded value (a household's phone) left in different clusters:
+        each pair that does not itself describe two people is a proposal for customer service,
+        one per pair of clusters (a pair already proposed for another reason keeps that one).
+        Values over their fan-out identify nobody and are left out, so the work is bounded by
+        the fan-out limits."""
+        root, feats = state.root, state.features
+        out: dict[tuple[str, str], ReviewItem] = {}
+        for a in rids:
+            fa = feats[a]
+            for kind in self._guarded:
+                for h in fa.ids.get(kind, ()):
+                    if h not in state.hot:
+                        continue
+                    holders = state.holders[h]
+                    if len(holders) > self._limit(kind):
+                        continue
+                    for b in holders:
+                        if root[a] == root[b] or (whole and b < a):
+                            continue
+                        fb = feats[b]
+                        if accounts_differ(fa, fb) or persons_conflict(self._names, fa, fb):
+                            continue
+                        x, y = (a, b) if a < b else (b, a)
+                        pair = (root[x], root[y]) if root[x] < root[y] else (root[y], root[x])
+                        cur = out.get(pair)
+                        if cur is None or (x, y) < (cur.a, cur.b):
+                            out[pair] = ReviewItem(
+                                x, y, ReviewReason.SHARED_KEY, f"key:{kind}", None, "shared_value"
+                            )
+        return out
 
     def partition(self, state: ResolverState) -> Partition:
         links = tuple(link for root in sorted(state.links) for link in state.links[root])
@@ -540,7 +582,8 @@ class Resolver:
         comps = []
         for i, (fc, level) in enumerate(zip(self.config.fields, vec, strict=True)):
             if level == NULL:
-                comps.append(FieldComparison(fc.name, "null", 0.0))
+                shared = fc.comparator == "identifier" and self._share_hot(state, fc, fa, fb)
+                comps.append(FieldComparison(fc.name, SHARED_LEVEL if shared else "null", 0.0))
             else:
                 comps.append(
                     FieldComparison(
@@ -548,6 +591,16 @@ class Resolver:
                     )
                 )
         return Explain(rule, total, probability(total), tuple(comps))
+
+    @staticmethod
+    def _share_hot(state: ResolverState, fc: FieldConfig, fa: Features, fb: Features) -> bool:
+        """Do both records hold one shared value of this identifier field (which weighs
+        nothing, so the comparison alone would read "not compared")?"""
+        for kind in fc.params.get("kinds", ()):
+            mine, theirs = fa.ids.get(kind), fb.ids.get(kind)
+            if mine and theirs and any(h in state.hot for h in mine & theirs):
+                return True
+        return False
 
     def golden(self, state: ResolverState, cluster: Iterable[str]) -> GoldenRecord:
         return build_golden((state.records[r] for r in cluster), config=self.config)

@@ -90,6 +90,20 @@ def test_key_over_fanout_limit_joins_nobody(resolver):
 
 
 def test_conflicting_id_documents_block_a_key_merge_and_create_a_review_item(resolver):
+    card = ident("membership_id", "M0001", scope="brand")  # strong, not a family-shared kind
+    p = resolver.resolve_batch(
+        [
+            rec("hotel", "h1", card, ident("id_document", "ID_CARD:11010119900101000X")),
+            rec("hotel", "h2", card, ident("id_document", "ID_CARD:110101199001020001")),
+        ]
+    )
+    assert not _together(p, "hotel:h1", "hotel:h2")
+    [item] = p.review
+    assert item.reason is ReviewReason.CONFLICT
+    assert item.detail == "id_document:ID_CARD"
+
+
+def test_a_phone_held_by_two_id_documents_is_a_shared_value(resolver):
     phone = ident("phone", "+8613800000003", verified=True)
     p = resolver.resolve_batch(
         [
@@ -98,9 +112,8 @@ def test_conflicting_id_documents_block_a_key_merge_and_create_a_review_item(res
         ]
     )
     assert not _together(p, "hotel:h1", "hotel:h2")
-    [item] = p.review
-    assert item.reason is ReviewReason.CONFLICT
-    assert item.detail == "id_document:ID_CARD"
+    assert p.stats["keys_over_fanout"] == 1
+    assert p.review == ()  # two ID cards are two people: nothing to propose
 
 
 def test_passport_and_resident_id_of_one_person_are_no_conflict(resolver):

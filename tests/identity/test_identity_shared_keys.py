@@ -166,3 +166,88 @@ def test_in_memory_hashes_are_truncated_keyed_digests():
     ((_kind, digest),) = f.strong
     assert len(digest) == 22
     assert "13800000123" not in digest
+
+
+def _household(*, same_unionid: bool):
+    """The generator's household: the head's two WeChat accounts and a POS card all carry one
+    verified phone; a nameless native-app account carries it too. With another unionid the app
+    account is a relative's (two Open Platform ids are two people), with the same one it is the
+    head's own."""
+    other = "oUNION_HEAD" if same_unionid else "oUNION_CHILD"
+    return [
+        rec(
+            "app",
+            "wx1",
+            ident("wechat_openid", "oOPEN1", scope="wx"),
+            _unionid("oUNION_HEAD"),
+            _phone(),
+        ),
+        rec(
+            "pos",
+            "c1",
+            ident("card_no", "8801", scope="pos"),
+            _phone(),
+            name="测试甲",
+            birthday=date(1970, 3, 1),
+        ),
+        rec(
+            "app", "ios1", ident("app_user_id", "appuser_1", scope="ios"), _unionid(other), _phone()
+        ),
+    ]
+
+
+def _unionid(value: str):
+    return ident("wechat_unionid", value)  # unscoped, as the app connector reads it
+
+
+def test_a_nameless_record_on_a_household_phone_goes_to_review_not_to_a_member(resolver):
+    state = resolver.build_state(_household(same_unionid=False))
+    p = resolver.partition(state)
+    # two unionids on one phone: the phone is shared, neither nameless account joins the card
+    assert not _together(p, "app:ios1", "pos:c1")
+    assert not _together(p, "app:wx1", "pos:c1")
+    assert not _together(p, "app:ios1", "app:wx1")
+    assert p.stats["keys_over_fanout"] == 1
+    shared = sorted((i.a, i.b) for i in p.review if i.reason is ReviewReason.SHARED_KEY)
+    # each account is proposed against the card; the two accounts are two people: no proposal
+    assert shared == [("app:ios1", "pos:c1"), ("app:wx1", "pos:c1")]
+    item = next(i for i in p.review if i.a == "app:ios1")
+    assert (item.rule, item.detail) == ("key:phone", "shared_value")
+    explain = resolver.explain(state, item.a, item.b, item.rule)
+    assert explain.rule == "key:phone"
+    # the explain says why: both hold the phone, but it is shared, so it weighs nothing
+    phone = next(c for c in explain.comparisons if c.field == "phone")
+    assert (phone.level, phone.weight_bits) == ("shared_value", 0.0)
+
+
+def test_the_same_persons_accounts_on_that_phone_still_merge(resolver):
+    p = resolver.resolve_batch(_household(same_unionid=True))
+    assert len(p.clusters) == 1
+    assert not [i for i in p.review if i.reason is ReviewReason.SHARED_KEY]
+
+
+def test_household_phone_review_is_the_same_incrementally(keyring):
+    resolver = Resolver(keyring=keyring)
+    for same in (False, True):
+        records = _household(same_unionid=same)
+        batch = resolver.resolve_batch(records)
+        for seed in range(6):
+            shuffled = list(records)
+            random.Random(seed).shuffle(shuffled)
+            state = resolver.new_state()
+            for r in shuffled:
+                resolver.resolve_one(r, state)
+            inc = resolver.partition(state)
+            assert inc.as_sets() == batch.as_sets(), (same, seed)
+            assert [(i.a, i.b, i.reason) for i in inc.review] == [
+                (i.a, i.b, i.reason) for i in batch.review
+            ], (same, seed)
+
+
+def test_relatives_on_one_phone_are_each_proposed_for_the_nameless_account(resolver):
+    parent = rec("pos", "c1", _phone(), name="测试甲", birthday=date(1970, 3, 1))
+    child = rec("pos", "c2", _phone(), name="测试乙", birthday=date(2005, 8, 9))
+    app = rec("app", "a1", _phone())
+    p = resolver.resolve_batch([parent, child, app])
+    shared = sorted((i.a, i.b) for i in p.review if i.reason is ReviewReason.SHARED_KEY)
+    assert shared == [("app:a1", "pos:c1"), ("app:a1", "pos:c2")]  # never parent with child

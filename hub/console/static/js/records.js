@@ -62,7 +62,7 @@ function ruleWords(link) {
   return rule;
 }
 
-const LEVEL_WORDS = { null: "not compared", exact: "same", different: "different", pinyin_equal: "same pinyin" };
+const LEVEL_WORDS = { null: "not compared", exact: "same", different: "different", pinyin_equal: "same pinyin", shared_value: "same, but shared by several people" };
 
 /** The field comparisons behind a score: agreeing fields first, the uncompared ones folded. */
 export function comparisonTable(explain) {

@@ -12,6 +12,7 @@ const REASON_WORDS = {
   max_cluster_size: "Merging would make an unusually large member",
   bridges_large_clusters: "This pair would join two large members",
   shared_key_different_people: "A shared key, but the rest says different people",
+  shared_key_only_link: "Their only link is a value several people use (a household's phone)",
 };
 
 export async function renderReview(main) {
