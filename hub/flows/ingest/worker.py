@@ -142,6 +142,15 @@ async def _receive(conn: Connection) -> tuple[str, Any, tuple[dict[str, str], di
     return message
 
 
+def _next_chunk(chunks: Iterator[Chunk], report: IngestReport) -> Chunk | None:
+    """The next slice; None at the end, or (with ``report.failed`` set) when reading failed."""
+    try:
+        return next(chunks, None)
+    except HubError as exc:
+        report.failed = exc.message
+        return None
+
+
 async def prepared_batches(
     items: Iterator[tuple[str, Item]],
     *,
@@ -161,11 +170,7 @@ async def prepared_batches(
     ``confirm``, called where ``prepare`` runs (in the worker, before it reads its next chunk).
     """
     chunks = _chunks(items, batch_size)
-    try:
-        first = next(chunks, None)
-    except HubError as exc:
-        report.failed = exc.message
-        return
+    first = _next_chunk(chunks, report)
     if first is None:
         return
     # Forking is for the CLI, a single-threaded process; a server (threads, open sockets) must
@@ -179,11 +184,7 @@ async def prepared_batches(
         while True:
             if ack is not None and confirm is not None:
                 confirm(*ack)
-            try:
-                chunk = next(chunks, None)
-            except HubError as exc:
-                report.failed = exc.message
-                return
+            chunk = _next_chunk(chunks, report)
             if chunk is None:
                 return
             ack = yield prepare(chunk)
