@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 from identity_testkit import config_with, ident, rec
 
@@ -96,13 +98,8 @@ def test_shared_phone_decisions_are_the_same_incrementally(keyring):
         rec("app", "a2", ident("app_user_id", "x", scope="ios"), _phone()),
     ]
     batch = resolver.resolve_batch(records)
-    for seed in range(6):
-        shuffled = list(records)
-        random.Random(seed).shuffle(shuffled)
-        state = resolver.new_state()
-        for r in shuffled:
-            resolver.resolve_one(r, state)
-        assert resolver.partition(state).as_sets() == batch.as_sets(), seed
+    for seed, partition in _incremental(resolver, records):
+        assert partition.as_sets() == batch.as_sets(), seed
     # the child's card makes the phone shared: only name + birthday joins the parent's records
     assert _together(batch, "pos:c1", "hotel:h1")
     assert not _together(batch, "pos:c1", "app:a1")
@@ -231,13 +228,7 @@ def test_household_phone_review_is_the_same_incrementally(keyring):
     for same in (False, True):
         records = _household(same_unionid=same)
         batch = resolver.resolve_batch(records)
-        for seed in range(6):
-            shuffled = list(records)
-            random.Random(seed).shuffle(shuffled)
-            state = resolver.new_state()
-            for r in shuffled:
-                resolver.resolve_one(r, state)
-            inc = resolver.partition(state)
+        for seed, inc in _incremental(resolver, records):
             assert inc.as_sets() == batch.as_sets(), (same, seed)
             assert [(i.a, i.b, i.reason) for i in inc.review] == [
                 (i.a, i.b, i.reason) for i in batch.review
@@ -251,3 +242,14 @@ def test_relatives_on_one_phone_are_each_proposed_for_the_nameless_account(resol
     p = resolver.resolve_batch([parent, child, app])
     shared = sorted((i.a, i.b) for i in p.review if i.reason is ReviewReason.SHARED_KEY)
     assert shared == [("app:a1", "pos:c1"), ("app:a1", "pos:c2")]  # never parent with child
+
+
+def _incremental(resolver: Resolver, records: list[Any]) -> Iterator[tuple[int, Any]]:
+    """The partition of resolving ``records`` one at a time, in six shuffled orders."""
+    for seed in range(6):
+        shuffled = list(records)
+        random.Random(seed).shuffle(shuffled)
+        state = resolver.new_state()
+        for r in shuffled:
+            resolver.resolve_one(r, state)
+        yield seed, resolver.partition(state)
