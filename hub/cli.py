@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +66,10 @@ def migrate() -> None:
     console.print(f"database at revision {head_revision()}")
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _serve(
     settings: Settings, url: str, host: str, port: int, ide_tokens: dict[str, str] | None = None
 ) -> None:
@@ -80,10 +85,16 @@ def _serve(
         asyncio.run(_check_migrated(url))
     except HubError as exc:
         raise _fail(exc) from None
+    embedded = settings.embedded
     # The embedded URL was resolved already; pass it on so the app reuses the same server.
     settings = settings.model_copy(update={"database_url": url})
     application = create_app(settings, ide_tokens=ide_tokens)
     console.print(f"serving on http://{host}:{port}  (GraphQL at /graphql)")
+    if embedded:
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
+        # handler it found: the default one ends the process without running `atexit`, which
+        # is where pgserver stops the embedded PostgreSQL (it was left running). Exit instead.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Measured here: uvloop gave 6-9x worse p99 at saturation than the asyncio loop.
     uvicorn.run(
         application, host=host, port=port, loop="asyncio", log_level="warning", access_log=False

@@ -76,3 +76,63 @@ def test_serve_refuses_an_unmigrated_database(server_url: str, tmp_path: Path) -
         asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     assert result.returncode == 1
     assert "run `hub migrate` first" in result.stderr.replace("\n", " ")
+
+
+def test_sigterm_stops_the_embedded_postgres_too(tmp_path: Path) -> None:
+    # `hub serve` on the embedded PostgreSQL, ended the way a service manager ends it: the
+    # database server it started must not outlive it.
+    import signal
+    import socket
+    import time
+
+    import httpx
+    import psutil
+
+    from tests.test_import import KEY_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != "HUB_DATABASE_URL"}
+    env |= {
+        **KEY_ENV,
+        "HUB_ENV": "test",
+        "HUB_DATA_DIR": str(tmp_path),
+        "HUB_JWT_SECRET": JWT_SECRET,
+    }
+    migrated = subprocess.run(
+        [*HUB, "migrate"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [*HUB, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "hub serve exited"
+            assert time.monotonic() < deadline, "hub serve did not become ready"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        postmaster = int((tmp_path / "pg" / "postmaster.pid").read_text().split()[0])
+        assert psutil.pid_exists(postmaster)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(postmaster) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    outlived = psutil.pid_exists(postmaster)
+    if outlived:
+        psutil.Process(postmaster).terminate()  # not left behind by a failing run
+    assert not outlived, "the embedded PostgreSQL outlived hub serve"
