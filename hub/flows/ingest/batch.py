@@ -141,9 +141,6 @@ class Preparer:
                 seen.skip = True
 
 
-_KINDS = (Purchase, RowError, SourceRecord, Activity)
-
-
 def prepare_batch(
     chunk: list[tuple[str, Item]],
     keyring: KeyRing,
@@ -217,42 +214,35 @@ def prepare_batch(
         credit.setdefault(("a", arow.key, arow.content_hash), filename)
 
     for filename, item in chunk:
-        kind: type = type(item)
-        if kind not in _KINDS:
-            kind = next((k for k in _KINDS if isinstance(item, k)), kind)
-        if kind is Purchase:
-            purchase: Purchase = item  # type: ignore[assignment]
-            buyer = purchase.buyer
-            seen = purchase.seen
-            if buyer is not None:
+        match item:
+            case Purchase(buyer=buyer, seen=seen):
+                if buyer is not None:
+                    read[filename] += 1
+                    add_record(buyer, item.observed_at, seen, filename)
+                elif seen is not None:
+                    if seen.row_key is None or seen.content_hash is None or keep_parsed:
+                        raise ValueError("a skipped buyer must have been staged by this import")
+                    read[filename] += 1
+                    candidate(
+                        seen.row_key, item.observed_at, seen.content_hash, None, seen, filename
+                    )
                 read[filename] += 1
-                add_record(buyer, purchase.observed_at, seen, filename)
-            elif seen is not None:
-                if seen.row_key is None or seen.content_hash is None or keep_parsed:
-                    raise ValueError("a skipped buyer must have been staged by this import")
+                arow = purchase_row(item, keyring)
+                add_activity(arow, filename)
+                if keep_parsed:
+                    parsed_activities[arow.key] = item.activity()
+            case RowError():
+                errors.append(item)
+            case SourceRecord():
                 read[filename] += 1
-                candidate(
-                    seen.row_key, purchase.observed_at, seen.content_hash, None, seen, filename
-                )
-            read[filename] += 1
-            arow = purchase_row(purchase, keyring)
-            add_activity(arow, filename)
-            if keep_parsed:
-                parsed_activities[arow.key] = purchase.activity()
-        elif kind is RowError:
-            errors.append(item)  # type: ignore[arg-type]
-        elif kind is SourceRecord:
-            read[filename] += 1
-            record: SourceRecord = item  # type: ignore[assignment]
-            add_record(record, record.observed_at, None, filename)
-        elif kind is Activity:
-            read[filename] += 1
-            activity: Activity = item  # type: ignore[assignment]
-            arow = activity_row(activity, keyring)
-            add_activity(arow, filename)
-            parsed_activities[arow.key] = activity
-        else:
-            raise TypeError(f"not an ingest item: {kind.__name__}")
+                add_record(item, item.observed_at, None, filename)
+            case Activity():
+                read[filename] += 1
+                arow = activity_row(item, keyring)
+                add_activity(arow, filename)
+                parsed_activities[arow.key] = item
+            case _:
+                raise TypeError(f"not an ingest item: {type(item).__name__}")
     record_rows: list[RecordRow] = []
     for key, (_, _, row, seen) in records.items():
         if row is not None:

@@ -77,14 +77,10 @@ def _canonical(data: Mapping[str, Any]) -> str:
     for key in sorted(data):
         value = data[key]
         kind = type(value)
-        if type(key) is not str:
+        if type(key) is not str or (kind is not int and kind is not str):
             return _encode(data if isinstance(data, dict) else dict(data))
-        if kind is int:
-            parts.append(f"{encode_basestring(key)}:{value}")
-        elif kind is str:
-            parts.append(f"{encode_basestring(key)}:{encode_basestring(value)}")
-        else:
-            return _encode(data if isinstance(data, dict) else dict(data))
+        text = str(value) if kind is int else encode_basestring(value)
+        parts.append(f"{encode_basestring(key)}:{text}")
     return "{" + ",".join(parts) + "}"
 
 
