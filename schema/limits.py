@@ -155,7 +155,7 @@ class PrivateOpenTelemetry(OpenTelemetryExtension):
         steps = super().on_operation()
         next(steps)  # the operation span now exists, with the raw document attached
         span = self._span_holder.get(LifecycleStep.OPERATION)
-        if span is not None and self.execution_context.query:
+        if span is not None and span.is_recording() and self.execution_context.query:
             digest = hashlib.sha256(self.execution_context.query.encode()).hexdigest()[:16]
             span.set_attribute("query", f"sha256:{digest}")
         yield
