@@ -415,15 +415,20 @@ def worker_app() -> Any:
 def serve(mode: str, url: str, port: int, members: list[int], http: str, workers: int) -> None:
     import uvicorn
 
+    from hub.http_server import OneWriteHttpToolsProtocol
+
+    # "auto": the protocol `hub serve` runs (uvicorn's httptools, one write per response)
+    protocol: Any = OneWriteHttpToolsProtocol if http == "auto" else http
+
     if workers > 1:  # as `hub serve --workers N`: uvicorn's process manager over one socket
         os.environ["HUB_BENCH_SERVE"] = f"{mode} {url} {','.join(map(str, members))}"
         uvicorn.run(
             "profile_query:worker_app", factory=True, workers=workers, host="127.0.0.1",
-            port=port, loop="asyncio", http=http, log_level="warning", access_log=False,
+            port=port, loop="asyncio", http=protocol, log_level="warning", access_log=False,
         )  # fmt: skip
         return
     uvicorn.run(
-        build_app(mode, url, members), host="127.0.0.1", port=port, loop="asyncio", http=http,
+        build_app(mode, url, members), host="127.0.0.1", port=port, loop="asyncio", http=protocol,
         log_level="warning", access_log=False,
     )  # fmt: skip
 

@@ -77,6 +77,7 @@ def _serve(
 
     from hub.app import create_app
     from hub.core.telemetry import setup_logging, setup_telemetry
+    from hub.http_server import OneWriteHttpToolsProtocol
 
     setup_logging(settings.log_level, settings.log_json)
     setup_telemetry(settings.otel_exporter.value)
@@ -97,7 +98,13 @@ def _serve(
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Measured here: uvloop gave 6-9x worse p99 at saturation than the asyncio loop.
     uvicorn.run(
-        application, host=host, port=port, loop="asyncio", log_level="warning", access_log=False
+        application,
+        host=host,
+        port=port,
+        loop="asyncio",
+        http=OneWriteHttpToolsProtocol,
+        log_level="warning",
+        access_log=False,
     )
 
 
