@@ -11,6 +11,11 @@ non-null field, a value the scalar refuses, an exception) back to the standard p
 reports it with its path as before. With a schema extension that wraps resolvers (a
 ``resolve`` hook), every field takes the standard path.
 
+An async field is started at once (``_start``), in a copy of the context as a task would be:
+once a profile view's reads are primed its resolvers finish without waiting, and graphql-core
+would have made a task for each (ten per agent view) only to gather them. A field that does
+wait is carried on by whoever awaits it, as before.
+
 graphql-core also works out each object's sub-selection again on every request (about 14 per
 agent view, 8 % of its CPU). For an operation without directives (no ``@skip``/``@include``
 that variables could turn, no ``@defer``) that depends on the document alone, so it is
@@ -22,10 +27,12 @@ reused while an entry exists.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from inspect import isawaitable
+from types import CoroutineType
 from typing import Any
 
 from graphql import (
@@ -147,12 +154,13 @@ class HubExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
         manager = self.middleware_manager
-        plain = _plain_fields(parent_type)
-        if not plain or (manager is not None and manager.middlewares):
+        if manager is not None and manager.middlewares:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        # graphql-core's execute_fields, with plain scalars answered in place.
+        # graphql-core's execute_fields, with plain scalars answered in place and async
+        # fields started at once.
+        plain = _plain_fields(parent_type)
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []
@@ -172,6 +180,8 @@ class HubExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     Path(path, response_name, parent_type.name),
                     position_context,
                 )
+                if type(result) is CoroutineType:
+                    result = _start(result)
                 if result is not Undefined:
                     results[response_name] = result
                     if is_awaitable(result):
@@ -209,6 +219,69 @@ def _weak_helpers(executor: HubExecutionContext) -> GraphQLResolveInfoHelpers:
         return gather_with_cancel(*values)
 
     return GraphQLResolveInfoHelpers(gather=gather, track=track)
+
+
+def _start(coro: CoroutineType[Any, Any, Any]) -> Any:
+    """Run a field's coroutine up to its first suspension, as an eager task would.
+
+    Its value when it finishes without waiting (the usual case once a profile view's reads are
+    primed: the DataLoaders answer from their cache), else an awaitable that carries it on. A
+    task per async field cost ~15 µs each (creation and two turns of the loop), ten per agent
+    view. It runs in a copy of the context, as a task would, so a context variable it sets (an
+    OpenTelemetry span) never leaks to its siblings. Unlike a task its first step runs under
+    the parent's task: no resolver may start an ``asyncio.timeout`` before its first await
+    (a timeout cancels ``current_task()``).
+    """
+    context = contextvars.copy_context()
+    try:
+        yielded = context.run(coro.send, None)
+    except StopIteration as done:
+        return done.value
+    if asyncio.isfuture(yielded):
+        # As a task takes a future's "blocking" mark the moment it is handed one: a field
+        # started next may await the same future (a DataLoader's, for one key), and a future
+        # still marked refuses a second await.
+        yielded._asyncio_future_blocking = False
+    return _Started(coro, context, yielded)
+
+
+_AWAITED = object()
+
+
+class _Started:
+    """A field's coroutine that suspended in `_start`: awaiting it drives it to its end."""
+
+    __slots__ = ("_context", "_coro", "_yielded")
+
+    def __init__(self, coro: CoroutineType[Any, Any, Any], context: Any, yielded: Any) -> None:
+        self._coro, self._context, self._yielded = coro, context, yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, run, yielded = self._coro, self._context.run, self._yielded
+        if yielded is _AWAITED:
+            raise RuntimeError("cannot reuse an already awaited field")
+        self._yielded = _AWAITED
+        if asyncio.isfuture(yielded):
+            yielded._asyncio_future_blocking = True  # handed on, marked as the task expects
+        while True:
+            try:
+                sent = yield yielded  # what the coroutine waits on, handed to the task
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: the coroutine sees it
+                try:
+                    yielded = run(coro.throw, exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    yielded = run(coro.send, sent)
+                except StopIteration as done:
+                    return done.value
+
+    def close(self) -> None:
+        self._coro.close()
 
 
 async def _gather(results: dict[str, Any], names: list[str]) -> dict[str, Any]:

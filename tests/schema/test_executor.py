@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import gc
 import weakref
 from datetime import UTC, datetime
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.extensions import ParserCache
 
 from schema.executor import HubExecutionContext
@@ -127,3 +130,128 @@ async def test_a_requests_objects_are_freed_without_the_cyclic_collector() -> No
         assert not await _context_outlives_execution(fast)
     finally:
         gc.enable()
+
+
+# -- async fields started at once -----------------------------------------------------------------
+
+LEAK: contextvars.ContextVar[str] = contextvars.ContextVar("leak", default="unset")
+
+
+async def _load(keys: list[int]) -> list[int]:
+    await asyncio.sleep(0.001)
+    return [k * 10 for k in keys]
+
+
+@strawberry.type
+class Loaded:
+    value: int
+    seen: str
+
+
+@strawberry.type
+class Async:
+    @strawberry.field
+    async def a(self, info: strawberry.Info) -> Loaded:
+        LEAK.set("a")  # before its first await, as a span's context would be
+        value = await info.context["loader"].load(1)
+        return Loaded(value=value, seen=LEAK.get())
+
+    @strawberry.field
+    async def b(self, info: strawberry.Info) -> Loaded:  # the same key: the same future
+        seen = LEAK.get()
+        return Loaded(value=await info.context["loader"].load(1), seen=seen)
+
+    @strawberry.field
+    async def c(self, info: strawberry.Info) -> Loaded:
+        return Loaded(value=await info.context["loader"].load(2), seen=LEAK.get())
+
+    @strawberry.field
+    async def ready(self, info: strawberry.Info) -> int:
+        return await info.context["primed"].load(7)
+
+    @strawberry.field
+    async def fails(self) -> int:
+        await asyncio.sleep(0)
+        raise ValueError("no")
+
+    @strawberry.field
+    async def slow(self, info: strawberry.Info) -> int | None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            info.context["cancelled"].append("slow")
+            raise
+        return 1
+
+
+@strawberry.type
+class AsyncQuery:
+    @strawberry.field
+    def root(self) -> Async:
+        return Async()
+
+
+def _async_schemas() -> tuple[strawberry.Schema, strawberry.Schema]:
+    return (
+        strawberry.Schema(query=AsyncQuery, execution_context_class=HubExecutionContext),
+        strawberry.Schema(query=AsyncQuery),
+    )
+
+
+def _async_context() -> dict[str, Any]:
+    primed: DataLoader[int, int] = DataLoader(load_fn=_load)
+    primed.prime(7, 70)
+    return {"loader": DataLoader(load_fn=_load), "primed": primed, "cancelled": []}
+
+
+async def test_fields_on_one_loader_key_batch_and_keep_their_own_context() -> None:
+    query = "{ root { a { value seen } b { value seen } c { value seen } ready } }"
+    for schema in _async_schemas():
+        result = await schema.execute(query, context_value=_async_context())
+        assert result.errors is None
+        assert result.data == {
+            "root": {
+                "a": {"value": 10, "seen": "a"},
+                "b": {"value": 10, "seen": "unset"},  # a's context variable did not leak
+                "c": {"value": 20, "seen": "unset"},
+                "ready": 70,
+            }
+        }
+    assert LEAK.get() == "unset"
+
+
+async def test_fields_whose_values_are_ready_run_without_a_task_of_their_own() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[object] = []
+    before = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        counts = []
+        for schema in _async_schemas():
+            made.clear()
+            context = _async_context()
+            context["loader"] = context["primed"]  # every field's value is ready
+            result = await schema.execute(
+                "{ root { r1: ready r2: ready r3: ready } }", context_value=context
+            )
+            assert result.data == {"root": {"r1": 70, "r2": 70, "r3": 70}}
+            counts.append(len(made))
+    finally:
+        loop.set_task_factory(before)
+    assert counts[0] == 0  # ours: none
+    assert counts[1] >= 3  # graphql-core: one per field
+
+
+async def test_a_failing_non_null_field_cancels_its_started_siblings() -> None:
+    for schema in _async_schemas():
+        context = _async_context()
+        result = await schema.execute("{ root { slow fails } }", context_value=context)
+        assert result.data is None
+        assert [e.message for e in result.errors or []] == ["no"]
+        await asyncio.sleep(0.01)  # the background settling of the cancelled sibling
+        assert context["cancelled"] == ["slow"]
