@@ -30,13 +30,15 @@ depends_on = None
 
 STATEMENTS = [
     # The first call's row as a replay reads it, or NULL when the key is not (yet) stored.
+    # PL/pgSQL, not SQL: a SQL function that is not inlined plans its query on every call.
     """
     CREATE FUNCTION redemption_find_key(p_scope text, p_key text) RETURNS jsonb
-    LANGUAGE sql STABLE AS $$
-      SELECT jsonb_build_object('operation', operation, 'request_hash', request_hash,
-                                'request', request, 'response', response)
-        FROM idempotency_key WHERE scope = p_scope AND key = p_key
-    $$
+    LANGUAGE plpgsql STABLE AS $$
+    BEGIN
+      RETURN (SELECT jsonb_build_object('operation', operation, 'request_hash', request_hash,
+                                        'request', request, 'response', response)
+                FROM idempotency_key WHERE scope = p_scope AND key = p_key);
+    END $$
     """,
     """
     CREATE FUNCTION redemption_store_key(p_scope text, p_key text, p_operation text,
