@@ -160,9 +160,33 @@ async def check_settlement_matches_holds(session: AsyncSession) -> list[Problem]
     ]
 
 
+async def check_hold_references(session: AsyncSession) -> list[Problem]:
+    """Hold lots and settlement entries name an existing hold, and holds an existing member.
+
+    No foreign keys back these (migration 0012: their per-row checks cost each redemption
+    three lookups and row locks); the redemption functions write them from ids they have just
+    inserted or locked, and holds and members are never deleted.
+    """
+    rows = await _rows(
+        session,
+        """
+        SELECT 'hold lot', l.hold_id, 'hold' FROM redemption_hold_lot l
+        WHERE NOT EXISTS (SELECT 1 FROM redemption_hold h WHERE h.id = l.hold_id)
+        UNION ALL
+        SELECT 'settlement entry ' || e.id, e.hold_id, 'hold' FROM settlement_entry e
+        WHERE NOT EXISTS (SELECT 1 FROM redemption_hold h WHERE h.id = e.hold_id)
+        UNION ALL
+        SELECT 'hold ' || h.id, h.member_id, 'member' FROM redemption_hold h
+        WHERE NOT EXISTS (SELECT 1 FROM member m WHERE m.id = h.member_id)
+        """,
+    )
+    return [Problem("hold_references", f"{r[0]} names missing {r[2]} {r[1]}") for r in rows]
+
+
 REDEMPTION_CHECKS: tuple[Check, ...] = (
     check_holds_resolved_once,
     check_holds_match_lots,
+    check_hold_references,
     check_hold_accounts,
     check_settlement_ties_out,
     check_settlement_matches_holds,
