@@ -133,7 +133,7 @@ WITH up AS (
      status, original_external_id, details, content_hash)
   SELECT source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
          status, original_external_id, details, content_hash
-  FROM stage_activity ORDER BY source, external_id
+  FROM stage_activity ORDER BY external_id, source
   ON CONFLICT (source, external_id) DO UPDATE SET
     kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
     source_key = EXCLUDED.source_key, amount_fen = EXCLUDED.amount_fen,
