@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.flows.ingest.rows import ActivityRow, RecordRow
+from hub.flows.ingest.rows import ActivityRow, RecordRow, copy_json, copy_text, copy_time
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_record (
@@ -193,27 +192,6 @@ ACTIVITY_COLUMNS = (
     "content_hash",
 )
 
-# COPY's text format: tab-separated, \N for NULL, and backslash, tab, newline and carriage return
-# escaped. Digests, enum values, slugs, numbers and ISO times never need it; JSON text has no
-# raw control characters but may hold backslashes.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _text(value: str | None) -> str:
-    if value is None:
-        return "\\N"
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _json(value: str) -> str:
-    return value.replace("\\", "\\\\") if "\\" in value else value
-
-
-def _time(value: datetime | None) -> str:
-    return "\\N" if value is None else value.isoformat()
-
 
 @dataclass(frozen=True)
 class StagedBatch:
@@ -232,12 +210,18 @@ class StagedBatch:
     record_hashes: list[str] = field(default_factory=list)  # content hash per record key
 
 
-def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> StagedBatch:
-    """COPY text for one batch (at most one row per key on each side)."""
+def stage(
+    records: Sequence[RecordRow],
+    activities: Sequence[ActivityRow],
+    *,
+    activity_keys: list[tuple[str, str]] | None = None,
+) -> StagedBatch:
+    """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
+    activities' keys in order, if the caller has them at hand."""
     record_lines = []
     ident_lines = []
     for seq, r in enumerate(records):
-        source, key = _text(r.source), _text(r.source_key)
+        source, key = copy_text(r.source), copy_text(r.source_key)
         record_lines.append(
             "\t".join(
                 (
@@ -247,10 +231,10 @@ def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> St
                     r.business_line,
                     r.observed_at.isoformat(),
                     r.content_hash,
-                    _text(r.pii_enc),
-                    _text(r.gender),
-                    _json(r.consents),
-                    _json(r.attributes),
+                    copy_text(r.pii_enc),
+                    copy_text(r.gender),
+                    copy_json(r.consents),
+                    copy_json(r.attributes),
                 )
             )
         )
@@ -261,40 +245,21 @@ def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> St
                         source,
                         key,
                         kind,
-                        _text(scope),
+                        copy_text(scope),
                         digest,
                         "t" if verified else "f",
-                        _time(verified_at),
-                        _text(masked),
+                        copy_time(verified_at),
+                        copy_text(masked),
                     )
                 )
             )
-    activity_lines = [
-        "\t".join(
-            (
-                str(seq),
-                _text(a.source),
-                _text(a.external_id),
-                a.kind,
-                a.business_line,
-                _text(a.source_key),
-                str(a.amount_fen),
-                str(a.quantity),
-                a.occurred_at.isoformat(),
-                a.status,
-                _text(a.original_external_id),
-                _json(a.details),
-                a.content_hash,
-            )
-        )
-        for seq, a in enumerate(activities)
-    ]
+    activity_lines = [f"{seq}\t{a.copy}" for seq, a in enumerate(activities)]
     return StagedBatch(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
         activities=_copy_text(activity_lines),
         record_keys=[r.key for r in records],
-        activity_keys=[a.key for a in activities],
+        activity_keys=[a.key for a in activities] if activity_keys is None else activity_keys,
         record_hashes=[r.content_hash for r in records],
         resolve_originals=any(
             a.original_external_id and ":*:" in a.original_external_id for a in activities
