@@ -178,7 +178,9 @@ WITH up AS (
   INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
   SELECT id, status, amount_fen, content_hash, $1 FROM up
 )
-SELECT id, source, external_id FROM up
+-- One row of arrays: decoded in the driver, thousands of rows would each be a Python object.
+SELECT array_agg(id) AS ids, array_agg(source) AS sources, array_agg(external_id) AS external_ids
+FROM up
 """
 
 RECORD_COLUMNS = (
@@ -394,8 +396,10 @@ async def write_batch(
         new = written.new_activities
         try:
             async with apg.transaction():  # a savepoint
-                for row in await apg.fetch(_INSERT_NEW_ACTIVITIES, import_run_id):
-                    new[(row["source"], row["external_id"])] = row["id"]
+                got = await apg.fetchrow(_INSERT_NEW_ACTIVITIES, import_run_id)
+                if got["ids"] is not None:
+                    keys = zip(got["sources"], got["external_ids"], strict=True)
+                    new.update(zip(keys, got["ids"], strict=True))
         except UniqueViolationError:
             new.clear()  # a concurrent import took some key first: upsert them all
         if len(new) < len(staged.activity_keys):
