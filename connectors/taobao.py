@@ -22,6 +22,7 @@ no activity (nothing was paid yet), though the buyer record is still emitted. A 
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import BinaryIO, TypeVar
@@ -213,6 +214,7 @@ class _Ctx:
     __slots__ = (
         "addresses",
         "amounts",
+        "buyer_cells",
         "buyer_cols",
         "buyers",
         "created",
@@ -260,6 +262,15 @@ class _Ctx:
         # a field the header lacks reads as None, as ``HeaderMap.get`` gives it.
         self.fast_cells: tuple[tuple[int | None, dict[str, object], _Reader], ...] = tuple(
             (hm.index.get(fld), {}, reader) for fld, reader in _FAST_FIELDS
+        )
+        # The fast lane's buyer cells (rows shorter than ``fast_min_len`` go to ``read``): the
+        # present columns only, so the key of a buyer differs from ``_buyer_of``'s when a column
+        # is missing, which only means the two lanes do not share that buyer's memo entry.
+        present = [i for i in self.buyer_cols if i is not None]
+        self.buyer_cells: Callable[[Sequence[str]], tuple[str, ...]] = (
+            operator.itemgetter(*present)
+            if len(present) > 1
+            else lambda row: tuple(row[i] for i in present)
         )
         used = [i for i in (*self.buyer_cols, *(c[0] for c in self.fast_cells)) if i is not None]
         self.fast_min_len = max(used, default=0) + 1
@@ -388,7 +399,7 @@ class _Ctx:
             order_id = m.order_no(hm, row, "order_id")
         except m.FieldError:
             return self.read(line, row)
-        cells = tuple(row[i] if i is not None else None for i in self.buyer_cols)
+        cells = self.buyer_cells(row)
         paid_fen: int = paid or 0  # type: ignore[assignment]
         shipping_fen: int = shipping or 0  # type: ignore[assignment]
         # repr: an unambiguous text of the cells (a separator could occur inside one).

@@ -199,7 +199,7 @@ def prepare_batch(
             if row.observed_at != observed_at:
                 row = row._replace(observed_at=observed_at)
             built[(item.source, item.source_key)] = (_RECORD_CONTENT(item), row, item)
-        key = row.key
+        key = (row.source, row.source_key)
         if seen is not None:
             seen.row_key = key
             seen.content_hash = row.content_hash
@@ -210,23 +210,23 @@ def prepare_batch(
             )
 
     def add_activity(arow: ActivityRow, filename: str) -> None:
-        activities[arow.key] = arow
-        credit.setdefault(("a", arow.key, arow.content_hash), filename)
+        key = (arow.source, arow.external_id)
+        activities[key] = arow
+        credit.setdefault(("a", key, arow.content_hash), filename)
 
     for filename, item in chunk:
         match item:
             case Purchase(buyer=buyer, seen=seen):
                 if buyer is not None:
-                    read[filename] += 1
                     add_record(buyer, item.observed_at, seen, filename)
                 elif seen is not None:
                     if seen.row_key is None or seen.content_hash is None or keep_parsed:
                         raise ValueError("a skipped buyer must have been staged by this import")
-                    read[filename] += 1
                     candidate(
                         seen.row_key, item.observed_at, seen.content_hash, None, seen, filename
                     )
-                read[filename] += 1
+                # the purchase, and its buyer (read again, or skipped) when it has one
+                read[filename] += 1 if buyer is None and seen is None else 2
                 arow = purchase_row(item, keyring)
                 add_activity(arow, filename)
                 if keep_parsed:
@@ -244,17 +244,19 @@ def prepare_batch(
             case _:
                 raise TypeError(f"not an ingest item: {type(item).__name__}")
     record_rows: list[RecordRow] = []
-    for key, (_, _, row, seen) in records.items():
+    record_files: list[str] = []
+    for key, (_, content_hash, row, seen) in records.items():
         if row is not None:
             record_rows.append(row)
+            record_files.append(credit[("r", key, content_hash)])
             if staged_seen is not None:
                 staged_seen[key] = seen
     activity_rows = list(activities.values())
     return PreparedBatch(
-        staged=stage(record_rows, activity_rows),
+        staged=stage(record_rows, activity_rows, activity_keys=list(activities)),
         read=read,
-        record_files=[credit[("r", r.key, r.content_hash)] for r in record_rows],
-        activity_files=[credit[("a", a.key, a.content_hash)] for a in activity_rows],
+        record_files=record_files,
+        activity_files=[credit[("a", k, a.content_hash)] for k, a in activities.items()],
         errors=errors,
         # Nothing reads them without hooks, and from a worker they would cost a pickling.
         parsed_records=parsed_records if keep_parsed else {},

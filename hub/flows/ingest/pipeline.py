@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -76,13 +77,18 @@ def _count(report: IngestReport, prepared: PreparedBatch, written: Written) -> N
     ):
         if not new and not updated:
             continue
-        for key, filename in zip(keys, credited, strict=True):
-            if key in new:
-                files[filename].unchanged -= 1
-                files[filename].new += 1
-            elif key in updated:
-                files[filename].unchanged -= 1
-                files[filename].updated += 1
+        # Tallied per file first: a batch is thousands of keys and mostly one file.
+        outcomes: Counter[tuple[str, bool]] = Counter(
+            (filename, key in new)
+            for key, filename in zip(keys, credited, strict=True)
+            if key in new or key in updated
+        )
+        for (filename, is_new), n in outcomes.items():
+            files[filename].unchanged -= n
+            if is_new:
+                files[filename].new += n
+            else:
+                files[filename].updated += n
     for error in prepared.errors:
         report.reject(error)
 

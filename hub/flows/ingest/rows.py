@@ -50,6 +50,28 @@ _encode = json.JSONEncoder(
 _SEP = "\x1f"
 
 
+# COPY's text format: tab-separated, \N for NULL, and backslash, tab, newline and carriage return
+# escaped. Digests, enum values, slugs, numbers and ISO times never need it; JSON text has no
+# raw control characters but may hold backslashes.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def copy_json(value: str) -> str:
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
+def copy_time(value: datetime | None) -> str:
+    return "\\N" if value is None else value.isoformat()
+
+
 def storage_key(source_key: str, keyring: KeyRing) -> str:
     if source_key.startswith(_PII_KEY_PREFIXES):
         prefix = source_key.split(":", 1)[0]
@@ -68,6 +90,20 @@ def _masked(ident: Identifier) -> str | None:
     return masker(ident.value) if masker else None
 
 
+# JSON text of mapping keys seen so far: a few constant names ("paid_fen", "shipping_fen").
+_KEY_JSON: dict[str, str] = {}
+_KEY_JSON_LIMIT = 1_000
+
+
+def _key_json(key: str) -> str:
+    text = _KEY_JSON.get(key)
+    if text is None:
+        text = encode_basestring(key)
+        if len(_KEY_JSON) < _KEY_JSON_LIMIT:
+            _KEY_JSON[key] = text
+    return text
+
+
 def _canonical(data: Mapping[str, Any]) -> str:
     if not data:
         return "{}"  # the usual case, and the encoder's slowest per byte
@@ -80,7 +116,7 @@ def _canonical(data: Mapping[str, Any]) -> str:
         if type(key) is not str or (kind is not int and kind is not str):
             return _encode(data if isinstance(data, dict) else dict(data))
         text = str(value) if kind is int else encode_basestring(value)
-        parts.append(f"{encode_basestring(key)}:{text}")
+        parts.append(f"{_key_json(key)}:{text}")
     return "{" + ",".join(parts) + "}"
 
 
@@ -146,6 +182,9 @@ class ActivityRow(NamedTuple):
     original_external_id: str | None
     details: str
     content_hash: str
+    # The row's COPY text for ``stage_activity`` after its ``seq`` column (``store.stage``),
+    # written here from the same strings the content digest was made of.
+    copy: str
 
     @property
     def key(self) -> tuple[str, str]:
@@ -271,17 +310,36 @@ def _activity_row(
 ) -> ActivityRow:
     details = _canonical(details_map)
     person = storage_key(source_key, keyring) if source_key else None
-    content = _SEP.join(
+    amount, count, when = str(amount_fen), str(quantity), occurred.isoformat()
+    content_hash = keyring.content_digest(
+        _SEP.join(
+            (
+                kind,
+                business_line,
+                _json_text(person),
+                amount,
+                count,
+                when,
+                status,
+                _json_text(original_external_id),
+                details,
+            )
+        )
+    )
+    copy = "\t".join(
         (
+            copy_text(source),
+            copy_text(external_id),
             kind,
             business_line,
-            _json_text(person),
-            str(amount_fen),
-            str(quantity),
-            occurred.isoformat(),
+            copy_text(person),
+            amount,
+            count,
+            when,
             status,
-            _json_text(original_external_id),
-            details,
+            copy_text(original_external_id),
+            copy_json(details),
+            content_hash,
         )
     )
     return ActivityRow(
@@ -296,5 +354,6 @@ def _activity_row(
         status=status,
         original_external_id=original_external_id,
         details=details,
-        content_hash=keyring.content_digest(content),
+        content_hash=content_hash,
+        copy=copy,
     )

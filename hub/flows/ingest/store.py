@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.flows.ingest.rows import ActivityRow, RecordRow
+from hub.flows.ingest.rows import ActivityRow, RecordRow, copy_json, copy_text, copy_time
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_record (
@@ -133,7 +133,7 @@ WITH up AS (
      status, original_external_id, details, content_hash)
   SELECT source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
          status, original_external_id, details, content_hash
-  FROM stage_activity ORDER BY source, external_id
+  FROM stage_activity ORDER BY external_id, source
   ON CONFLICT (source, external_id) DO UPDATE SET
     kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
     source_key = EXCLUDED.source_key, amount_fen = EXCLUDED.amount_fen,
@@ -153,6 +153,34 @@ WITH up AS (
   ON CONFLICT (activity_id, content_hash) DO NOTHING
 )
 SELECT id, source, external_id, inserted FROM up
+"""
+
+# Activities the table does not hold yet, as plain inserts: ``ON CONFLICT`` inserts each row
+# speculatively (a token, then a second WAL record to confirm it), ~10 % of an activity's
+# insert. Run first, in a savepoint: a concurrent import inserting one of the same keys makes it
+# fail with a unique violation, and the batch then goes through ``_UPSERT_ACTIVITIES`` alone.
+# Rows the table already held (a re-import, overlapping files) are left to ``_UPSERT_ACTIVITIES``
+# as before; it runs only when some staged row was not inserted here.
+_INSERT_NEW_ACTIVITIES = """
+WITH up AS (
+  INSERT INTO activity AS t
+    (source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
+     status, original_external_id, details, content_hash)
+  SELECT source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
+         status, original_external_id, details, content_hash
+  FROM stage_activity s
+  WHERE NOT EXISTS (
+    SELECT 1 FROM activity c WHERE c.external_id = s.external_id AND c.source = s.source
+  )
+  ORDER BY external_id, source
+  RETURNING t.id, t.source, t.external_id, t.status, t.amount_fen, t.content_hash
+), ev AS (
+  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
+  SELECT id, status, amount_fen, content_hash, $1 FROM up
+)
+-- One row of arrays: decoded in the driver, thousands of rows would each be a Python object.
+SELECT array_agg(id) AS ids, array_agg(source) AS sources, array_agg(external_id) AS external_ids
+FROM up
 """
 
 RECORD_COLUMNS = (
@@ -193,27 +221,6 @@ ACTIVITY_COLUMNS = (
     "content_hash",
 )
 
-# COPY's text format: tab-separated, \N for NULL, and backslash, tab, newline and carriage return
-# escaped. Digests, enum values, slugs, numbers and ISO times never need it; JSON text has no
-# raw control characters but may hold backslashes.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _text(value: str | None) -> str:
-    if value is None:
-        return "\\N"
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _json(value: str) -> str:
-    return value.replace("\\", "\\\\") if "\\" in value else value
-
-
-def _time(value: datetime | None) -> str:
-    return "\\N" if value is None else value.isoformat()
-
 
 @dataclass(frozen=True)
 class StagedBatch:
@@ -232,12 +239,18 @@ class StagedBatch:
     record_hashes: list[str] = field(default_factory=list)  # content hash per record key
 
 
-def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> StagedBatch:
-    """COPY text for one batch (at most one row per key on each side)."""
+def stage(
+    records: Sequence[RecordRow],
+    activities: Sequence[ActivityRow],
+    *,
+    activity_keys: list[tuple[str, str]] | None = None,
+) -> StagedBatch:
+    """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
+    activities' keys in order, if the caller has them at hand."""
     record_lines = []
     ident_lines = []
     for seq, r in enumerate(records):
-        source, key = _text(r.source), _text(r.source_key)
+        source, key = copy_text(r.source), copy_text(r.source_key)
         record_lines.append(
             "\t".join(
                 (
@@ -247,10 +260,10 @@ def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> St
                     r.business_line,
                     r.observed_at.isoformat(),
                     r.content_hash,
-                    _text(r.pii_enc),
-                    _text(r.gender),
-                    _json(r.consents),
-                    _json(r.attributes),
+                    copy_text(r.pii_enc),
+                    copy_text(r.gender),
+                    copy_json(r.consents),
+                    copy_json(r.attributes),
                 )
             )
         )
@@ -261,40 +274,21 @@ def stage(records: Sequence[RecordRow], activities: Sequence[ActivityRow]) -> St
                         source,
                         key,
                         kind,
-                        _text(scope),
+                        copy_text(scope),
                         digest,
                         "t" if verified else "f",
-                        _time(verified_at),
-                        _text(masked),
+                        copy_time(verified_at),
+                        copy_text(masked),
                     )
                 )
             )
-    activity_lines = [
-        "\t".join(
-            (
-                str(seq),
-                _text(a.source),
-                _text(a.external_id),
-                a.kind,
-                a.business_line,
-                _text(a.source_key),
-                str(a.amount_fen),
-                str(a.quantity),
-                a.occurred_at.isoformat(),
-                a.status,
-                _text(a.original_external_id),
-                _json(a.details),
-                a.content_hash,
-            )
-        )
-        for seq, a in enumerate(activities)
-    ]
+    activity_lines = [f"{seq}\t{a.copy}" for seq, a in enumerate(activities)]
     return StagedBatch(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
         activities=_copy_text(activity_lines),
         record_keys=[r.key for r in records],
-        activity_keys=[a.key for a in activities],
+        activity_keys=[a.key for a in activities] if activity_keys is None else activity_keys,
         record_hashes=[r.content_hash for r in records],
         resolve_originals=any(
             a.original_external_id and ":*:" in a.original_external_id for a in activities
@@ -399,7 +393,17 @@ async def write_batch(
         await _copy(apg, "stage_activity", staged.activities, ACTIVITY_COLUMNS)
         if staged.resolve_originals:
             await apg.execute(_RESOLVE_ORIGINALS)
-        for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
-            target = written.new_activities if row["inserted"] else written.updated_activities
-            target[(row["source"], row["external_id"])] = row["id"]
+        new = written.new_activities
+        try:
+            async with apg.transaction():  # a savepoint
+                got = await apg.fetchrow(_INSERT_NEW_ACTIVITIES, import_run_id)
+                if got["ids"] is not None:
+                    keys = zip(got["sources"], got["external_ids"], strict=True)
+                    new.update(zip(keys, got["ids"], strict=True))
+        except UniqueViolationError:
+            new.clear()  # a concurrent import took some key first: upsert them all
+        if len(new) < len(staged.activity_keys):
+            for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
+                target = new if row["inserted"] else written.updated_activities
+                target[(row["source"], row["external_id"])] = row["id"]
     return written
