@@ -14,14 +14,14 @@ Each imported activity wrote four index entries (primary key, ``(source, externa
   ``= ANY(…)``, which a partial index ``WHERE … IS NOT NULL`` serves). Partial, they take no
   entry for a record the import inserts, and identity's update adds the one it needs.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0016
+Revises: 0015
 """
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
