@@ -126,13 +126,17 @@ FROM (
 WHERE s.seq = found.seq
 """
 
-_UPSERT_ACTIVITIES = """
+# The activity columns a batch writes, in the order of ``stage_activity``.
+_ACTIVITY_COLUMNS = (
+    "source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at, "
+    "status, original_external_id, details, content_hash"
+)
+
+_UPSERT_ACTIVITIES = f"""
 WITH up AS (
   INSERT INTO activity AS t
-    (source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
-     status, original_external_id, details, content_hash)
-  SELECT source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
-         status, original_external_id, details, content_hash
+    ({_ACTIVITY_COLUMNS})
+  SELECT {_ACTIVITY_COLUMNS}
   FROM stage_activity ORDER BY external_id, source
   ON CONFLICT (source, external_id) DO UPDATE SET
     kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
@@ -161,13 +165,11 @@ SELECT id, source, external_id, inserted FROM up
 # fail with a unique violation, and the batch then goes through ``_UPSERT_ACTIVITIES`` alone.
 # Rows the table already held (a re-import, overlapping files) are left to ``_UPSERT_ACTIVITIES``
 # as before; it runs only when some staged row was not inserted here.
-_INSERT_NEW_ACTIVITIES = """
+_INSERT_NEW_ACTIVITIES = f"""
 WITH up AS (
   INSERT INTO activity AS t
-    (source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
-     status, original_external_id, details, content_hash)
-  SELECT source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at,
-         status, original_external_id, details, content_hash
+    ({_ACTIVITY_COLUMNS})
+  SELECT {_ACTIVITY_COLUMNS}
   FROM stage_activity s
   WHERE NOT EXISTS (
     SELECT 1 FROM activity c WHERE c.external_id = s.external_id AND c.source = s.source
