@@ -255,3 +255,23 @@ async def test_a_failing_non_null_field_cancels_its_started_siblings() -> None:
         assert [e.message for e in result.errors or []] == ["no"]
         await asyncio.sleep(0.01)  # the background settling of the cancelled sibling
         assert context["cancelled"] == ["slow"]
+
+
+def test_no_resolver_path_opens_an_asyncio_timeout() -> None:
+    # A field's first step runs under its parent's task (``_start``): a timeout opened there
+    # would cancel the parent. The readiness probe's ping holds the one timeout, and no
+    # resolver calls it.
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found = [
+        str(path.relative_to(root))
+        for package in ("hub", "schema", "identity")
+        for path in sorted((root / package).rglob("*.py"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "asyncio.timeout(" in line and not line.lstrip().startswith("#")
+    ]
+    assert found == ["hub/core/db.py"]
+    assert not any(
+        ".ping(" in p.read_text(encoding="utf-8") for p in (root / "schema").rglob("*.py")
+    )
