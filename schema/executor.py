@@ -225,9 +225,9 @@ def _start(coro: CoroutineType[Any, Any, Any]) -> Any:
     """Run a field's coroutine up to its first suspension, as an eager task would.
 
     Its value when it finishes without waiting (the usual case once a profile view's reads are
-    primed: the DataLoaders answer from their cache), else an awaitable that carries it on. A
-    task per async field cost ~15 µs each (creation and two turns of the loop), ten per agent
-    view. It runs in a copy of the context, as a task would, so a context variable it sets (an
+    primed: the DataLoaders answer from their cache), else an awaitable that carries it on.
+    graphql-core made a task per async field to gather them: 10.4 tasks per agent view against
+    the database, 1.0 with this. It runs in a copy of the context, as a task would, so a context variable it sets (an
     OpenTelemetry span) never leaks to its siblings. Unlike a task its first step runs under
     the parent's task: no resolver may start an ``asyncio.timeout`` before its first await
     (a timeout cancels ``current_task()``).
