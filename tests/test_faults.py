@@ -6,6 +6,7 @@ These tests run their own embedded server, so they can crash it without touching
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -49,6 +50,14 @@ class Crashable:
     def crash(self) -> None:
         pg_ctl(["-m", "immediate", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
 
+    def close(self) -> None:
+        # pgserver stops only the postmaster it started: one restarted by `start` would outlive
+        # its deleted folder (until it noticed, up to a minute later).
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(["-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+        self.server.cleanup_mode = "delete"
+        self.server.cleanup()
+
     def start(self) -> None:
         # Crash recovery (fsync of the data folder, WAL redo) can outlast pgserver's own 10 s
         # start timeout on a busy machine: start it the same way, with a longer wait.
@@ -80,8 +89,7 @@ def crashable() -> Iterator[Crashable]:
     folder.chmod(0o755)
     server = Crashable(folder / "pg")
     yield server
-    server.server.cleanup_mode = "delete"
-    server.server.cleanup()
+    server.close()
     shutil.rmtree(folder, ignore_errors=True)
 
 

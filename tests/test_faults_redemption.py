@@ -395,8 +395,7 @@ def crashable() -> Iterator[Crashable]:
     folder = Path(tempfile.mkdtemp(prefix="hub-crash-redeem-"))
     server = Crashable(folder / "pg")
     yield server
-    server.server.cleanup_mode = "delete"
-    server.server.cleanup()
+    server.close()
     shutil.rmtree(folder, ignore_errors=True)
 
 
