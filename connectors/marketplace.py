@@ -26,13 +26,14 @@ from hub.core.normalize import (
     yuan_to_fen,
 )
 from hub.core.pii import mask_name, mask_phone
-from hub.core.records import Identifier, IdentifierKind, Parsed, RowError
+from hub.core.records import Identifier, IdentifierKind, RowError
 
 _ORDER_NO = re.compile(r"\d{1,32}")
 _CN_MOBILE = re.compile(r"\+861\d{10}")
 _VIRTUAL = re.compile(r"\d{11}[-_]\d{1,6}")
 _SPACES = re.compile(r"\s")
 _S = TypeVar("_S")
+_Item = TypeVar("_Item")  # what a connector yields per row: records, or a fast lane's items
 
 
 class FieldError(ValueError):
@@ -47,8 +48,8 @@ class FieldError(ValueError):
 def map_rows(
     rows: Iterable[tuple[int, list[str]]],
     filename: str,
-    read_row: Callable[[int, list[str]], Iterable[Parsed]],
-) -> Iterator[Parsed]:
+    read_row: Callable[[int, list[str]], Iterable[_Item]],
+) -> Iterator[_Item | RowError]:
     """Apply ``read_row`` to each non-blank row; a failing row becomes one RowError."""
     for line, row in rows:
         if not "".join(row).strip():  # blank: no cell holds anything but whitespace

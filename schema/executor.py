@@ -280,9 +280,6 @@ class _Started:
                 except StopIteration as done:
                     return done.value
 
-    def close(self) -> None:
-        self._coro.close()
-
 
 async def _gather(results: dict[str, Any], names: list[str]) -> dict[str, Any]:
     """graphql-core's own gathering of a selection set's pending fields."""
