@@ -206,12 +206,18 @@ def parse_path(
 
 
 def expand(paths: Sequence[Path]) -> list[Path]:
-    """Files as given, folders as their files (sorted, hidden files skipped)."""
+    """Files as given, folders as their files (sorted; hidden files and anything under a hidden
+    folder skipped: ``.hub`` holds the hub's own keys and database, ``.git`` a repository)."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
             out.extend(
-                sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file()
+                    and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                )
             )
         elif p.exists():
             out.append(p)

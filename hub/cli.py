@@ -48,13 +48,21 @@ def _database_url(settings: Settings) -> str:
     return resolve_url(settings.database_url, settings.data_dir)
 
 
-async def _check_migrated(url: str) -> None:
+async def _check_migrated(url: str, settings: Settings) -> None:
     db = Database(url, pool_size=1, max_overflow=0)
     try:
         await db.ping()
-        await db.require_migrated(head_revision(), known_revisions())
+        await _check_ready(db, settings)
     finally:
         await db.dispose()
+
+
+async def _check_ready(db: Database, settings: Settings) -> None:
+    """Migrated, and the keyring is the one the data was written under."""
+    from hub.core.keycheck import verify_keyring
+
+    await db.require_migrated(head_revision(), known_revisions())
+    await verify_keyring(db, settings.keyring(), source=settings.keyring_source())
 
 
 @app.command()
@@ -83,7 +91,7 @@ def _serve(
     setup_telemetry(settings.otel_exporter.value)
 
     try:
-        asyncio.run(_check_migrated(url))
+        asyncio.run(_check_migrated(url, settings))
     except HubError as exc:
         raise _fail(exc) from None
     embedded = settings.embedded
@@ -322,7 +330,7 @@ async def _import(
 
     db = Database(url, pool_size=2, max_overflow=1)
     try:
-        await db.require_migrated(head_revision(), known_revisions())
+        await _check_ready(db, settings)
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -385,7 +393,8 @@ def import_(
     actor: Annotated[str, typer.Option(help="Who runs the import (audit).")] = "cli",
 ) -> None:
     """Import files through a connector, with progress and a summary. Rejected rows are listed in the
-    report; the exit code is 1 only when the import stopped."""
+    report. The exit code is 1 when the import stopped, or when a file named on the command line
+    was refused (wrong layout for the connector); files a folder holds are only reported."""
     import json
 
     settings = _settings()
@@ -405,6 +414,10 @@ def import_(
     _print_report(result)
     if result["failed"]:
         console.print(f"[red]import stopped:[/red] {result['failed']}")
+        raise typer.Exit(1)
+    named = {p.name for p in paths if p.is_file()}
+    if refused := sorted(named & set(result["refused_files"])):
+        console.print(f"[red]not imported:[/red] {', '.join(refused)} (named, but refused)")
         raise typer.Exit(1)
 
 

@@ -60,6 +60,7 @@ def evaluate(
 
 
 async def _resolve(settings: Settings, config: Path | None) -> Any:
+    from hub.core.keycheck import verify_keyring
     from hub.flows.resolution import resolve_all
     from identity.config import load_config
 
@@ -67,6 +68,7 @@ async def _resolve(settings: Settings, config: Path | None) -> Any:
     phases = {"load": "loading records", "keys": "lookup keys", "resolve": "resolving"}
     phases["settle"] = "writing the partition"
     try:
+        await verify_keyring(db, settings.keyring(), source=settings.keyring_source())
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

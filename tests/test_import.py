@@ -150,6 +150,23 @@ def test_cli_import_writes_the_json_report(
     asyncio.run(_truncate(database_url))
 
 
+def test_cli_import_exits_1_when_a_file_it_was_named_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "members.csv"
+    wrong.write_text("open_id,union_id,mobile\nx,y,z\n")
+    proc = _cli(
+        ["import", "taobao", str(wrong)],
+        {"HUB_DATABASE_URL": database_url, "HUB_DATA_DIR": str(tmp_path)},
+    )
+    _, err = proc.communicate(timeout=120)
+    said = " ".join(err.split())
+    assert proc.returncode == 1, err
+    assert "members.csv is not a taobao file" in said
+    assert "not imported: members.csv (named, but refused)" in said
+    asyncio.run(_truncate(database_url))
+
+
 async def _truncate(url: str) -> None:
     from tests.conftest import _truncate_all
 

@@ -150,6 +150,12 @@ class Settings(BaseSettings):
             raise ConfigError("production needs HUB_HASH_KEYS and HUB_ENCRYPTION_KEYS")
         return load_or_create_keyring(self.data_dir / "keys.json")
 
+    def keyring_source(self) -> str:
+        """Where ``keyring()`` takes its keys from, for messages (names, never key material)."""
+        if self.hash_keys and self.encryption_keys:
+            return "HUB_HASH_KEYS and HUB_ENCRYPTION_KEYS"
+        return str((self.data_dir / "keys.json").resolve())
+
     def jwt_signing_secret(self) -> str:
         """Dev/demo HS256 secret: configured, or generated once into the data folder."""
         if self.jwt_secret is not None:
