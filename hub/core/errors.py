@@ -2,6 +2,7 @@
 
     HubError
     ├── ConfigError                 settings or program file invalid at start-up
+    │   └── KeyringMismatch         keys other than the data's (hub.core.keycheck)
     ├── DatabaseError
     │   ├── DatabaseUnavailable     cannot reach PostgreSQL
     │   └── NotMigrated             schema older than the code (run `hub migrate`)
