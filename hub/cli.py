@@ -392,9 +392,11 @@ def import_(
     ] = 5_000,
     actor: Annotated[str, typer.Option(help="Who runs the import (audit).")] = "cli",
 ) -> None:
-    """Import files through a connector, with progress and a summary. Rejected rows are listed in the
-    report. The exit code is 1 when the import stopped, or when a file named on the command line
-    was refused (wrong layout for the connector); files a folder holds are only reported."""
+    """Import files through a connector, with progress and a summary.
+
+    Rejected rows are listed in the summary and the report (--report).
+    Exit code 1: the import stopped, or a file named on the command line was refused.
+    Files in a folder that no connector recognises are only reported."""
     import json
 
     settings = _settings()
