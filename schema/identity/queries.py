@@ -17,9 +17,10 @@ from schema.identity.types import (
     ReviewItem,
     ReviewItemConnection,
     ReviewItemEdge,
+    ReviewOrder,
     ReviewPageInfo,
     cursor_of,
-    id_of_cursor,
+    position_of,
 )
 from schema.limits import page_size
 from schema.permissions import IsAgent
@@ -65,26 +66,46 @@ class IdentityQuery:
         row = await loaders(info.context).member_by_id.load(member_id)
         return MemberProfile.from_model(row) if row else None
 
-    @strawberry.field(permission_classes=[IsAgent], description="Open review items, oldest first.")
+    @strawberry.field(
+        permission_classes=[IsAgent],
+        description="Open review items: oldest first, or (orderBy: MOST_LIKELY) the pairs "
+        "most likely one person first.",
+    )
     async def review_queue(
-        self, info: Info[Context, Any], first: int | None = None, after: str | None = None
+        self,
+        info: Info[Context, Any],
+        first: int | None = None,
+        after: str | None = None,
+        order_by: ReviewOrder = ReviewOrder.OLDEST,
     ) -> ReviewItemConnection:
         size = page_size(first)
-        start = id_of_cursor(after)
+        start = position_of(after, order_by)
+        # Keyset pages over the partial indexes of migration 0018 (open items only).
+        order = "id" if order_by is ReviewOrder.OLDEST else "(-score), id"
+        after_sql = (
+            ""
+            if start is None
+            else " AND id > :item"
+            if order_by is ReviewOrder.OLDEST
+            else " AND ((-score), id) > (:neg_score, :item)"
+        )
+        params: dict[str, Any] = {"n": size + 1}
+        if start is not None:
+            params.update(item=start.item, neg_score=-start.score)
         async with info.context.db.read() as session:
             rows = list(
                 await session.execute(
                     text(
                         "SELECT id, score, reason, rule, detail, explain, status, created_at, "
-                        "record_a, record_b FROM review_item WHERE status = 'open' AND id > :after "
-                        "ORDER BY id LIMIT :n"
+                        f"record_a, record_b FROM review_item WHERE status = 'open'{after_sql} "
+                        f"ORDER BY {order} LIMIT :n"
                     ),
-                    {"after": start, "n": size + 1},
+                    params,
                 )
             )
         edges = [
             ReviewItemEdge(
-                cursor=cursor_of(r[0]),
+                cursor=cursor_of(r[0], r[1], order_by),
                 node=ReviewItem(
                     id=strawberry.ID(str(r[0])),
                     score_bits=r[1],
@@ -104,7 +125,7 @@ class IdentityQuery:
             edges=edges,
             page_info=ReviewPageInfo(
                 has_next_page=len(rows) > size,
-                has_previous_page=start > 0,
+                has_previous_page=start is not None,
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),

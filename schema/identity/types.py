@@ -7,6 +7,8 @@ come only from the audited ``unmaskMember`` mutation.
 from __future__ import annotations
 
 import base64
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, cast
@@ -15,6 +17,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from hub.core.errors import HubError
 from hub.core.pii import mask_text
 from schema import ids
 from schema.context import Context
@@ -244,26 +247,59 @@ class ReviewItemEdge:
     node: ReviewItem
 
 
-@strawberry.type(description="Open review items, oldest first.")
+@strawberry.type(description="Open review items, in the order asked for.")
 class ReviewItemConnection:
     edges: list[ReviewItemEdge]
     page_info: ReviewPageInfo
 
 
-def cursor_of(item_id: int) -> str:
-    return base64.urlsafe_b64encode(f"review:{item_id}".encode()).decode()
+@strawberry.enum(description="The order of the review queue.")
+class ReviewOrder(Enum):
+    OLDEST = strawberry.enum_value("oldest", description="First come, first served.")
+    MOST_LIKELY = strawberry.enum_value(
+        "most_likely",
+        description="Highest score first: the pairs most likely one person (quick accepts), "
+        "then the doubtful ones.",
+    )
 
 
-def id_of_cursor(cursor: str | None) -> int:
+@dataclass(frozen=True, slots=True)
+class ReviewPosition:
+    """Where the next page starts: after item ``item`` (most likely first: after its score)."""
+
+    item: int
+    score: float = 0.0
+
+
+def cursor_of(item_id: int, score: float, order: ReviewOrder) -> str:
+    text = (
+        f"review:{item_id}"
+        if order is ReviewOrder.OLDEST
+        else f"review-likely:{float(score)!r}:{item_id}"
+    )
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def position_of(cursor: str | None, order: ReviewOrder) -> ReviewPosition | None:
+    """The position a cursor of ``order`` names; a cursor from anywhere else (another order,
+    another connection, not a cursor) is the caller's error, not the first page again."""
     if not cursor:
-        return 0
+        return None
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "review":
-            return ids.parse_id(value) or -1
+        if order is ReviewOrder.OLDEST and kind == "review":
+            item = ids.parse_id(value)
+            if item is not None:
+                return ReviewPosition(item)
+        elif order is ReviewOrder.MOST_LIKELY and kind == "review-likely":
+            score, _, item_text = value.rpartition(":")
+            item = ids.parse_id(item_text)
+            if item is not None and math.isfinite(float(score)):
+                return ReviewPosition(item, float(score))
     except (ValueError, UnicodeDecodeError):
         pass
-    return -1
+    # A HubError reaches the caller as written; a ValueError was masked as an internal error.
+    raise HubError(f"after: not a cursor from this review queue in {order.name} order")
 
 
 # -- mutations: inputs, successes, typed errors --------------------------------------------------

@@ -68,6 +68,16 @@ async def test_the_agent_tour_search_review_merge_unmerge_adjust(page: Any, land
     await expect(pairs.first.locator(".pair-record")).to_have_count(2)
     await expect(pairs.first.locator(".compare-table tbody tr").first).to_be_visible()
     await shot(page, "02-review-queue")
+    # The other order: the pairs most likely one person first, then back to the oldest first.
+    await page.get_by_label("Order").select_option("MOST_LIKELY")
+    likely = page.locator(".review-list[data-order=MOST_LIKELY] article.review")
+    await expect(likely.first).to_be_visible()
+    scores = [float(s) for s in await likely.evaluate_all("els => els.map(e => e.dataset.score)")]
+    assert len(scores) > 1
+    assert scores == sorted(scores, reverse=True)
+    await page.get_by_label("Order").select_option("OLDEST")
+    pairs = page.locator(".review-list[data-order=OLDEST] article.review")
+    await expect(pairs.first).to_be_visible()
     # Accept a pair away from the landed phone's members: they are merged by hand further on
     # (its household's nameless accounts are in the queue too, proposed against each member).
     first, second = pairs.nth(0), None

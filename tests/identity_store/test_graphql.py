@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 import strawberry
-from sqlalchemy import event
+from sqlalchemy import event, text
 from strawberry.tools import merge_types
 
 from hub.app import Services
@@ -242,6 +242,70 @@ async def test_review_queue_pages_and_resolves(db: Database, land: Land, gql: An
     assert (await gql(other, id=item["id"])).data["resolveReview"]["code"] == (
         "REVIEW_ALREADY_RESOLVED"
     )
+
+
+async def test_review_queue_orders_most_likely_first_in_keyset_pages(
+    db: Database, land: Land, gql: Any
+) -> None:
+    await land([person("app", f"u{n}", phone(f"+86139000{n}4444")) for n in range(6)])
+    records = await scalar(db, "SELECT array_agg(id ORDER BY id) FROM source_record")
+    scores = [5.0, 12.5, -1.25, 12.5, 30.0, 0.1]
+    pairs = [(records[i], records[j]) for i in range(6) for j in range(i + 1, 6)][: len(scores)]
+    async with db.unit_of_work() as session:
+        await session.execute(text("DELETE FROM review_item"))
+        for (a, b), score in zip(pairs, scores, strict=True):
+            await session.execute(
+                text(
+                    "INSERT INTO review_item (record_a, record_b, score, reason) "
+                    "VALUES (:a, :b, :s, 'score_between_thresholds')"
+                ),
+                {"a": a, "b": b, "s": score},
+            )
+    rows = await scalar(db, "SELECT array_agg(id ORDER BY id) FROM review_item")
+    page = """query($after: String, $order: ReviewOrder!) {
+      reviewQueue(first: 2, after: $after, orderBy: $order) {
+        edges { cursor node { id scoreBits } } pageInfo { hasNextPage hasPreviousPage endCursor } } }"""
+
+    async def walk(order: str) -> list[tuple[int, float]]:
+        seen: list[tuple[int, float]] = []
+        after = None
+        while True:
+            got = await gql(page, after=after, order=order)
+            assert got.errors is None, got.errors
+            conn = got.data["reviewQueue"]
+            assert conn["pageInfo"]["hasPreviousPage"] is (after is not None)
+            seen += [(int(e["node"]["id"]), e["node"]["scoreBits"]) for e in conn["edges"]]
+            if not conn["pageInfo"]["hasNextPage"]:
+                return seen
+            after = conn["pageInfo"]["endCursor"]
+
+    by_id = list(zip(rows, scores, strict=True))
+    likely = await walk("MOST_LIKELY")
+    assert likely == sorted(by_id, key=lambda item: (-item[1], item[0]))
+    assert [s for _, s in likely] == [30.0, 12.5, 12.5, 5.0, 0.1, -1.25]
+    assert await walk("OLDEST") == by_id
+
+    # A resolved item drops out; a cursor taken before stays a valid position.
+    first = await gql(page, order="MOST_LIKELY")
+    cursor = first.data["reviewQueue"]["pageInfo"]["endCursor"]
+    await db_execute(db, "UPDATE review_item SET status = 'rejected' WHERE score = 12.5")
+    rest = await gql(page, after=cursor, order="MOST_LIKELY")
+    assert [e["node"]["scoreBits"] for e in rest.data["reviewQueue"]["edges"]] == [5.0, 0.1]
+
+    # A cursor of the other order, or none at all, is the caller's error, not page one again.
+    oldest = await gql(page, order="OLDEST")
+    foreign = await gql(
+        page, after=oldest.data["reviewQueue"]["pageInfo"]["endCursor"], order="MOST_LIKELY"
+    )
+    assert foreign.data is None
+    assert "not a cursor from this review queue in MOST_LIKELY order" in str(foreign.errors)
+    garbage = await gql(page, after="not-a-cursor", order="OLDEST")
+    assert "not a cursor from this review queue in OLDEST order" in str(garbage.errors)
+
+
+async def db_execute(db: Database, sql: str) -> None:
+    async with db.unit_of_work() as session:
+        await session.execute(text(sql))
 
 
 async def _count_statements(db: Database, work: Any) -> int:

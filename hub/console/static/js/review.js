@@ -15,23 +15,46 @@ const REASON_WORDS = {
   shared_key_only_link: "Their only link is a value several people use (a household's phone)",
 };
 
+const ORDERS = [
+  ["OLDEST", "Oldest first"],
+  ["MOST_LIKELY", "Most likely the same person first"],
+];
+
 export async function renderReview(main) {
   const list = h("div", { class: "review-list" });
   const footer = h("div", { class: "actions-left" });
   const count = h("p", { class: "sub", "aria-live": "polite" });
+  let orderBy = "OLDEST";
+  const order = h(
+    "select",
+    { id: "review-order", onchange: (e) => { orderBy = e.target.value; restart(); } },
+    ORDERS.map(([value, label]) => h("option", { value }, label)),
+  );
   clear(main, 
-    h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Review queue"), h("p", { class: "sub" }, "Pairs the hub would not merge on its own, oldest first. Compare the fields, then accept (merge their members) or reject (keep them apart)."), count)),
+    h("div", { class: "page-head" }, h("div", {}, h("h1", {}, "Review queue"), h("p", { class: "sub" }, "Pairs the hub would not merge on its own. Compare the fields, then accept (merge their members) or reject (keep them apart)."), count), h("div", { class: "inline-field" }, h("label", { for: "review-order" }, "Order"), order)),
     list,
     footer,
   );
-  list.append(spinner("Loading the queue…"));
   let after = null;
   let shown = 0;
+  let generation = 0; // a page that arrives after the order changed is dropped
+
+  function restart() {
+    generation += 1;
+    after = null;
+    shown = 0;
+    clear(list, spinner("Loading the queue…"));
+    clear(footer);
+    return loadPage();
+  }
 
   async function loadPage() {
+    const mine = generation;
     try {
-      const { reviewQueue } = await gql("ReviewQueue", { first: PAGE, after });
+      const { reviewQueue } = await gql("ReviewQueue", { first: PAGE, after, orderBy });
+      if (mine !== generation) return;
       if (after === null) clear(list);
+      list.dataset.order = orderBy;
       for (const edge of reviewQueue.edges) list.append(reviewCard(edge.node, () => updateCount(-1)));
       shown += reviewQueue.edges.length;
       after = reviewQueue.pageInfo.endCursor;
@@ -42,6 +65,7 @@ export async function renderReview(main) {
       }
       if (!shown) list.append(empty("The queue is empty: nothing waits for a decision."));
     } catch (err) {
+      if (mine !== generation) return;
       clear(list, errorBox(err.message));
     }
   }
@@ -53,7 +77,7 @@ export async function renderReview(main) {
     count.textContent = `${shown}${more ? "+" : ""} open ${shown === 1 ? "pair" : "pairs"} shown.`;
   }
 
-  await loadPage();
+  await restart();
 }
 
 function reviewCard(item, onResolved) {
@@ -65,7 +89,7 @@ function reviewCard(item, onResolved) {
   const reject = h("button", { type: "button", class: "secondary", onclick: () => decide("REJECT") }, "Reject — keep apart");
   const card = h(
     "article",
-    { class: "card review", "aria-labelledby": titleId, dataset: { reviewId: item.id } },
+    { class: "card review", "aria-labelledby": titleId, dataset: { reviewId: item.id, score: item.scoreBits } },
     h(
       "header",
       { class: "review-head" },
