@@ -75,7 +75,6 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=12, ge=2, le=50)
     graphql_max_tokens: int = Field(default=2_000, ge=100)
     graphql_max_aliases: int = Field(default=30, ge=1)
-    graphql_max_page: int = Field(default=100, ge=1, le=100)
     graphql_max_cost: int = Field(default=5_000, ge=10)
     rate_limit_cost_per_s: float = Field(default=2_000.0, ge=0)  # 0 turns rate limiting off
     rate_limit_burst: float = Field(default=20_000.0, ge=1)

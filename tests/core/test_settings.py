@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hub.core.errors import ConfigError
-from hub.core.settings import Env, load_settings
+from hub.core.settings import Env, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +90,20 @@ def test_dev_generates_keys_and_jwt_secret_in_the_data_folder(tmp_path: Path) ->
     assert (tmp_path / "data" / "keys.json").exists()
     assert load_settings().keyring().hash("phone", "x") == first
     assert s.jwt_signing_secret() == load_settings().jwt_signing_secret()
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """The README's configuration table names every variable the hub reads (no setting that
+    nobody can find, none documented that does nothing)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `HUB_"))
+    missing = []
+    for field in Settings.model_fields:
+        name = f"HUB_{field.upper()}"
+        grouped = field.startswith("graphql_") and f"`_{field.removeprefix('graphql_').upper()}`"
+        if name not in table and not (grouped and grouped in table):
+            missing.append(name)
+    assert missing == []
+    documented = {word.strip("`,") for line in table.splitlines() for word in line.split()}
+    known = {f"HUB_{f.upper()}" for f in Settings.model_fields}
+    assert {w for w in documented if w.startswith("HUB_")} <= known | {"HUB_SECRETS_DIR"}
