@@ -39,7 +39,7 @@ from identity import store
 from identity.blocking import _FEATURE as BLOCK_FEATURES  # see Engine.block_values
 from identity.blocking import record_blocks
 from identity.config import MatchingConfig, load_config
-from identity.features import Features, record_id
+from identity.features import FeatureExtractor, Features, record_id
 from identity.member_ids import assign_member_ids
 from identity.resolver import Resolver, ResolverState
 from identity.survivorship import build_golden
@@ -112,12 +112,38 @@ class RecordKeys:
     stored: frozenset[str]  # everything written to source_block
 
 
+class _OncePerRecord(FeatureExtractor):
+    """Features extracted once per record object within one resolution step: the step reads
+    a record's features for its stored keys, then the resolver indexes the same object (it
+    used to extract twice or three times: a third of an import's identity time). Holding the
+    record in the memo keeps its ``id`` from being reused; ``forget`` ends the step."""
+
+    def __init__(self, *, config: MatchingConfig, keyring: KeyRing) -> None:
+        super().__init__(config=config, keyring=keyring)
+        self._seen: dict[int, tuple[SourceRecord, Features]] = {}
+
+    def extract(self, record: SourceRecord) -> Features:
+        hit = self._seen.get(id(record))
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        found = super().extract(record)
+        self._seen[id(record)] = (record, found)
+        return found
+
+    def forget(self) -> None:
+        self._seen = {}
+
+
 class _Bounded(Resolver):
     """A resolver whose fresh state already counts keys as over their limit when the whole
     table holds more records for them than the component being resolved does."""
 
     outside_blocks: frozenset[int] = frozenset()
     outside_hot: Mapping[str, int] = {}
+
+    def __init__(self, *, keyring: KeyRing, config: MatchingConfig) -> None:
+        super().__init__(keyring=keyring, config=config)
+        self.extractor: _OncePerRecord = _OncePerRecord(config=self.config, keyring=keyring)
 
     def new_state(self) -> ResolverState:
         state = super().new_state()
@@ -425,9 +451,32 @@ async def resolve_records(
 ) -> Settled:
     """Re-resolve after ``record_ids`` landed or changed (``removed``: keys of records that left,
     e.g. erased); same transaction as the caller."""
+    try:
+        return await _resolve_records(
+            session=session,
+            engine=engine,
+            record_ids=record_ids,
+            loyalty=loyalty,
+            actor=actor,
+            removed=removed,
+        )
+    finally:
+        engine.resolver.extractor.forget()
+
+
+async def _resolve_records(
+    *,
+    session: AsyncSession,
+    engine: Engine,
+    record_ids: Iterable[int],
+    loyalty: LoyaltyFollow,
+    actor: str,
+    removed: Mapping[int, set[str]] | None,
+) -> Settled:
     await store.lock_identity(session=session)
     changed = await store.load_records(session=session, keyring=engine.keyring, ids=record_ids)
-    keys = {i: engine.keys(r.record).stored for i, r in changed.items() if r.record is not None}
+    changed_keys = {i: engine.keys(r.record) for i, r in changed.items() if r.record is not None}
+    keys = {i: k.stored for i, k in changed_keys.items()}
     before = await store.replace_keys(session=session, keys=keys)
     for i, old in (removed or {}).items():
         before.setdefault(i, set()).update(old)
@@ -441,9 +490,20 @@ async def resolve_records(
     small = [k for k, n in after.items() if min(n, n - delta[k]) <= (engine.limit_of(k) or 0)]
     seeds = set(keys) | await store.key_holders(session=session, keys=small)
     component = await store.closure(session=session, ids=seeds)
-    loaded = await store.load_records(session=session, keyring=engine.keyring, ids=component)
+    # The changed records are part of the component: decrypted once, keyed once.
+    rest = await store.load_records(
+        session=session, keyring=engine.keyring, ids=component - changed.keys()
+    )
+    pool = {**{i: r for i, r in changed.items() if i in component}, **rest}
+    loaded = {i: pool[i] for i in sorted(pool)}
     return await _resolve_loaded(
-        session, engine, loaded, dirty=set(keys), actor=actor, loyalty=loyalty
+        session,
+        engine,
+        loaded,
+        dirty=set(keys),
+        actor=actor,
+        loyalty=loyalty,
+        known_keys=changed_keys,
     )
 
 
@@ -455,9 +515,15 @@ async def _resolve_loaded(
     dirty: set[int],
     actor: str,
     loyalty: LoyaltyFollow,
+    known_keys: Mapping[int, RecordKeys] | None = None,
 ) -> Settled:
     live = {i: r for i, r in loaded.items() if r.record is not None}
-    rkeys = {i: engine.keys(r.record) for i, r in live.items() if r.record is not None}
+    known = known_keys or {}
+    rkeys = {
+        i: known[i] if i in known else engine.keys(r.record)
+        for i, r in live.items()
+        if r.record is not None
+    }
     block_of = {stored: raw for k in rkeys.values() for raw, stored in k.blocks.items()}
     hot_of = {
         engine.holder_key(kind, h): h for k in rkeys.values() for h, kind in k.holders.items()
