@@ -243,22 +243,36 @@ def lookup_keys(keyring: KeyRing, record: SourceRecord) -> set[str]:
 async def replace_keys(
     *, session: AsyncSession, keys: Mapping[int, AbstractSet[str]]
 ) -> dict[int, set[str]]:
-    """Store each record's keys (replacing what it had); returns the keys it had before."""
+    """Store each record's keys (replacing what it had); returns the keys it had before.
+
+    Only the difference is written: a re-observed record mostly keeps its keys, and a new one
+    has none yet. Callers hold the identity lock (``lock_identity``), the only writer of
+    ``source_block``, so what the read finds is what the table holds and plain inserts
+    cannot collide."""
     conn = await driver(session)
     ids = sorted(keys)
     old: dict[int, set[str]] = {i: set() for i in ids}
     for r in await conn.fetch(
-        "DELETE FROM source_block WHERE source_record_id = ANY($1::bigint[]) "
-        "RETURNING source_record_id, key_hash",
+        "SELECT source_record_id, key_hash FROM source_block "
+        "WHERE source_record_id = ANY($1::bigint[])",
         ids,
     ):
         old[r["source_record_id"]].add(r["key_hash"])
-    pairs = [(k, i) for i in ids for k in keys[i]]
-    for i in range(0, len(pairs), CHUNK * 5):
-        part = pairs[i : i + CHUNK * 5]
+    gone = [(k, i) for i in ids for k in old[i] - keys[i]]
+    added = [(k, i) for i in ids for k in keys[i] - old[i]]
+    for i in range(0, len(gone), CHUNK * 5):
+        part = gone[i : i + CHUNK * 5]
+        await conn.execute(
+            "DELETE FROM source_block b USING unnest($1::text[], $2::bigint[]) AS g(k, r) "
+            "WHERE b.key_hash = g.k AND b.source_record_id = g.r",
+            [p[0] for p in part],
+            [p[1] for p in part],
+        )
+    for i in range(0, len(added), CHUNK * 5):
+        part = added[i : i + CHUNK * 5]
         await conn.execute(
             "INSERT INTO source_block (key_hash, source_record_id) "
-            "SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+            "SELECT * FROM unnest($1::text[], $2::bigint[])",
             [p[0] for p in part],
             [p[1] for p in part],
         )
