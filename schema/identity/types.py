@@ -7,7 +7,6 @@ come only from the audited ``unmaskMember`` mutation.
 from __future__ import annotations
 
 import base64
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -294,7 +293,8 @@ def position_of(cursor: str | None, order: ReviewOrder) -> ReviewPosition | None
         elif order is ReviewOrder.MOST_LIKELY and kind == "review-likely":
             score, _, item_text = value.rpartition(":")
             item = ids.parse_id(item_text)
-            if item is not None and math.isfinite(float(score)):
+            if item is not None:
+                # any float, ``inf`` and ``nan`` too: PostgreSQL orders doubles totally
                 return ReviewPosition(item, float(score))
     except (ValueError, UnicodeDecodeError):
         pass
