@@ -55,8 +55,11 @@ def map_rows(
         if not "".join(row).strip():  # blank: no cell holds anything but whitespace
             continue
         try:
-            # Materialised first so a row yields all of its records or only its error.
-            out = list(read_row(line, row))
+            # Materialised first so a row yields all of its records or only its error (a tuple
+            # or list already is: the fast lane's one item per row is not copied).
+            out = read_row(line, row)
+            if type(out) is not tuple and type(out) is not list:
+                out = list(out)
         except FieldError as exc:
             yield row_error(filename, line, exc.reason, column=exc.column, raw=row)
             continue
