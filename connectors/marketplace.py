@@ -52,11 +52,17 @@ def map_rows(
 ) -> Iterator[_Item | RowError]:
     """Apply ``read_row`` to each non-blank row; a failing row becomes one RowError."""
     for line, row in rows:
-        if not "".join(row).strip():  # blank: no cell holds anything but whitespace
+        # Blank: no cell holds anything but whitespace (a first cell that does is enough to
+        # know, without joining the row: the usual case).
+        first = row[0] if row else ""
+        if not (first and not first.isspace()) and not "".join(row).strip():
             continue
         try:
-            # Materialised first so a row yields all of its records or only its error.
-            out = list(read_row(line, row))
+            # Materialised first so a row yields all of its records or only its error (a tuple
+            # or list already is: the fast lane's one item per row is not copied).
+            out = read_row(line, row)
+            if type(out) is not tuple and type(out) is not list:
+                out = list(out)
         except FieldError as exc:
             yield row_error(filename, line, exc.reason, column=exc.column, raw=row)
             continue

@@ -206,6 +206,7 @@ _MEMO_LIMIT = 20_000
 # when full, after which the buyers read again are simply read in full again.
 _SEEN_LIMIT = 400_000
 _MISS = object()
+_ORDER_NO_MAX = 32  # digits, as ``marketplace.order_no`` allows
 
 
 class _Ctx:
@@ -223,6 +224,7 @@ class _Ctx:
         "filename",
         "hm",
         "index",
+        "order_col",
         "phones",
         "quantities",
         "seen",
@@ -272,7 +274,12 @@ class _Ctx:
             if len(present) > 1
             else lambda row: tuple(row[i] for i in present)
         )
-        used = [i for i in (*self.buyer_cols, *(c[0] for c in self.fast_cells)) if i is not None]
+        self.order_col = hm.index["order_id"]  # required by ``order_header``
+        used = [
+            i
+            for i in (self.order_col, *self.buyer_cols, *(c[0] for c in self.fast_cells))
+            if i is not None
+        ]
         self.fast_min_len = max(used, default=0) + 1
 
     def _memo(
@@ -376,10 +383,15 @@ class _Ctx:
         status, created, paid_at, paid, shipping, refund, quantity = values
         if status is None or refund or created is None:
             return self.read(line, row)
-        try:
-            order_id = m.order_no(hm, row, "order_id")
-        except m.FieldError:
-            return self.read(line, row)
+        # An order number as exports write it, ``="123…"`` or plain digits, is taken as is:
+        # what ``m.order_no`` gives for it (its cleaning and check are for every other form).
+        raw_id = row[self.order_col]
+        order_id = raw_id[2:-1] if raw_id[:2] == '="' and raw_id[-1:] == '"' else raw_id
+        if not (order_id.isdecimal() and len(order_id) <= _ORDER_NO_MAX):
+            try:
+                order_id = m.order_no(hm, row, "order_id")
+            except m.FieldError:
+                return self.read(line, row)
         cells = self.buyer_cells(row)
         paid_fen: int = paid or 0  # type: ignore[assignment]
         shipping_fen: int = shipping or 0  # type: ignore[assignment]

@@ -1,3 +1,4 @@
+import csv
 import io
 from datetime import datetime
 from pathlib import Path
@@ -15,9 +16,11 @@ from hub.core.records import (
     Address,
     Identifier,
     IdentifierKind,
+    Purchase,
     RowError,
     SourceRecord,
 )
+from hub.generator.layout import TAOBAO_ORDERS_HEADER
 
 SAMPLES = Path(__file__).parent / "samples"
 ORDERS = SAMPLES / "taobao_ExportOrderList202403081200.csv"
@@ -402,3 +405,41 @@ def test_looks_like_tells_taobao_orders_from_douyin_and_items():
     assert taobao.looks_like(["\ufeff订单编号", "买家会员名", "买家应付邮费"])
     assert not taobao.looks_like(["主订单编号", "子订单编号", "选购商品"])
     assert taobao.looks_like_items(["订单编号", "标题", "价格", "购买数量"])
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        '="3000000000000000001"',
+        "3000000000000000001",
+        "'3000000000000000001",
+        '=" 3000000000000000001"',
+        "3000000000000000001\t",
+        '="３０００"',  # full-width digits: what the record lane's check accepts
+        "9" * 32,
+        "9" * 33,  # too long for an order number
+        '="12a4"',
+        '=""',
+        "-",
+    ],
+)
+def test_the_fast_lane_reads_each_order_number_form_as_the_record_lane(cell):
+    cells = [""] * len(TAOBAO_ORDERS_HEADER)
+    cells[0] = cell
+    cells[1] = "买家甲"
+    cells[3] = cells[6] = cells[8] = "12.00"
+    cells[4] = "0.00"
+    cells[10] = "交易成功"
+    cells[16] = "138****0001"
+    cells[17] = "2025-03-01 10:12:05"
+    out = io.StringIO()
+    csv.writer(out).writerows([TAOBAO_ORDERS_HEADER, cells])
+    data = out.getvalue().encode("gbk")
+
+    slow = list(taobao.parse(io.BytesIO(data), filename="o.csv"))
+    fast = [
+        r
+        for item in taobao.parse(io.BytesIO(data), filename="o.csv", fast=True)
+        for r in (item.records() if isinstance(item, Purchase) else [item])
+    ]
+    assert fast == slow

@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -18,6 +19,7 @@ from hub.core.records import (
     Gender,
     Identifier,
     IdentifierKind,
+    Purchase,
     SourceRecord,
 )
 from hub.flows.ingest import IngestReport, ingest
@@ -27,6 +29,7 @@ from hub.flows.ingest.rows import (
     activity_row,
     pii_aad,
     pii_json,
+    purchase_row,
     record_row,
 )
 
@@ -214,3 +217,29 @@ async def test_copy_text_round_trips_awkward_characters(db: Database, keyring: K
         ).one()
     assert tuple(stored) == (key, {"note": 'a\\b"c\td'})
     assert tuple(act) == ("S1\t\\N", key, "S0\\", {"memo": "\\n 不是换行"})
+
+
+@pytest.mark.parametrize("buyer_key", ["买家甲", "mobile:13800000000", "a\tb\\c", None])
+def test_a_purchase_row_is_the_row_of_its_activity(keyring: KeyRing, buyer_key: str | None) -> None:
+    when = datetime(2025, 3, 1, 10, 12, 5, tzinfo=ZoneInfo("Asia/Shanghai"))
+    buyer = (
+        SourceRecord(
+            source="taobao", source_key=buyer_key, business_line="taobao", observed_at=when
+        )
+        if buyer_key
+        else None
+    )
+    for status in ActivityStatus:
+        item = Purchase(
+            buyer,
+            when,
+            "taobao",
+            "3000000000000000001",
+            "taobao",
+            when,
+            status,
+            1150,
+            2,
+            {"shipping_fen": 50, "paid_fen": 1200},
+        )
+        assert purchase_row(item, keyring) == activity_row(item.activity(), keyring)

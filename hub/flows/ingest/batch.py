@@ -166,6 +166,10 @@ def prepare_batch(
     parsed_activities: dict[tuple[str, str], Activity] = {}
     read: Counter[str] = Counter()
     credit: dict[tuple[str, tuple[str, str], str], str] = {}
+    # A chunk of one file (any chunk but those spanning two files) credits every row to it:
+    # nothing to look up per row.
+    files = {filename for filename, _ in chunk}
+    only_file = files.pop() if len(files) == 1 else None
     errors: list[RowError] = []
     # Hashing and encryption are most of the cost of a row; a record repeated (in the batch, or
     # in an earlier one given ``built``) with the same content reuses its row: the same
@@ -186,7 +190,8 @@ def prepare_batch(
         held = records.get(key)
         if held is None or (observed_at, content_hash) >= (held[0], held[1]):
             records[key] = (observed_at, content_hash, row, seen)
-        credit.setdefault(("r", key, content_hash), filename)
+        if only_file is None:
+            credit.setdefault(("r", key, content_hash), filename)
 
     def add_record(
         item: SourceRecord, observed_at: datetime, seen: Seen | None, filename: str
@@ -212,25 +217,37 @@ def prepare_batch(
     def add_activity(arow: ActivityRow, filename: str) -> None:
         key = (arow.source, arow.external_id)
         activities[key] = arow
-        credit.setdefault(("a", key, arow.content_hash), filename)
+        if only_file is None:
+            credit.setdefault(("a", key, arow.content_hash), filename)
 
     for filename, item in chunk:
+        if type(item) is Purchase:
+            # The fast lane's item, most of a large export: ``candidate`` and ``add_activity``
+            # written out (two calls fewer per row).
+            buyer, seen = item.buyer, item.seen
+            if buyer is not None:
+                add_record(buyer, item.observed_at, seen, filename)
+            elif seen is not None:
+                key, content_hash = seen.row_key, seen.content_hash
+                if key is None or content_hash is None or keep_parsed:
+                    raise ValueError("a skipped buyer must have been staged by this import")
+                held = records.get(key)
+                observed_at = item.observed_at
+                if held is None or (observed_at, content_hash) >= (held[0], held[1]):
+                    records[key] = (observed_at, content_hash, None, seen)
+                if only_file is None:
+                    credit.setdefault(("r", key, content_hash), filename)
+            # the purchase, and its buyer (read again, or skipped) when it has one
+            read[filename] += 1 if buyer is None and seen is None else 2
+            arow = purchase_row(item, keyring)
+            akey = (arow.source, arow.external_id)
+            activities[akey] = arow
+            if only_file is None:
+                credit.setdefault(("a", akey, arow.content_hash), filename)
+            if keep_parsed:
+                parsed_activities[akey] = item.activity()
+            continue
         match item:
-            case Purchase(buyer=buyer, seen=seen):
-                if buyer is not None:
-                    add_record(buyer, item.observed_at, seen, filename)
-                elif seen is not None:
-                    if seen.row_key is None or seen.content_hash is None or keep_parsed:
-                        raise ValueError("a skipped buyer must have been staged by this import")
-                    candidate(
-                        seen.row_key, item.observed_at, seen.content_hash, None, seen, filename
-                    )
-                # the purchase, and its buyer (read again, or skipped) when it has one
-                read[filename] += 1 if buyer is None and seen is None else 2
-                arow = purchase_row(item, keyring)
-                add_activity(arow, filename)
-                if keep_parsed:
-                    parsed_activities[arow.key] = item.activity()
             case RowError():
                 errors.append(item)
             case SourceRecord():
@@ -248,7 +265,9 @@ def prepare_batch(
     for key, (_, content_hash, row, seen) in records.items():
         if row is not None:
             record_rows.append(row)
-            record_files.append(credit[("r", key, content_hash)])
+            record_files.append(
+                only_file if only_file is not None else credit[("r", key, content_hash)]
+            )
             if staged_seen is not None:
                 staged_seen[key] = seen
     activity_rows = list(activities.values())
@@ -256,7 +275,11 @@ def prepare_batch(
         staged=stage(record_rows, activity_rows, activity_keys=list(activities)),
         read=read,
         record_files=record_files,
-        activity_files=[credit[("a", k, a.content_hash)] for k, a in activities.items()],
+        activity_files=(
+            [only_file] * len(activity_rows)
+            if only_file is not None
+            else [credit[("a", k, a.content_hash)] for k, a in activities.items()]
+        ),
         errors=errors,
         # Nothing reads them without hooks, and from a worker they would cost a pickling.
         parsed_records=parsed_records if keep_parsed else {},
