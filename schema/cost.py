@@ -1,7 +1,8 @@
 """What a query may cost, and how much a principal may spend.
 
 Cost is counted on the document before execution: every field costs 1, times the page sizes of
-the lists above it (``first``/``last``; a variable counts as the maximum page). A query over
+the lists above it (``first``/``last``; a variable counts as the page it asks for in the request,
+its default page when null or absent). A query over
 ``HUB_GRAPHQL_MAX_COST`` is refused; within the limit, its cost is charged to the caller's token
 bucket (``HUB_RATE_LIMIT_COST_PER_S`` refill, ``HUB_RATE_LIMIT_BURST`` capacity), so a client
 that asks for big pages runs out sooner than one that asks for small ones.
@@ -15,7 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -25,29 +27,63 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
 )
 from strawberry.extensions import SchemaExtension
 
-from schema.limits import MAX_PAGE
+from schema.limits import DEFAULT_PAGE, MAX_PAGE
 
 MAX_BUCKETS = 100_000  # least recently used callers are forgotten past this
 COST_CACHE_SIZE = 512  # documents whose cost is remembered, by text (like the parser cache)
 
 
-def _page(field: FieldNode) -> int:
+def _page(field: FieldNode, pages: Mapping[str, int]) -> int:
     for arg in field.arguments or ():
         if arg.name.value in ("first", "last"):
             if isinstance(arg.value, IntValueNode):
                 return max(1, min(int(arg.value.value), MAX_PAGE))
             if isinstance(arg.value, VariableNode):
-                return MAX_PAGE
+                return pages.get(arg.value.name.value, MAX_PAGE)
     return 1
 
 
-def operation_cost(document: DocumentNode, operation_name: str | None = None) -> int:
+def _variable_pages(
+    operation: OperationDefinitionNode, variables: Mapping[str, Any] | None
+) -> dict[str, int]:
+    """The page size each variable of the operation stands for in this request: its value, or
+    its default in the document, or the resolvers' default page when it is null or absent.
+    Anything else (a value the validation will refuse) counts as the largest page."""
+    given = variables or {}
+    pages: dict[str, int] = {}
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if name in given:
+            value = given[name]
+        elif isinstance(definition.default_value, IntValueNode):
+            value = int(definition.default_value.value)
+        elif definition.default_value is None or isinstance(
+            definition.default_value, NullValueNode
+        ):
+            value = None
+        else:
+            continue
+        if value is None:
+            pages[name] = DEFAULT_PAGE
+        elif isinstance(value, int) and not isinstance(value, bool):
+            pages[name] = max(1, min(value, MAX_PAGE))
+    return pages
+
+
+def operation_cost(
+    document: DocumentNode,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> int:
+    """Every field costs 1, times the page sizes above it; a page given by a variable counts
+    as the page that variable asks for in this request (``variables``)."""
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
@@ -62,6 +98,7 @@ def operation_cost(document: DocumentNode, operation_name: str | None = None) ->
     )
     if chosen is None:
         return 0
+    pages = _variable_pages(chosen, variables)
 
     def cost(selection_set: SelectionSetNode | None, seen: frozenset[str]) -> int:
         if selection_set is None:
@@ -69,7 +106,7 @@ def operation_cost(document: DocumentNode, operation_name: str | None = None) ->
         total = 0
         for sel in selection_set.selections:
             if isinstance(sel, FieldNode):
-                total += 1 + _page(sel) * cost(sel.selection_set, seen)
+                total += 1 + _page(sel, pages) * cost(sel.selection_set, seen)
             elif isinstance(sel, InlineFragmentNode):
                 total += cost(sel.selection_set, seen)
             elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
@@ -115,18 +152,30 @@ def _caller(context: object) -> str:
 
 
 def cost_limiter(max_cost: int, buckets: TokenBuckets | None) -> type[SchemaExtension]:
-    # The cost depends on the document and the operation only (a variable page counts as the
-    # maximum): the same text costs the same, so a client repeating its query is not walked
-    # again (measured: 0.1 ms of a profile view).
-    costs: OrderedDict[tuple[str, str | None], int] = OrderedDict()
+    # The cost depends on the document, the operation and the page sizes its variables ask for:
+    # the same request costs the same, so a client repeating its query is not walked again
+    # (measured: 0.1 ms of a profile view).
+    costs: OrderedDict[tuple[str, str | None, tuple[tuple[str, Any], ...]], int] = OrderedDict()
 
-    def cost_of(query: str | None, document: DocumentNode, operation: str | None) -> int:
+    def cost_of(
+        query: str | None,
+        document: DocumentNode,
+        operation: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> int:
         if query is None:
-            return operation_cost(document, operation)
-        key = (query, operation)
+            return operation_cost(document, operation, variables)
+        pages = tuple(
+            sorted(
+                (k, v)
+                for k, v in (variables or {}).items()
+                if v is None or (isinstance(v, int) and not isinstance(v, bool))
+            )
+        )
+        key = (query, operation, pages)
         found = costs.get(key)
         if found is None:
-            found = costs[key] = operation_cost(document, operation)
+            found = costs[key] = operation_cost(document, operation, variables)
             if len(costs) > COST_CACHE_SIZE:
                 costs.popitem(last=False)
         return found
@@ -143,7 +192,7 @@ def cost_limiter(max_cost: int, buckets: TokenBuckets | None) -> type[SchemaExte
             ctx = self.execution_context
             if ctx.pre_execution_errors or ctx.graphql_document is None:
                 return
-            spent = cost_of(ctx.query, ctx.graphql_document, ctx.operation_name)
+            spent = cost_of(ctx.query, ctx.graphql_document, ctx.operation_name, ctx.variables)
             error: GraphQLError | None = None
             if spent > max_cost:
                 error = GraphQLError(

@@ -83,9 +83,15 @@ def test_cost_multiplies_by_page_sizes() -> None:
 
     assert operation_cost(parse("{ viewer { role } }")) == 2
     assert operation_cost(parse("{ a(first: 10) { b c } }")) == 1 + 10 * 2
-    assert operation_cost(
-        parse("query($n: Int) { a(first: $n) { b(first: 5) { c } } }")
-    ) == 1 + 100 * (1 + 5 * 1)
+    paged = parse("query($n: Int) { a(first: $n) { b(first: 5) { c } } }")
+    assert operation_cost(paged, None, {"n": 7}) == 1 + 7 * (1 + 5 * 1)  # the page asked for
+    assert operation_cost(paged, None, {"n": 5_000}) == 1 + 100 * (1 + 5 * 1)  # at most MAX_PAGE
+    assert operation_cost(paged, None, {"n": None}) == 1 + 20 * (1 + 5 * 1)  # the default page
+    assert operation_cost(paged) == 1 + 20 * (1 + 5 * 1)
+    assert operation_cost(paged, None, {"n": "7"}) == 1 + 100 * (1 + 5 * 1)  # refused later
+    defaulted = parse("query($n: Int = 30) { a(first: $n) { b } }")
+    assert operation_cost(defaulted) == 1 + 30 * 1
+    assert operation_cost(defaulted, None, {"n": 2}) == 1 + 2 * 1
     assert operation_cost(parse("{ ...F } fragment F on Query { viewer { role } }")) == 2
 
 
@@ -97,6 +103,32 @@ async def test_a_too_costly_query_is_refused_before_it_runs(
         body = (await c.post("/graphql", json={"query": query})).json()
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+async def test_a_variable_page_is_charged_as_the_page_it_asks_for(
+    settings: Settings, services: Services
+) -> None:
+    """The same text costs what each request's variables make it: a small page passes where
+    a large one is refused (and the cost cache keeps them apart)."""
+    query = "query($n: Int) { reviewQueue(first: $n) { edges { cursor node { id reason } } } }"
+    agent = {"Authorization": f"Bearer {token_for('agent')}"}
+    async with await _client(settings, services, graphql_max_cost=500) as c:
+        small = (
+            await c.post("/graphql", json={"query": query, "variables": {"n": 5}}, headers=agent)
+        ).json()
+        large = (
+            await c.post("/graphql", json={"query": query, "variables": {"n": 100}}, headers=agent)
+        ).json()
+        again = (
+            await c.post("/graphql", json={"query": query, "variables": {"n": 5}}, headers=agent)
+        ).json()
+    assert "errors" not in small, small
+    assert large["errors"][0]["extensions"] == {
+        "code": "QUERY_TOO_COSTLY",
+        "cost": 1 + 100 * 5,
+        "limit": 500,
+    }
+    assert again == small
 
 
 async def test_rate_limits_are_per_principal_and_counted_in_cost(
