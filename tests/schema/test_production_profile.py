@@ -9,7 +9,7 @@ import pytest
 
 from hub.app import Services, create_app
 from hub.core.settings import Env, Settings
-from schema.cost import TokenBuckets, operation_cost
+from schema.cost import TokenBuckets, operation_cost, page_variables
 from schema.persisted import Manifest, digest
 from tests.schema.conftest import token_for
 
@@ -89,6 +89,9 @@ def test_cost_multiplies_by_page_sizes() -> None:
     assert operation_cost(paged, None, {"n": None}) == 1 + 20 * (1 + 5 * 1)  # the default page
     assert operation_cost(paged) == 1 + 20 * (1 + 5 * 1)
     assert operation_cost(paged, None, {"n": "7"}) == 1 + 100 * (1 + 5 * 1)  # refused later
+    frag = "query($a: Int, $n: Int, $p: Int) { x(first: $n, p: $p) { ...F } } "
+    frag += "fragment F on X { ... on Y { y(last: $a) { z } } }"
+    assert page_variables(parse(frag)) == ("a", "n")  # $p sizes no page
     defaulted = parse("query($n: Int = 30) { a(first: $n) { b } }")
     assert operation_cost(defaulted) == 1 + 30 * 1
     assert operation_cost(defaulted, None, {"n": 2}) == 1 + 2 * 1
