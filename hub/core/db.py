@@ -178,7 +178,7 @@ class _DriverPool:
         if now - conn.hub_idle_since <= self._idle_check_s:
             return True
         try:
-            await conn.execute(";")
+            await conn.fetchval("SELECT 1")  # (asyncpg 0.32 fails on the empty query ";")
         except Exception:
             return False
         return True
