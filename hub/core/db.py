@@ -112,6 +112,14 @@ class _DriverConnection(asyncpg.Connection):  # type: ignore[misc]
     hub_generation = 0
 
 
+_EXPIRED = object()  # what a waiter of ``_DriverPool`` is resolved with at its deadline
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)
+
+
 class _DriverPool:
     """``Database.transaction``'s connections: plain asyncpg connections, checked out and
     returned without leaving the event loop's current step.
@@ -201,28 +209,38 @@ class _DriverPool:
         return conn
 
     async def _wait(self, deadline: float) -> Any:
-        """A connection handed over by ``release``, or None when one may be opened now."""
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        """A connection handed over by ``release``, or None when one may be opened now.
+
+        The deadline resolves the waiter itself instead of cancelling the task
+        (``asyncio.timeout``): a GraphQL field's first step runs under its parent's task.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiters.append(waiter)
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, waiter)
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await waiter
-        except BaseException as exc:
+            handed = await waiter
+        except BaseException:  # cancelled while waiting
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
             elif waiter.done() and not waiter.cancelled():
-                # Handed a connection (or a free place) just as we gave up: pass it on.
-                handed = waiter.result()
-                if handed is None:
-                    self._wake()
-                else:
-                    self.release(handed, reusable=True)
-            if isinstance(exc, TimeoutError):
-                raise TimeoutError(
-                    f"no database connection free within {self._timeout_s:g} s "
-                    f"({self._size} in use)"
-                ) from None
+                self._pass_on(waiter.result())  # handed over just as we gave up
             raise
+        finally:
+            timer.cancel()
+        if handed is _EXPIRED:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise TimeoutError(
+                f"no database connection free within {self._timeout_s:g} s ({self._size} in use)"
+            )
+        return handed
+
+    def _pass_on(self, handed: Any) -> None:
+        if handed is None:
+            self._wake()
+        elif handed is not _EXPIRED:
+            self.release(handed, reusable=True)
 
     def release(self, conn: Any, *, reusable: bool) -> None:
         if not reusable or conn.is_closed():
