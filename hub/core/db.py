@@ -172,7 +172,7 @@ class _DriverPool:
                     raise
                 if usable:
                     return conn
-                self._drop(conn, graceful=False)
+                self._drop(conn, graceful=True)  # recycled, or dead (then terminated)
             if self._open < self._size:
                 return await self._connect()
             conn = await self._wait(deadline)
