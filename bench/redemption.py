@@ -151,28 +151,31 @@ class Phase:
                 await self.one(w)
                 self.done += 1
 
-        pids = [
-            r["pid"]
-            for r in await admin.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = $1",
-                self.application,
-            )
-        ]
-        before = [cpu_seconds(p) for p in pids]
+        before = {p: cpu_seconds(p) for p in await self.pids(admin)}
         client = time.process_time()
         start = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(WORKERS)))
         self.seconds += time.perf_counter() - start
         self.client_cpu += time.process_time() - client
-        after = [cpu_seconds(p) for p in pids]
+        # Connections opened during the window (pools open theirs on demand) count whole.
+        after = {p: cpu_seconds(p) for p in await self.pids(admin) | before.keys()}
         used = [
-            a - b for a, b in zip(after, before, strict=True) if a is not None and b is not None
+            a - (before.get(p) or 0.0)
+            for p, a in after.items()
+            if a is not None and (p not in before or before[p] is not None)
         ]
-        if self.server_cpu is None or not pids or len(used) < len(pids):
+        if self.server_cpu is None or not after or len(used) < len(after):
             self.server_cpu = None  # a remote server (or no connection seen): client only
         else:
             self.server_cpu += sum(used)
+
+    async def pids(self, admin: asyncpg.Connection) -> set[int]:
+        rows = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = $1",
+            self.application,
+        )
+        return {r["pid"] for r in rows}
 
     def cpu_ms(self) -> str:
         if self.server_cpu is None:

@@ -164,7 +164,7 @@ async def _demo_member(url: str) -> int | None:
                     "ORDER BY (SELECT count(DISTINCT l.issuer_line) * 1000000 "
                     "  + coalesce(sum(l.remaining) FILTER (WHERE l.issuer_line = 'hotel'), 0) "
                     "  FROM loyalty_lot l WHERE l.member_id = sr.member_id "
-                    "  AND l.state = 'available' AND l.remaining > 0) DESC NULLS LAST, "
+                    "  AND l.state = 'available' AND l.has_points) DESC NULLS LAST, "
                     "sr.member_id LIMIT 1"
                 )
             )

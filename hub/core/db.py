@@ -7,8 +7,9 @@
 - ``Database.unit_of_work()`` is the only place the hub commits: services take the session it
   yields, do their work, and never commit; leaving the block commits once, an exception rolls
   back everything it did. ``Database.transaction()`` is the same contract without the ORM
-  session, for services that only speak to the driver (redemption's database functions): a
-  pooled connection's asyncpg connection, its BEGIN sent only when a second statement needs it.
+  session, for services that only speak to the driver (redemption's database functions): an
+  asyncpg connection from the driver's own pool (no greenlet hop through SQLAlchemy's pool),
+  its BEGIN sent only when a second statement needs it.
 - With no ``HUB_DATABASE_URL``, ``embedded_url`` starts PostgreSQL from the ``pgserver`` package
   under the data folder: the same engine as production, nothing to install.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,7 +35,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util.concurrency import greenlet_spawn
 
 from hub.core.errors import DatabaseUnavailable, NotMigrated
 
@@ -100,6 +101,200 @@ def _check_idle_connections(engine: AsyncEngine, idle_check_s: float) -> None:
             raise DisconnectionError(f"pooled connection is dead ({type(exc).__name__})") from exc
 
 
+RECYCLE_S = 1800  # both pools replace a connection this old (SQLAlchemy's pool_recycle)
+
+
+class _DriverConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection of ``_DriverPool``: when it was opened and when it was last returned."""
+
+    hub_opened_at = 0.0
+    hub_idle_since = 0.0
+    hub_generation = 0
+
+
+_EXPIRED = object()  # what a waiter of ``_DriverPool`` is resolved with at its deadline
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(_EXPIRED)
+
+
+class _DriverPool:
+    """``Database.transaction``'s connections: plain asyncpg connections, checked out and
+    returned without leaving the event loop's current step.
+
+    Through SQLAlchemy's pool a check-out and its return are two hops into a greenlet, and
+    asyncpg's own pool returns a connection through a task and an extra loop iteration (and by
+    default a reset round trip); here both are a list operation (~65 µs of client CPU per call
+    against a few, see bench/README.md). The guarantees of the engine's pool: at most
+    ``size`` connections (the engine's ``pool_size + max_overflow``), beyond ``keep`` idle ones
+    closed on return; a check-out waits at most ``timeout_s``; connect timeout, statement
+    timeout and application name the same; a connection idle longer than the idle-check window
+    is pinged before it is handed out and replaced when the ping fails
+    (``_check_idle_connections``), one older than ``RECYCLE_S`` is replaced. The caller returns
+    a connection only outside a transaction, or says it is not reusable (then it is
+    terminated, as the engine's pool invalidates one). ``close`` closes the idle connections
+    and those out when they come back; the pool stays usable, like a disposed engine.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: int,
+        keep: int,
+        timeout_s: float,
+        idle_check_s: float,
+        server_settings: dict[str, str],
+    ) -> None:
+        self._url = url
+        self._size = size
+        self._keep = keep
+        self._timeout_s = timeout_s
+        self._idle_check_s = idle_check_s
+        self._server_settings = server_settings
+        self._idle: list[Any] = []  # last in, first out: the warmest connection first
+        self._open = 0  # open, being opened, or out
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._generation = 0  # bumped by close: older connections are closed on return
+
+    async def acquire(self) -> Any:
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                try:
+                    usable = await self._usable(conn)
+                except BaseException:  # cancelled during the ping
+                    self._drop(conn, graceful=False)
+                    raise
+                if usable:
+                    return conn
+                self._drop(conn, graceful=True)  # recycled, or dead (then terminated)
+            if self._open < self._size:
+                return await self._connect()
+            conn = await self._wait(deadline)
+            if conn is not None:
+                return conn
+
+    async def _usable(self, conn: Any) -> bool:
+        now = time.monotonic()
+        if conn.is_closed() or now - conn.hub_opened_at > RECYCLE_S:
+            return False
+        if now - conn.hub_idle_since <= self._idle_check_s:
+            return True
+        try:
+            await conn.fetchval("SELECT 1")  # (asyncpg 0.32 fails on the empty query ";")
+        except Exception:
+            return False
+        return True
+
+    async def _connect(self) -> Any:
+        self._open += 1
+        try:
+            conn = await asyncpg.connect(
+                dsn=self._url,
+                timeout=5,
+                server_settings=self._server_settings,
+                connection_class=_DriverConnection,
+            )
+        except BaseException:
+            self._open -= 1
+            self._wake()
+            raise
+        conn.hub_opened_at = conn.hub_idle_since = time.monotonic()
+        conn.hub_generation = self._generation
+        return conn
+
+    async def _wait(self, deadline: float) -> Any:
+        """A connection handed over by ``release``, or None when one may be opened now.
+
+        The deadline resolves the waiter itself instead of cancelling the task
+        (``asyncio.timeout``): a GraphQL field's first step runs under its parent's task.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, waiter)
+        try:
+            handed = await waiter
+        except BaseException:  # cancelled while waiting
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                self._pass_on(waiter.result())  # handed over just as we gave up
+            raise
+        finally:
+            timer.cancel()
+        if handed is _EXPIRED:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise TimeoutError(
+                f"no database connection free within {self._timeout_s:g} s ({self._size} in use)"
+            )
+        return handed
+
+    def _pass_on(self, handed: Any) -> None:
+        if handed is None:
+            self._wake()
+        elif handed is not _EXPIRED:
+            self.release(handed, reusable=True)
+
+    def release(self, conn: Any, *, reusable: bool) -> None:
+        if not reusable or conn.is_closed():
+            self._drop(conn, graceful=False)
+            return
+        if conn.hub_generation != self._generation:
+            self._drop(conn, graceful=True)
+            return
+        conn.hub_idle_since = time.monotonic()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if len(self._idle) >= self._keep:
+            self._drop(conn, graceful=True)  # an overflow connection, as the engine's pool does
+        else:
+            self._idle.append(conn)
+
+    def _drop(self, conn: Any, *, graceful: bool) -> None:
+        """Close a connection (in the background when ``graceful``) and let a waiter open one
+        in its place."""
+        self._open -= 1
+        if not graceful or conn.is_closed():
+            conn.terminate()  # closes the socket at once, sends nothing
+        else:
+            task = asyncio.get_running_loop().create_task(self._close(conn))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._wake()
+
+    @staticmethod
+    async def _close(conn: Any) -> None:
+        try:
+            await conn.close(timeout=5)
+        except Exception:
+            conn.terminate()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # room to open a connection
+                return
+
+    async def close(self) -> None:
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._drop(conn, graceful=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
 class Transaction:
     """An asyncpg connection whose transaction ``Database.transaction()`` commits.
 
@@ -145,19 +340,25 @@ class Database:
         idle_check_s: float = IDLE_CHECK_S,
     ) -> None:
         self.url = plain_url(url)
+        server_settings = {
+            "statement_timeout": str(statement_timeout_ms),
+            "application_name": "member-hub",
+        }
+        self._driver = _DriverPool(
+            self.url,
+            size=pool_size + max_overflow,
+            keep=pool_size,
+            timeout_s=pool_timeout_s,
+            idle_check_s=idle_check_s,
+            server_settings=server_settings,
+        )
         self.engine: AsyncEngine = create_async_engine(
             async_url(url),
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout_s,
-            pool_recycle=1800,
-            connect_args={
-                "server_settings": {
-                    "statement_timeout": str(statement_timeout_ms),
-                    "application_name": "member-hub",
-                },
-                "timeout": 5,
-            },
+            pool_recycle=RECYCLE_S,
+            connect_args={"server_settings": server_settings, "timeout": 5},
         )
         _check_idle_connections(self.engine, idle_check_s)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -170,20 +371,17 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """One transaction on a pooled connection, straight on the driver: commit on normal
-        exit, roll back on any exception (see ``Transaction`` for when BEGIN is sent).
+        """One transaction on a pooled driver connection: commit on normal exit, roll back on
+        any exception (see ``Transaction`` for when BEGIN is sent).
 
-        The same pool, limits, idle check and statement timeout as ``unit_of_work``, without
-        the session's bookkeeping: measured with ``bench/redemption.py``, an ORM session's
-        begin, commit and close cost more Python time than a redemption's database call.
-        A connection that broke under it, or whose statement a cancellation interrupted, is
-        invalidated, not returned to the pool.
+        The connection comes from the driver's pool (``_DriverPool``: the engine's limits, idle
+        check, recycling and statement timeout), not the engine's, and without a session's
+        bookkeeping: measured with ``bench/redemption.py``, an ORM session's begin, commit and
+        close cost more Python time than a redemption's database call, and a check-out through
+        the engine's pool two greenlet hops. A connection that broke under it, or whose
+        statement a cancellation interrupted, is closed, not returned to the pool.
         """
-        pooled = await self.engine.raw_connection()
-        conn = pooled.driver_connection
-        if conn is None:  # pragma: no cover - a checked-out connection always has one
-            await greenlet_spawn(pooled.close)
-            raise DatabaseUnavailable("the pool handed out a closed connection")
+        conn = await self._driver.acquire()
         tx = Transaction(conn)
         reusable = False
         try:
@@ -197,10 +395,8 @@ class Database:
             reusable = True
         finally:
             # Closed, a failed commit or rollback, or a cancellation that may have left a
-            # statement in flight: the pool gets a new connection in its place.
-            if not reusable:
-                await greenlet_spawn(pooled.invalidate)
-            await greenlet_spawn(pooled.close)
+            # statement in flight: the pool opens a new connection in its place.
+            self._driver.release(conn, reusable=reusable)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -237,6 +433,7 @@ class Database:
             )
 
     async def dispose(self) -> None:
+        await self._driver.close()
         await self.engine.dispose()
 
 

@@ -96,7 +96,7 @@ async def load_lots(
     conn = await driver(session)
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM loyalty_lot WHERE "
-        "(member_id = ANY($1::bigint[]) AND ($3 OR remaining > 0)) OR id = ANY($2::bigint[]) "
+        "(member_id = ANY($1::bigint[]) AND ($3 OR has_points)) OR id = ANY($2::bigint[]) "
         "ORDER BY id FOR UPDATE",
         members,
         ids,

@@ -74,7 +74,7 @@ async def expire(*, session: AsyncSession, program: Program, as_of: date | datet
     conn = await driver(session)
     while True:
         due = await conn.fetch(
-            "SELECT id, member_id FROM loyalty_lot WHERE state = 'available' AND remaining > 0 "
+            "SELECT id, member_id FROM loyalty_lot WHERE state = 'available' AND has_points "
             "AND expires_at <= $1 ORDER BY id LIMIT $2",
             at,
             BATCH,
@@ -120,7 +120,7 @@ async def release_pending(
     conn = await driver(session)
     while True:
         due = await conn.fetch(
-            "SELECT id, member_id FROM loyalty_lot WHERE state = 'pending' AND remaining > 0 "
+            "SELECT id, member_id FROM loyalty_lot WHERE state = 'pending' AND has_points "
             "AND pending_until <= $1 ORDER BY id LIMIT $2",
             at,
             BATCH,

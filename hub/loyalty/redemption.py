@@ -128,7 +128,7 @@ async def quote_redemption(
     conn = await driver(session)
     rows = await conn.fetch(
         "SELECT id, issuer_line, earned_at, expires_at, remaining FROM loyalty_lot "
-        "WHERE member_id = $1 AND state = 'available' AND remaining > 0",
+        "WHERE member_id = $1 AND state = 'available' AND has_points",
         member_id,
     )
     lots = usable(

@@ -100,9 +100,10 @@ class SummaryView:
 
 
 # One statement, one round trip: each part is a tagged row set over the same member ids. The
-# lot parts are index-only scans of ``loyalty_lot_member_live`` and growth of
-# ``loyalty_growth_member_amount`` (migration 0007), so the cost follows what a member holds
-# now, not their history. ``{m}`` is the members' condition: ``= ANY($1::bigint[])`` here,
+# lot parts are index scans of ``loyalty_lot_member_live`` (migrations 0007 and 0020: a
+# member's live lots only; ``remaining`` is read from the lot, so a hold's lot update stays
+# HOT) and growth an index-only scan of ``loyalty_growth_member_amount``, so the cost follows
+# what a member holds now, not their history. ``{m}`` is the members' condition: ``= ANY($1::bigint[])`` here,
 # ``= <an outer column>`` where a caller folds one member's parts into a larger statement;
 # $2 is ``at``, $3 the end of "expiring soon", $4/$5 the benefits' codes and period starts
 # (``summary_args``).
@@ -113,12 +114,12 @@ def summary_sql(m: str) -> str:
       FROM loyalty_account WHERE member_id {m}
     UNION ALL
     SELECT member_id, 'line', issuer_line, sum(remaining), NULL FROM loyalty_lot
-      WHERE member_id {m} AND state = 'available' AND remaining > 0
+      WHERE member_id {m} AND state = 'available' AND has_points
         AND (expires_at IS NULL OR expires_at > $2::timestamptz)
       GROUP BY member_id, issuer_line
     UNION ALL
     SELECT member_id, 'expiring', NULL, sum(remaining), expires_at FROM loyalty_lot
-      WHERE member_id {m} AND state = 'available' AND remaining > 0
+      WHERE member_id {m} AND state = 'available' AND has_points
         AND expires_at > $2::timestamptz AND expires_at <= $3::timestamptz
       GROUP BY member_id, expires_at
     UNION ALL

@@ -84,3 +84,97 @@ async def test_a_statement_cut_off_by_cancellation_leaves_no_busy_connection_beh
             assert await tx.conn.fetchval("SELECT 1") == 1
     finally:
         await db.dispose()
+
+
+async def _backend(db: Database) -> int:
+    async with db.transaction() as tx:
+        return int(await tx.conn.fetchval("SELECT pg_backend_pid()"))
+
+
+async def test_an_idle_connection_whose_server_went_away_is_replaced_not_handed_out(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1, max_overflow=0, idle_check_s=0)
+    try:
+        first = await _backend(db)
+        async with db.read() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first})
+        await asyncio.sleep(0.05)  # idle past the (zero) window: checked before it is used
+        second = await _backend(db)
+        assert second != first
+        assert await _backend(db) == second  # a live one is kept
+    finally:
+        await db.dispose()
+
+
+async def test_a_full_pool_makes_the_next_transaction_wait_for_a_returned_connection(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1, max_overflow=1, pool_timeout_s=5)
+    try:
+        release = asyncio.Event()
+        started: list[int] = []
+        both = asyncio.Barrier(3)
+
+        async def hold() -> None:
+            async with db.transaction() as tx:
+                started.append(int(await tx.conn.fetchval("SELECT pg_backend_pid()")))
+                await both.wait()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]
+        await both.wait()
+        waiting = asyncio.create_task(_backend(db))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # both connections are out: it waits
+        release.set()
+        await asyncio.gather(*holders)
+        assert await waiting in started  # it got one of the two back
+    finally:
+        await db.dispose()
+
+
+async def test_a_transaction_that_finds_no_free_connection_in_time_fails(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1, max_overflow=0, pool_timeout_s=0.2)
+    try:
+        async with db.transaction():
+            with pytest.raises(TimeoutError):
+                await _backend(db)
+        assert await _backend(db) > 0  # the pool is whole again
+    finally:
+        await db.dispose()
+
+
+async def test_connections_beyond_the_pool_size_are_closed_when_returned(
+    database_url: str,
+) -> None:
+    db = Database(database_url, pool_size=1, max_overflow=2)
+    try:
+        release = asyncio.Event()
+        pids: list[int] = []
+        all_out = asyncio.Barrier(4)
+
+        async def hold() -> None:
+            async with db.transaction() as tx:
+                pids.append(int(await tx.conn.fetchval("SELECT pg_backend_pid()")))
+                await all_out.wait()
+                await release.wait()
+
+        holders = [asyncio.create_task(hold()) for _ in range(3)]
+        await all_out.wait()
+        release.set()
+        await asyncio.gather(*holders)
+        alive = len(pids)
+        for _ in range(100):  # the overflow connections close in the background
+            async with db.read() as session:
+                alive = await session.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"), {"p": pids}
+                )
+            if alive == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert alive == 1
+    finally:
+        await db.dispose()
