@@ -260,22 +260,21 @@ async def replace_keys(
         old[r["source_record_id"]].add(r["key_hash"])
     gone = [(k, i) for i in ids for k in old[i] - keys[i]]
     added = [(k, i) for i in ids for k in keys[i] - old[i]]
-    for i in range(0, len(gone), CHUNK * 5):
-        part = gone[i : i + CHUNK * 5]
-        await conn.execute(
+    for sql, pairs in (
+        (
             "DELETE FROM source_block b USING unnest($1::text[], $2::bigint[]) AS g(k, r) "
             "WHERE b.key_hash = g.k AND b.source_record_id = g.r",
-            [p[0] for p in part],
-            [p[1] for p in part],
-        )
-    for i in range(0, len(added), CHUNK * 5):
-        part = added[i : i + CHUNK * 5]
-        await conn.execute(
+            gone,
+        ),
+        (
             "INSERT INTO source_block (key_hash, source_record_id) "
             "SELECT * FROM unnest($1::text[], $2::bigint[])",
-            [p[0] for p in part],
-            [p[1] for p in part],
-        )
+            added,
+        ),
+    ):
+        for i in range(0, len(pairs), CHUNK * 5):
+            part = pairs[i : i + CHUNK * 5]
+            await conn.execute(sql, [p[0] for p in part], [p[1] for p in part])
     return old
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -46,14 +47,23 @@ def server_url() -> str:
     return os.environ.get("HUB_TEST_DATABASE_URL") or embedded_url(ROOT / ".hub" / "test-pg")
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the test server, migrated to head, dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        url = _with_database(server_url, name)
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    name = f"hub_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = _with_database(server_url, name)
-    upgrade(url)
-    yield url
-    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(server_url, "hub_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from hub.core.settings import Settings
 from hub.core.tokens import Role, issue_token
 from hub.loyalty.adjustments import adjust_points
 from hub.loyalty.program import configured_program
-from tests.conftest import JWT_SECRET, ROOT, _admin, _with_database
+from tests.conftest import JWT_SECRET, ROOT, _admin, _with_database, scratch_database
 from tests.redemption.support import problems
 from tests.test_faults import Crashable
 from tests.test_import import KEY_ENV
@@ -185,12 +184,8 @@ class HubProcess:
 
 @pytest.fixture
 def scratch_url(server_url: str) -> Iterator[str]:
-    name = f"hub_kill_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = _with_database(server_url, name)
-    upgrade(url)
-    yield url
-    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(server_url, "hub_kill") as url:
+        yield url
 
 
 @pytest.fixture

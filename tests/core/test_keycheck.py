@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +15,8 @@ from sqlalchemy import text
 
 from hub.core.db import Database
 from hub.core.keycheck import KeyringMismatch, check_values, verify_keyring
-from hub.core.migrate import upgrade
 from hub.core.pii import KeyRing
-from tests.conftest import TEST_KEYS, _admin, _with_database
+from tests.conftest import TEST_KEYS, _admin, scratch_database
 
 
 def _ring(hash_keys: dict[str, bytes], enc_keys: dict[str, bytes]) -> KeyRing:
@@ -30,12 +28,8 @@ A = _ring({"h1": b"a" * 32}, {"k1": b"b" * 32})
 
 @pytest.fixture(scope="module")
 def fresh_url(server_url: str) -> Iterator[str]:
-    name = f"hub_keys_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-    url = _with_database(server_url, name)
-    upgrade(url)
-    yield url
-    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(server_url, "hub_keys") as url:
+        yield url
 
 
 @pytest.fixture
