@@ -20,6 +20,7 @@ from hub.core.tokens import Role, issue_token
 
 if TYPE_CHECKING:
     from connectors.registry import Plan
+    from hub.core.pii import KeyRing
 
 app = typer.Typer(
     help="Member Hub: one member profile and one points economy.",
@@ -57,12 +58,14 @@ async def _check_migrated(url: str, settings: Settings) -> None:
         await db.dispose()
 
 
-async def _check_ready(db: Database, settings: Settings) -> None:
-    """Migrated, and the keyring is the one the data was written under."""
+async def _check_ready(db: Database, settings: Settings) -> KeyRing:
+    """Migrated, and the keyring is the one the data was written under; returns that keyring."""
     from hub.core.keycheck import verify_keyring
 
     await db.require_migrated(head_revision(), known_revisions())
-    await verify_keyring(db, settings.keyring(), source=settings.keyring_source())
+    keyring = settings.keyring()
+    await verify_keyring(db, keyring, source=settings.keyring_source())
+    return keyring
 
 
 @app.command()
@@ -330,7 +333,7 @@ async def _import(
 
     db = Database(url, pool_size=2, max_overflow=1)
     try:
-        await _check_ready(db, settings)
+        keyring = await _check_ready(db, settings)
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -358,12 +361,12 @@ async def _import(
 
             result = await run_import(
                 db=db,
-                keyring=settings.keyring(),
+                keyring=keyring,
                 connector=connector,
                 paths=paths,
                 actor=actor,
                 mapping_path=mapping,
-                hooks=ingest_hooks(settings.keyring()),
+                hooks=ingest_hooks(keyring),
                 batch_size=batch_size,
                 progress=progress,
                 on_plan=on_plan,

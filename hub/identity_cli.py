@@ -68,7 +68,8 @@ async def _resolve(settings: Settings, config: Path | None) -> Any:
     phases = {"load": "loading records", "keys": "lookup keys", "resolve": "resolving"}
     phases["settle"] = "writing the partition"
     try:
-        await verify_keyring(db, settings.keyring(), source=settings.keyring_source())
+        keyring = settings.keyring()
+        await verify_keyring(db, keyring, source=settings.keyring_source())
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -83,7 +84,7 @@ async def _resolve(settings: Settings, config: Path | None) -> Any:
 
             return await resolve_all(
                 db=db,
-                keyring=settings.keyring(),
+                keyring=keyring,
                 config=load_config(config),
                 actor="cli",
                 progress=tell,

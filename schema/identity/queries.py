@@ -80,15 +80,14 @@ class IdentityQuery:
     ) -> ReviewItemConnection:
         size = page_size(first)
         start = position_of(after, order_by)
-        # Keyset pages over the partial indexes of migration 0018 (open items only).
-        order = "id" if order_by is ReviewOrder.OLDEST else "(-score), id"
-        after_sql = (
-            ""
-            if start is None
-            else " AND id > :item"
+        # Keyset pages over the partial indexes of migration 0018 (open items only): the rows
+        # past the cursor's position in the order's key.
+        order, position = (
+            ("id", ":item")
             if order_by is ReviewOrder.OLDEST
-            else " AND ((-score), id) > (:neg_score, :item)"
+            else ("(-score), id", ":neg_score, :item")
         )
+        after_sql = "" if start is None else f" AND ({order}) > ({position})"
         params: dict[str, Any] = {"n": size + 1}
         if start is not None:
             params.update(item=start.item, neg_score=-start.score)

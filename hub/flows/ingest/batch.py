@@ -221,31 +221,20 @@ def prepare_batch(
             credit.setdefault(("a", key, arow.content_hash), filename)
 
     for filename, item in chunk:
-        if type(item) is Purchase:
-            # The fast lane's item, most of a large export: ``candidate`` and ``add_activity``
-            # written out (two calls fewer per row).
+        if type(item) is Purchase:  # the fast lane's item, most of a large export
             buyer, seen = item.buyer, item.seen
             if buyer is not None:
                 add_record(buyer, item.observed_at, seen, filename)
             elif seen is not None:
-                key, content_hash = seen.row_key, seen.content_hash
-                if key is None or content_hash is None or keep_parsed:
+                if seen.row_key is None or seen.content_hash is None or keep_parsed:
                     raise ValueError("a skipped buyer must have been staged by this import")
-                held = records.get(key)
-                observed_at = item.observed_at
-                if held is None or (observed_at, content_hash) >= (held[0], held[1]):
-                    records[key] = (observed_at, content_hash, None, seen)
-                if only_file is None:
-                    credit.setdefault(("r", key, content_hash), filename)
+                candidate(seen.row_key, item.observed_at, seen.content_hash, None, seen, filename)
             # the purchase, and its buyer (read again, or skipped) when it has one
             read[filename] += 1 if buyer is None and seen is None else 2
             arow = purchase_row(item, keyring)
-            akey = (arow.source, arow.external_id)
-            activities[akey] = arow
-            if only_file is None:
-                credit.setdefault(("a", akey, arow.content_hash), filename)
+            add_activity(arow, filename)
             if keep_parsed:
-                parsed_activities[akey] = item.activity()
+                parsed_activities[(arow.source, arow.external_id)] = item.activity()
             continue
         match item:
             case RowError():
