@@ -14,13 +14,13 @@ from rich.console import Console
 
 from hub.core.db import Database, resolve_url
 from hub.core.errors import HubError
-from hub.core.migrate import head_revision, known_revisions, upgrade
+from hub.core.keycheck import check_ready
+from hub.core.migrate import head_revision, upgrade
 from hub.core.settings import Settings, load_settings
 from hub.core.tokens import Role, issue_token
 
 if TYPE_CHECKING:
     from connectors.registry import Plan
-    from hub.core.pii import KeyRing
 
 app = typer.Typer(
     help="Member Hub: one member profile and one points economy.",
@@ -53,19 +53,9 @@ async def _check_migrated(url: str, settings: Settings) -> None:
     db = Database(url, pool_size=1, max_overflow=0)
     try:
         await db.ping()
-        await _check_ready(db, settings)
+        await check_ready(db, settings)
     finally:
         await db.dispose()
-
-
-async def _check_ready(db: Database, settings: Settings) -> KeyRing:
-    """Migrated, and the keyring is the one the data was written under; returns that keyring."""
-    from hub.core.keycheck import verify_keyring
-
-    await db.require_migrated(head_revision(), known_revisions())
-    keyring = settings.keyring()
-    await verify_keyring(db, keyring, source=settings.keyring_source())
-    return keyring
 
 
 @app.command()
@@ -333,7 +323,7 @@ async def _import(
 
     db = Database(url, pool_size=2, max_overflow=1)
     try:
-        keyring = await _check_ready(db, settings)
+        keyring = await check_ready(db, settings)
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

@@ -60,7 +60,7 @@ def evaluate(
 
 
 async def _resolve(settings: Settings, config: Path | None) -> Any:
-    from hub.core.keycheck import verify_keyring
+    from hub.core.keycheck import check_ready
     from hub.flows.resolution import resolve_all
     from identity.config import load_config
 
@@ -68,8 +68,7 @@ async def _resolve(settings: Settings, config: Path | None) -> Any:
     phases = {"load": "loading records", "keys": "lookup keys", "resolve": "resolving"}
     phases["settle"] = "writing the partition"
     try:
-        keyring = settings.keyring()
-        await verify_keyring(db, keyring, source=settings.keyring_source())
+        keyring = await check_ready(db, settings)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

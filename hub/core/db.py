@@ -250,11 +250,8 @@ class _DriverPool:
             self._drop(conn, graceful=True)
             return
         conn.hub_idle_since = time.monotonic()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
+        if self._hand(conn):
+            return
         if len(self._idle) >= self._keep:
             self._drop(conn, graceful=True)  # an overflow connection, as the engine's pool does
         else:
@@ -280,11 +277,17 @@ class _DriverPool:
             conn.terminate()
 
     def _wake(self) -> None:
+        self._hand(None)  # room to open a connection
+
+    def _hand(self, handed: Any) -> bool:
+        """Resolve the longest waiting check-out with ``handed`` (a connection, or None: open
+        one); False when nobody is waiting."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)  # room to open a connection
-                return
+                waiter.set_result(handed)
+                return True
+        return False
 
     async def close(self) -> None:
         self._generation += 1

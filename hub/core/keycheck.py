@@ -23,7 +23,9 @@ from sqlalchemy import text
 
 from hub.core.db import Database
 from hub.core.errors import ConfigError
+from hub.core.migrate import head_revision, known_revisions
 from hub.core.pii import KeyRing
+from hub.core.settings import Settings
 
 _LABEL = b"member-hub keyring check v1"
 
@@ -70,3 +72,12 @@ async def verify_keyring(db: Database, keyring: KeyRing, *, source: str) -> None
             "decrypt. Use the keyring the data was written with (HUB_HASH_KEYS and "
             "HUB_ENCRYPTION_KEYS, or HUB_DATA_DIR pointing at the folder holding its keys.json)"
         )
+
+
+async def check_ready(db: Database, settings: Settings) -> KeyRing:
+    """What a command that reads or writes the data checks first: the database is migrated,
+    and the settings' keyring is the one the data was written under. Returns that keyring."""
+    await db.require_migrated(head_revision(), known_revisions())
+    keyring = settings.keyring()
+    await verify_keyring(db, keyring, source=settings.keyring_source())
+    return keyring

@@ -5,7 +5,9 @@ The migration scripts live in ``hub/migrations``; there is no alembic.ini to kee
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
@@ -41,3 +43,15 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def earlier_migration(stem: str) -> ModuleType:
+    """The migration module ``versions/{stem}.py``, loaded by path (the folder is not a
+    package): a later migration restores or rewrites the SQL an earlier one holds."""
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / f"{stem}.py"
+    spec = importlib.util.spec_from_file_location(f"hub_migration_{stem}", path)
+    if spec is None or spec.loader is None:  # pragma: no cover - the file is part of the hub
+        raise RuntimeError(f"no migration {stem}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -452,59 +452,43 @@ async def resolve_records(
     """Re-resolve after ``record_ids`` landed or changed (``removed``: keys of records that left,
     e.g. erased); same transaction as the caller."""
     try:
-        return await _resolve_records(
-            session=session,
-            engine=engine,
-            record_ids=record_ids,
-            loyalty=loyalty,
+        await store.lock_identity(session=session)
+        changed = await store.load_records(session=session, keyring=engine.keyring, ids=record_ids)
+        changed_keys = {
+            i: engine.keys(r.record) for i, r in changed.items() if r.record is not None
+        }
+        keys = {i: k.stored for i, k in changed_keys.items()}
+        before = await store.replace_keys(session=session, keys=keys)
+        for i, old in (removed or {}).items():
+            before.setdefault(i, set()).update(old)
+        delta: Counter[str] = Counter()
+        for i in set(before) | set(keys):
+            new, old = keys.get(i, frozenset()), before.get(i, set())
+            delta.update({k: 1 for k in new - old if engine.limit_of(k) is not None})
+            delta.update({k: -1 for k in old - new if engine.limit_of(k) is not None})
+        after = await store.key_counts(session=session, keys=delta)
+        # A key within its limit before or after: every holder is affected (pairs appear/vanish).
+        small = [k for k, n in after.items() if min(n, n - delta[k]) <= (engine.limit_of(k) or 0)]
+        seeds = set(keys) | await store.key_holders(session=session, keys=small)
+        component = await store.closure(session=session, ids=seeds)
+        # The changed records are part of the component: decrypted once, keyed once.
+        rest = await store.load_records(
+            session=session, keyring=engine.keyring, ids=component - changed.keys()
+        )
+        pool = {**{i: r for i, r in changed.items() if i in component}, **rest}
+        loaded = {i: pool[i] for i in sorted(pool)}
+        return await _resolve_loaded(
+            session,
+            engine,
+            loaded,
+            dirty=set(keys),
             actor=actor,
-            removed=removed,
+            loyalty=loyalty,
+            known_keys=changed_keys,
         )
     finally:
+        # the feature memo lives for one step
         engine.resolver.extractor.forget()
-
-
-async def _resolve_records(
-    *,
-    session: AsyncSession,
-    engine: Engine,
-    record_ids: Iterable[int],
-    loyalty: LoyaltyFollow,
-    actor: str,
-    removed: Mapping[int, set[str]] | None,
-) -> Settled:
-    await store.lock_identity(session=session)
-    changed = await store.load_records(session=session, keyring=engine.keyring, ids=record_ids)
-    changed_keys = {i: engine.keys(r.record) for i, r in changed.items() if r.record is not None}
-    keys = {i: k.stored for i, k in changed_keys.items()}
-    before = await store.replace_keys(session=session, keys=keys)
-    for i, old in (removed or {}).items():
-        before.setdefault(i, set()).update(old)
-    delta: Counter[str] = Counter()
-    for i in set(before) | set(keys):
-        new, old = keys.get(i, frozenset()), before.get(i, set())
-        delta.update({k: 1 for k in new - old if engine.limit_of(k) is not None})
-        delta.update({k: -1 for k in old - new if engine.limit_of(k) is not None})
-    after = await store.key_counts(session=session, keys=delta)
-    # A key within its limit before or after: every holder is affected (pairs appear/vanish).
-    small = [k for k, n in after.items() if min(n, n - delta[k]) <= (engine.limit_of(k) or 0)]
-    seeds = set(keys) | await store.key_holders(session=session, keys=small)
-    component = await store.closure(session=session, ids=seeds)
-    # The changed records are part of the component: decrypted once, keyed once.
-    rest = await store.load_records(
-        session=session, keyring=engine.keyring, ids=component - changed.keys()
-    )
-    pool = {**{i: r for i, r in changed.items() if i in component}, **rest}
-    loaded = {i: pool[i] for i in sorted(pool)}
-    return await _resolve_loaded(
-        session,
-        engine,
-        loaded,
-        dirty=set(keys),
-        actor=actor,
-        loyalty=loyalty,
-        known_keys=changed_keys,
-    )
 
 
 async def _resolve_loaded(

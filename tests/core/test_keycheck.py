@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import text
 
 from hub.core.db import Database
-from hub.core.keycheck import KeyringMismatch, check_values, verify_keyring
+from hub.core.errors import NotMigrated
+from hub.core.keycheck import KeyringMismatch, check_ready, check_values, verify_keyring
 from hub.core.pii import KeyRing
-from tests.conftest import TEST_KEYS, _admin, scratch_database
+from hub.core.settings import Settings
+from tests.conftest import TEST_KEYS, _admin, _with_database, scratch_database
 
 
 def _ring(hash_keys: dict[str, bytes], enc_keys: dict[str, bytes]) -> KeyRing:
@@ -115,3 +117,23 @@ def test_import_from_another_folder_with_a_generated_keyring_is_refused(
     assert "keys.json" in out
     generated = json.loads((elsewhere / ".hub" / "keys.json").read_text())
     assert generated["hash_keys"]["h1"] not in out  # names the key, never shows it
+
+
+async def test_check_ready_refuses_an_unmigrated_database_then_a_foreign_keyring(
+    server_url: str, fresh: Database, settings: Settings
+) -> None:
+    """What `hub serve`, `hub import` and `hub identity resolve` check first, in one place."""
+    name = f"hub_keys_bare_{os.getpid()}"
+    await _admin(server_url, f'CREATE DATABASE "{name}"')
+    bare = Database(_with_database(server_url, name), pool_size=1, max_overflow=0)
+    try:
+        with pytest.raises(NotMigrated):
+            await check_ready(bare, settings)
+    finally:
+        await bare.dispose()
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    keyring = await check_ready(fresh, settings)
+    assert await _recorded(fresh) == check_values(keyring)
+    other = settings.model_copy(update={"hash_keys": {"h1": "b" * 43 + "="}})
+    with pytest.raises(KeyringMismatch):
+        await check_ready(fresh, other)

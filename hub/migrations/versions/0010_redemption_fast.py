@@ -41,10 +41,10 @@ Revision ID: 0010
 Revises: 0009
 """
 
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from hub.core.migrate import earlier_migration
 
 revision = "0010"
 down_revision = "0009"
@@ -380,12 +380,7 @@ _REPLACED = (
 
 
 def _functions_0008() -> list[str]:
-    path = Path(__file__).with_name("0008_redemption_functions.py")
-    spec = importlib.util.spec_from_file_location("hub_migration_0008", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = earlier_migration("0008_redemption_functions")
     return [
         f.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
         for f in module.FUNCTIONS

@@ -18,10 +18,10 @@ Revision ID: 0013
 Revises: 0012
 """
 
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from hub.core.migrate import earlier_migration
 
 revision = "0013"
 down_revision = "0012"
@@ -164,13 +164,8 @@ STATEMENTS = [
 ]
 
 
-def _load(name: str, stem: str) -> list[str]:
-    path = Path(__file__).with_name(f"{stem}.py")
-    spec = importlib.util.spec_from_file_location(f"hub_migration_{name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _load(stem: str) -> list[str]:
+    module = earlier_migration(stem)
     found = getattr(module, "STATEMENTS", None) or module.FUNCTIONS
     return list(found)
 
@@ -178,13 +173,13 @@ def _load(name: str, stem: str) -> list[str]:
 def _previous() -> list[str]:
     """0010's place_hold and capture, 0008's cancel: what upgrade replaced."""
     wanted = []
-    for statement in _load("0010", "0010_redemption_fast"):
+    for statement in _load("0010_redemption_fast"):
         if any(
             f"FUNCTION {name}(" in statement
             for name in ("redemption_place_hold", "redemption_capture")
         ):
             wanted.append(statement)
-    for statement in _load("0008", "0008_redemption_functions"):
+    for statement in _load("0008_redemption_functions"):
         if "CREATE FUNCTION redemption_cancel(" in statement:
             wanted.append(statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
     if len(wanted) != 3:  # pragma: no cover - the earlier migrations are fixed

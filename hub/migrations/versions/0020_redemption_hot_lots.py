@@ -32,10 +32,10 @@ Revision ID: 0020
 Revises: 0019
 """
 
-import importlib.util
-from pathlib import Path
 
 from alembic import op
+
+from hub.core.migrate import earlier_migration
 
 revision = "0020"
 down_revision = "0019"
@@ -59,64 +59,60 @@ _LOT_INDEXES = (
     ("loyalty_lot_pending", "(pending_until) WHERE state = 'pending' AND {live}"),
 )
 
+
+def _check(table: str, constraint: str, condition: str) -> str:
+    """A former CHECK as a trigger raises it: the same error code, message and names (a NULL
+    result passes, as a CHECK's does)."""
+    return f"""
+      IF NOT ({condition}) THEN
+        RAISE EXCEPTION 'new row for relation "{table}" violates check constraint '
+                        '"{constraint}"'
+          USING ERRCODE = 'check_violation', CONSTRAINT = '{constraint}',
+                TABLE = '{table}', SCHEMA = TG_TABLE_SCHEMA;
+      END IF;"""
+
+
+def _validating_trigger(table: str, columns: str, checks: list[tuple[str, str]]) -> list[str]:
+    """``{table}_valid``: the table's former list CHECKs (constraint, condition), run before an
+    insert or an update of ``columns``."""
+    body = "".join(_check(table, constraint, condition) for constraint, condition in checks)
+    return [
+        f"""
+    CREATE FUNCTION {table}_valid() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN{body}
+      RETURN NEW;
+    END $$
+    """,
+        f"""
+    CREATE TRIGGER {table}_valid BEFORE INSERT OR UPDATE OF {columns}
+      ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_valid()
+    """,
+    ]
+
+
 _TRIGGERS = [
-    f"""
-    CREATE FUNCTION loyalty_account_valid() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      -- The former CHECKs, as written there (a NULL result passes, as a CHECK's does).
-      IF NOT (NEW.kind IN ({_KINDS})) THEN
-        RAISE EXCEPTION 'new row for relation "loyalty_account" violates check constraint '
-                        '"loyalty_account_kind_check"'
-          USING ERRCODE = 'check_violation', CONSTRAINT = 'loyalty_account_kind_check',
-                TABLE = 'loyalty_account', SCHEMA = TG_TABLE_SCHEMA;
-      END IF;
-      IF NOT ((NEW.member_id IS NULL) <> (NEW.kind LIKE 'member_%')) THEN
-        RAISE EXCEPTION 'new row for relation "loyalty_account" violates check constraint '
-                        '"loyalty_account_check1"'
-          USING ERRCODE = 'check_violation', CONSTRAINT = 'loyalty_account_check1',
-                TABLE = 'loyalty_account', SCHEMA = TG_TABLE_SCHEMA;
-      END IF;
-      RETURN NEW;
-    END $$
-    """,
-    """
-    CREATE TRIGGER loyalty_account_valid BEFORE INSERT OR UPDATE OF kind, member_id
-      ON loyalty_account FOR EACH ROW EXECUTE FUNCTION loyalty_account_valid()
-    """,
-    """
-    CREATE FUNCTION loyalty_lot_valid() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NOT (NEW.state IN ('pending', 'available')) THEN
-        RAISE EXCEPTION 'new row for relation "loyalty_lot" violates check constraint '
-                        '"loyalty_lot_state_check"'
-          USING ERRCODE = 'check_violation', CONSTRAINT = 'loyalty_lot_state_check',
-                TABLE = 'loyalty_lot', SCHEMA = TG_TABLE_SCHEMA;
-      END IF;
-      IF NOT (NEW.amount > 0) THEN
-        RAISE EXCEPTION 'new row for relation "loyalty_lot" violates check constraint '
-                        '"loyalty_lot_amount_check"'
-          USING ERRCODE = 'check_violation', CONSTRAINT = 'loyalty_lot_amount_check',
-                TABLE = 'loyalty_lot', SCHEMA = TG_TABLE_SCHEMA;
-      END IF;
-      RETURN NEW;
-    END $$
-    """,
-    """
-    CREATE TRIGGER loyalty_lot_valid BEFORE INSERT OR UPDATE OF state, amount
-      ON loyalty_lot FOR EACH ROW EXECUTE FUNCTION loyalty_lot_valid()
-    """,
+    *_validating_trigger(
+        "loyalty_account",
+        "kind, member_id",
+        [
+            ("loyalty_account_kind_check", f"NEW.kind IN ({_KINDS})"),
+            ("loyalty_account_check1", "(NEW.member_id IS NULL) <> (NEW.kind LIKE 'member_%')"),
+        ],
+    ),
+    *_validating_trigger(
+        "loyalty_lot",
+        "state, amount",
+        [
+            ("loyalty_lot_state_check", "NEW.state IN ('pending', 'available')"),
+            ("loyalty_lot_amount_check", "NEW.amount > 0"),
+        ],
+    ),
 ]
 
 
 def _hold_points_0010() -> str:
     """0010's ``redemption_hold_points``, the definition in force until now."""
-    path = Path(__file__).with_name("0010_redemption_fast.py")
-    spec = importlib.util.spec_from_file_location("hub_migration_0010", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    found = [s for s in module.STATEMENTS if "FUNCTION redemption_hold_points(" in s]
+    found = [s for s in earlier_migration("0010_redemption_fast").STATEMENTS if "FUNCTION redemption_hold_points(" in s]
     if len(found) != 1:  # pragma: no cover - the earlier migration is fixed
         raise RuntimeError(f"expected one redemption_hold_points in 0010, found {len(found)}")
     return str(found[0])
