@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pgserver
+import psutil
 import pytest
 from pgserver._commands import pg_ctl
 
@@ -56,7 +57,12 @@ class Crashable:
         with contextlib.suppress(subprocess.CalledProcessError):
             pg_ctl(["-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
         self.server.cleanup_mode = "delete"
-        self.server.cleanup()
+        # pgserver then signals the postmaster it started if that still looks alive; one that
+        # the stop above was just ending is gone by the signal (psutil.NoSuchProcess), which
+        # would skip deleting the folder: delete it here either way.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.server.cleanup()
+        shutil.rmtree(self.server.pgdata, ignore_errors=True)
 
     def start(self) -> None:
         # Crash recovery (fsync of the data folder, WAL redo) can outlast pgserver's own 10 s
