@@ -533,14 +533,36 @@ def _quantity_cell(hm: HeaderMap, row: Sequence[str]) -> int:
     return m.count(hm, row, "quantity")
 
 
+def _fen_cell(fld: str, *, need: bool = False) -> _Reader:
+    """``m.fen`` of the column, with amounts written as exports write them (``128.00``: ASCII
+    digits, two decimals, at most 15 whole digits) read in place: exactly what ``m.fen``
+    gives for them, without its four calls (an order's paid amount is a memo miss on most rows)."""
+
+    def read(hm: HeaderMap, row: Sequence[str]) -> int | None:
+        whole, dot, cents = row[hm.index[fld]].partition(".")
+        if (
+            dot
+            and len(cents) == 2
+            and 0 < len(whole) <= 15
+            and whole.isascii()
+            and cents.isascii()
+            and whole.isdigit()
+            and cents.isdigit()
+        ):
+            return int(whole) * 100 + int(cents)
+        return m.fen(hm, row, fld, need=need)
+
+    return read
+
+
 # The fast lane's per-cell readers, the same ``read`` uses, in ``read_fast``'s unpacking order.
 _FAST_FIELDS: tuple[tuple[str, _Reader], ...] = (
     ("status", _status_cell),
     ("created_at", lambda hm, row: m.when_required(hm, row, "created_at")),
     ("paid_at", lambda hm, row: m.when(hm, row, "paid_at")),
-    ("paid", lambda hm, row: m.fen(hm, row, "paid", need=True)),
-    ("shipping", lambda hm, row: m.fen(hm, row, "shipping")),
-    ("refund", lambda hm, row: m.fen(hm, row, "refund")),
+    ("paid", _fen_cell("paid", need=True)),
+    ("shipping", _fen_cell("shipping")),
+    ("refund", _fen_cell("refund")),
     ("quantity", _quantity_cell),
 )
 

@@ -443,3 +443,48 @@ def test_the_fast_lane_reads_each_order_number_form_as_the_record_lane(cell):
         for r in (item.records() if isinstance(item, Purchase) else [item])
     ]
     assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "12.00",
+        "0.00",
+        "12.5",
+        "12",
+        "012.30",
+        "¥1,280.50",
+        "１２.００",  # full-width digits
+        "१२.००",  # other decimal digits: not the plain form, read by the record lane's rules
+        " 12.00",
+        "12.00\t",
+        "12.345",  # more than two decimals
+        "-1.00",
+        "." + "00",
+        "1" * 15 + ".99",
+        "1" * 16 + ".99",  # beyond the plain form: read as a decimal
+        "",
+        "-",
+    ],
+)
+@pytest.mark.parametrize("column", [4, 8])  # 买家应付邮费, 买家实际支付金额 (required)
+def test_the_fast_lane_reads_each_amount_form_as_the_record_lane(cell, column):
+    cells = [""] * len(TAOBAO_ORDERS_HEADER)
+    cells[0] = '="3000000000000000001"'
+    cells[1] = "买家甲"
+    cells[3] = cells[6] = cells[8] = "12.00"
+    cells[4] = "0.00"
+    cells[column] = cell
+    cells[10] = "交易成功"
+    cells[17] = "2025-03-01 10:12:05"
+    out = io.StringIO()
+    csv.writer(out).writerows([TAOBAO_ORDERS_HEADER, cells])
+    data = out.getvalue().encode("gb18030")
+
+    slow = list(taobao.parse(io.BytesIO(data), filename="o.csv"))
+    fast = [
+        r
+        for item in taobao.parse(io.BytesIO(data), filename="o.csv", fast=True)
+        for r in (item.records() if isinstance(item, Purchase) else [item])
+    ]
+    assert fast == slow

@@ -169,6 +169,12 @@ class RecordRow(NamedTuple):
     consents: str
     attributes: str
     identifiers: tuple[tuple[str, str, str, bool, datetime | None, str | None], ...]
+    # COPY text (``store.stage``), UTF-8, written once per record built however often it is
+    # observed: the ``stage_record`` row after its ``seq`` and ``observed_at`` columns, and the
+    # ``stage_identifier`` rows, one per line (empty for none). As bytes: a line with a 汉字
+    # key would otherwise widen every character of the line, and be encoded per batch.
+    copy: bytes
+    identifiers_copy: bytes
 
     @property
     def key(self) -> tuple[str, str]:
@@ -189,8 +195,8 @@ class ActivityRow(NamedTuple):
     details: str
     content_hash: str
     # The row's COPY text for ``stage_activity`` after its ``seq`` column (``store.stage``),
-    # written here from the same strings the content digest was made of.
-    copy: str
+    # written here from the same strings the content digest was made of; UTF-8.
+    copy: bytes
 
     @property
     def key(self) -> tuple[str, str]:
@@ -250,18 +256,50 @@ def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = N
         or bool(record.identifiers)
     )
     key = storage_key(record.source_key, keyring)
+    content_hash = keyring.content_digest(content)
+    # Sealed to the key as stored, so the row can be decrypted from what the table holds.
+    pii_enc = keyring.encrypt(pii, aad=pii_aad(record.source, key)) if has_pii else None
+    source_text, key_text = copy_text(record.source), copy_text(key)
+    copy = "\t".join(
+        (
+            source_text,
+            key_text,
+            record.business_line,
+            content_hash,
+            copy_text(pii_enc),
+            copy_text(gender),
+            copy_json(consents),
+            copy_json(attributes),
+        )
+    ).encode()
+    identifiers_copy = "\n".join(
+        "\t".join(
+            (
+                source_text,
+                key_text,
+                kind,
+                copy_text(scope),
+                digest,
+                "t" if verified else "f",
+                copy_time(verified_at),
+                copy_text(masked),
+            )
+        )
+        for kind, scope, digest, verified, verified_at, masked in identifiers
+    ).encode()
     return RecordRow(
         source=record.source,
         source_key=key,
         business_line=record.business_line,
         observed_at=record.observed_at,
-        content_hash=keyring.content_digest(content),
-        # Sealed to the key as stored, so the row can be decrypted from what the table holds.
-        pii_enc=keyring.encrypt(pii, aad=pii_aad(record.source, key)) if has_pii else None,
+        content_hash=content_hash,
+        pii_enc=pii_enc,
         gender=gender,
         consents=consents,
         attributes=attributes,
         identifiers=identifiers,
+        copy=copy,
+        identifiers_copy=identifiers_copy,
     )
 
 
@@ -347,7 +385,7 @@ def _activity_row(
             copy_json(details),
             content_hash,
         )
-    )
+    ).encode()
     # Positional: a NamedTuple built by keyword costs twice as much, once per imported row.
     return ActivityRow(
         source,

@@ -18,7 +18,7 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.flows.ingest.rows import ActivityRow, RecordRow, copy_json, copy_text, copy_time
+from hub.flows.ingest.rows import ActivityRow, RecordRow
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_record (
@@ -192,12 +192,13 @@ SELECT array_agg(id) AS ids, array_agg(source) AS sources, array_agg(external_id
 FROM up
 """
 
+# In the order of the COPY text (``RecordRow.copy`` follows ``seq`` and ``observed_at``).
 RECORD_COLUMNS = (
     "seq",
+    "observed_at",
     "source",
     "source_key",
     "business_line",
-    "observed_at",
     "content_hash",
     "pii_enc",
     "gender",
@@ -256,42 +257,12 @@ def stage(
 ) -> StagedBatch:
     """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
     activities' keys in order, if the caller has them at hand."""
-    record_lines = []
-    ident_lines = []
-    for seq, r in enumerate(records):
-        source, key = copy_text(r.source), copy_text(r.source_key)
-        record_lines.append(
-            "\t".join(
-                (
-                    str(seq),
-                    source,
-                    key,
-                    r.business_line,
-                    r.observed_at.isoformat(),
-                    r.content_hash,
-                    copy_text(r.pii_enc),
-                    copy_text(r.gender),
-                    copy_json(r.consents),
-                    copy_json(r.attributes),
-                )
-            )
-        )
-        for kind, scope, digest, verified, verified_at, masked in r.identifiers:
-            ident_lines.append(
-                "\t".join(
-                    (
-                        source,
-                        key,
-                        kind,
-                        copy_text(scope),
-                        digest,
-                        "t" if verified else "f",
-                        copy_time(verified_at),
-                        copy_text(masked),
-                    )
-                )
-            )
-    activity_lines = [f"{seq}\t{a.copy}" for seq, a in enumerate(activities)]
+    record_lines = [
+        b"%d\t%s\t%s" % (seq, r.observed_at.isoformat().encode(), r.copy)
+        for seq, r in enumerate(records)
+    ]
+    ident_lines = [r.identifiers_copy for r in records if r.identifiers_copy]
+    activity_lines = [b"%d\t%s" % (seq, a.copy) for seq, a in enumerate(activities)]
     return StagedBatch(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
@@ -305,8 +276,8 @@ def stage(
     )
 
 
-def _copy_text(lines: list[str]) -> bytes:
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+def _copy_text(lines: list[bytes]) -> bytes:
+    return b"\n".join(lines) + b"\n" if lines else b""
 
 
 @dataclass
