@@ -78,6 +78,12 @@ def _work(
     try:
         for chunk in _acknowledged(chunks, acks_reader, confirm):
             writer.send(("batch", prepare(chunk), _report_state(report)))
+            # What outlives a batch (memos, the buyers seen) lives long, and each young-
+            # generation collection scanned it once more: ~8 % of the worker (measured at
+            # 200,000 rows). Frozen here, it is never scanned again, and still freed by
+            # reference counting when a memo lets it go. Preparing makes no reference cycles
+            # (a test holds it to that), so freezing keeps nothing a collection would free.
+            gc.freeze()
         writer.send(("done", None, _report_state(report)))
     except (BrokenPipeError, ConnectionResetError):
         return  # the importer is gone; nobody is left to tell
