@@ -7,6 +7,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from hub.core.db import Database
@@ -103,6 +105,12 @@ def test_pii_json_is_the_canonical_json_of_the_record_pii(record: SourceRecord) 
     [
         {},
         {"shipping_fen": 800, "paid_fen": 12900},
+        {"paid_fen": 12900, "shipping_fen": 0},
+        {"b": -(10**30), "a": 10**30},
+        {"a": True, "b": 1},
+        {"a": 1, "b": 1.0},
+        {'"q"': 1, "é": 2},
+        {"e": 1, "é": 2, "a\n": 3},
         {"b": '测试 "引号" \\ \x01\u2028', "a": -3, "c": 0},
         {"refund_time_known": False, "n": 1},
         {"nested": {"z": 1, "a": [1, "x"]}, "f": 1.5, "none": None},
@@ -243,3 +251,17 @@ def test_a_purchase_row_is_the_row_of_its_activity(keyring: KeyRing, buyer_key: 
             {"shipping_fen": 50, "paid_fen": 1200},
         )
         assert purchase_row(item, keyring) == activity_row(item.activity(), keyring)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=4),
+        st.one_of(st.integers(), st.booleans(), st.text(max_size=3), st.none()),
+        min_size=2,
+        max_size=2,
+    )
+)
+def test_canonical_json_of_two_items_matches_the_encoder(data: dict[str, Any]) -> None:
+    assert _canonical(data) == json.dumps(
+        data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+    )

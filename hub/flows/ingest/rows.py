@@ -107,6 +107,14 @@ def _key_json(key: str) -> str:
 def _canonical(data: Mapping[str, Any]) -> str:
     if not data:
         return "{}"  # the usual case, and the encoder's slowest per byte
+    if len(data) == 2 and type(data) is dict:
+        # Two whole numbers (an order's shipping and paid fen, on every row of an export),
+        # written without the loop below: a third of its cost.
+        (k1, v1), (k2, v2) = data.items()
+        if type(v1) is int and type(v2) is int and type(k1) is str and type(k2) is str:
+            if k2 < k1:
+                k1, v1, k2, v2 = k2, v2, k1, v1
+            return f"{{{_KEY_JSON.get(k1) or _key_json(k1)}:{v1},{_KEY_JSON.get(k2) or _key_json(k2)}:{v2}}}"
     # A flat mapping of text and whole numbers (an order's shipping and paid fen) is written
     # directly: what the encoder gives, at a third of its cost on a few keys.
     parts = []
@@ -225,41 +233,53 @@ def _digest(keyring: KeyRing, ident: Identifier, memo: HashMemo | None) -> str:
 def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = None) -> RecordRow:
     """``memo``: identifier digests to reuse within one import (a buyer's nick on each order,
     a masked phone shared by many)."""
-    identifiers = tuple(
-        (
-            i.kind,
-            i.scope or "",
-            _digest(keyring, i, memo),
-            i.verified,
-            i.verified_at,
-            _masked(i),
+    key = storage_key(record.source_key, keyring)
+    source_text, key_text = copy_text(record.source), copy_text(key)
+    # One pass over the identifiers: their columns, their COPY lines, and their verification
+    # (values and scopes are inside the PII JSON; only the verification is not).
+    identifiers = []
+    verification = []
+    lines = []
+    for i in record.identifiers:
+        scope = i.scope or ""
+        digest = _digest(keyring, i, memo)
+        masked = _masked(i)
+        verified_at = i.verified_at
+        identifiers.append((i.kind, scope, digest, i.verified, verified_at, masked))
+        verification.append(
+            ("1" if i.verified else "0") + (verified_at.isoformat() if verified_at else "")
         )
-        for i in record.identifiers
-    )
+        lines.append(
+            "\t".join(
+                (
+                    source_text,
+                    key_text,
+                    i.kind,
+                    copy_text(scope),
+                    digest,
+                    "t" if i.verified else "f",
+                    copy_time(verified_at),
+                    copy_text(masked),
+                )
+            )
+        )
     consents = _canonical(record.consents)
     attributes = _canonical(record.attributes)
     pii = pii_json(record)
     gender = record.gender
-    # Identifier values and scopes are inside the PII JSON; only their verification is not.
-    verification = ",".join(
-        ("1" if i.verified else "0") + (i.verified_at.isoformat() if i.verified_at else "")
-        for i in record.identifiers
-    )
     content = _SEP.join(
-        (record.business_line, pii, verification, gender or "", consents, attributes)
+        (record.business_line, pii, ",".join(verification), gender or "", consents, attributes)
     )
     has_pii = (
         record.name is not None
         or record.name_latin is not None
         or record.birthday is not None
         or record.address is not None
-        or bool(record.identifiers)
+        or bool(identifiers)
     )
-    key = storage_key(record.source_key, keyring)
     content_hash = keyring.content_digest(content)
     # Sealed to the key as stored, so the row can be decrypted from what the table holds.
     pii_enc = keyring.encrypt(pii, aad=pii_aad(record.source, key)) if has_pii else None
-    source_text, key_text = copy_text(record.source), copy_text(key)
     copy = "\t".join(
         (
             source_text,
@@ -272,34 +292,20 @@ def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = N
             copy_json(attributes),
         )
     ).encode()
-    identifiers_copy = "\n".join(
-        "\t".join(
-            (
-                source_text,
-                key_text,
-                kind,
-                copy_text(scope),
-                digest,
-                "t" if verified else "f",
-                copy_time(verified_at),
-                copy_text(masked),
-            )
-        )
-        for kind, scope, digest, verified, verified_at, masked in identifiers
-    ).encode()
+    # Positional: a NamedTuple built by keyword costs twice as much.
     return RecordRow(
-        source=record.source,
-        source_key=key,
-        business_line=record.business_line,
-        observed_at=record.observed_at,
-        content_hash=content_hash,
-        pii_enc=pii_enc,
-        gender=gender,
-        consents=consents,
-        attributes=attributes,
-        identifiers=identifiers,
-        copy=copy,
-        identifiers_copy=identifiers_copy,
+        record.source,
+        key,
+        record.business_line,
+        record.observed_at,
+        content_hash,
+        pii_enc,
+        gender,
+        consents,
+        attributes,
+        tuple(identifiers),
+        copy,
+        "\n".join(lines).encode(),
     )
 
 
