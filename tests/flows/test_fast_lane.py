@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from connectors import taobao
@@ -290,7 +291,8 @@ async def test_hub_import_with_its_worker_matches_the_record_lane(
     assert report.total("read") == 2 * len(rows)
 
 
-def test_preparing_batches_makes_no_reference_cycles(keyring: KeyRing) -> None:
+@pytest.mark.parametrize("keep_parsed", [False, True])  # without hooks, and with them
+def test_preparing_batches_makes_no_reference_cycles(keyring: KeyRing, keep_parsed: bool) -> None:
     """The import worker freezes what survives each batch (``gc.freeze``: never scanned by the
     collector again) on the ground that reading and preparing make no reference cycles; one
     made there would be kept for the rest of the import. Bad rows and skipped buyers included."""
@@ -300,7 +302,7 @@ def test_preparing_batches_makes_no_reference_cycles(keyring: KeyRing) -> None:
     gc.collect()
     gc.disable()
     try:
-        prepare = Preparer(keyring, keep_parsed=False)
+        prepare = Preparer(keyring, keep_parsed=keep_parsed)
         parsed = taobao.parse(io.BytesIO(data), filename="ExportOrderList1.csv", fast=True)
         items = (("ExportOrderList1.csv", item) for item in parsed)
         batches = [prepare(chunk) for chunk in _chunks(items, 7)]
