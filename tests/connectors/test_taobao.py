@@ -477,3 +477,18 @@ def _assert_both_lanes_read_alike(changed: dict[int, str]) -> None:
 @pytest.mark.parametrize("column", [4, 8])  # 买家应付邮费, 买家实际支付金额 (required)
 def test_the_fast_lane_reads_each_amount_form_as_the_record_lane(cell, column):
     _assert_both_lanes_read_alike({column: cell})
+
+
+@pytest.mark.parametrize(
+    "one, other",
+    [
+        (("a\x1fb", "c"), ("a", "b\x1fc")),  # the same text joined
+        (("a\x1fb", "c"), ("a\x1fb\x1fc", "")),
+        (("('a\\x1fb',)",), ("a\x1fb",)),  # one tuple's repr written as the other's cell
+        (("测试买家", ""), ("测试买家", " ")),
+    ],
+)
+def test_buyers_with_different_cells_never_share_a_digest(one, other):
+    # The fast lane skips a buyer by this digest: two buyers sharing one would swap orders.
+    assert taobao._cells_digest(one) != taobao._cells_digest(other)
+    assert taobao._cells_digest(one) == taobao._cells_digest(tuple(one))
