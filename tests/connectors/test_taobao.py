@@ -480,7 +480,7 @@ def test_the_fast_lane_reads_each_amount_form_as_the_record_lane(cell, column):
 
 
 @pytest.mark.parametrize(
-    "one, other",
+    ("one", "other"),
     [
         (("a\x1fb", "c"), ("a", "b\x1fc")),  # the same text joined
         (("a\x1fb", "c"), ("a\x1fb\x1fc", "")),

@@ -48,3 +48,41 @@ def test_migrations_go_up_and_down_on_an_empty_database(empty_database: str) -> 
             await db.dispose()
 
     asyncio.run(at_head())
+
+
+async def _sql(url: str, *statements: str) -> list[list[tuple[object, ...]]]:
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.unit_of_work() as session:
+            return [[tuple(r) for r in (await session.execute(text(s))).all()] for s in statements]
+    finally:
+        await db.dispose()
+
+
+def test_history_written_on_change_goes_back_to_every_state_on_downgrade(
+    empty_database: str,
+) -> None:
+    """0021: a row's history holds the states it left; downgraded, every state is in it again,
+    as the code before 0021 reads it."""
+    upgrade(empty_database)
+    insert = (
+        "INSERT INTO activity (source, external_id, kind, business_line, amount_fen, quantity, "
+        "occurred_at, status, content_hash) VALUES ('pos', '{ext}', 'purchase', 'store', 100, 1, "
+        "now(), 'pending', 'h1') RETURNING 1"
+    )
+    asyncio.run(
+        _sql(
+            empty_database,
+            insert.format(ext="changed"),
+            insert.format(ext="unchanged"),
+            "UPDATE activity SET status = 'confirmed', content_hash = 'h2' "
+            "WHERE external_id = 'changed' RETURNING 1",
+        )
+    )
+    events = "SELECT a.external_id, e.status FROM activity_event e JOIN activity a ON a.id = e.activity_id ORDER BY 1, 2"
+    assert asyncio.run(_sql(empty_database, events)) == [[("changed", "pending")]]
+    downgrade(empty_database, "0020")
+    assert asyncio.run(_sql(empty_database, events)) == [
+        [("changed", "confirmed"), ("changed", "pending"), ("unchanged", "pending")]
+    ]
+    upgrade(empty_database)

@@ -91,32 +91,38 @@ async def test_records_and_activities_land_once_and_a_rerun_changes_nothing(
     assert (second["read"], second["new"], second["unchanged"], second["updated"]) == (3, 0, 3, 0)
     assert await _count(db, "source_record") == 1
     assert await _count(db, "activity") == 2
-    assert await _count(db, "activity_event") == 2
-    assert await _count(db, "source_observation") == 1
+    # History holds the states a row has left: nothing has changed yet.
+    assert await _count(db, "activity_event") == 0
+    assert await _count(db, "source_observation") == 0
 
 
 async def test_a_status_change_is_a_new_event_on_the_same_activity(
     db: Database, keyring: KeyRing
 ) -> None:
-    await _run(db, keyring, [sale("T1", status=ActivityStatus.PENDING)])
+    first = await _run(db, keyring, [sale("T1", status=ActivityStatus.PENDING)])
     report = await _run(db, keyring, [sale("T1", status=ActivityStatus.CONFIRMED)])
     assert report["updated"] == 1
+    await _run(db, keyring, [sale("T1", status=ActivityStatus.CANCELLED)])
     async with db.read() as session:
-        statuses = (
-            (
-                await session.execute(
-                    text(
-                        "SELECT e.status FROM activity_event e JOIN activity a ON a.id = e.activity_id "
-                        "WHERE a.external_id = 'T1' ORDER BY e.id"
-                    )
+        # The states the activity left, each with the run that wrote it, then the one it holds.
+        left = (
+            await session.execute(
+                text(
+                    "SELECT e.status, e.import_run_id FROM activity_event e "
+                    "JOIN activity a ON a.id = e.activity_id "
+                    "WHERE a.external_id = 'T1' ORDER BY e.id"
                 )
             )
-            .scalars()
-            .all()
-        )
-        current = await session.scalar(text("SELECT status FROM activity WHERE external_id = 'T1'"))
-    assert statuses == ["pending", "confirmed"]
-    assert current == "confirmed"
+        ).all()
+        current = (
+            await session.execute(
+                text("SELECT status, import_run_id FROM activity WHERE external_id = 'T1'")
+            )
+        ).one()
+    runs = [first["import_run_id"], report["import_run_id"]]
+    assert [tuple(r) for r in left] == [("pending", runs[0]), ("confirmed", runs[1])]
+    assert current[0] == "cancelled"
+    assert current[1] > runs[1]
 
 
 async def test_overlapping_imports_only_add_what_is_new(db: Database, keyring: KeyRing) -> None:
@@ -138,7 +144,17 @@ async def test_changed_person_keeps_observation_history_and_new_identifiers(
     )
     report = await _run(db, keyring, [changed])
     assert report["updated"] == 1
-    assert await _count(db, "source_observation") == 2
+    async with db.read() as session:
+        # The content the record left, observed at its time; the record holds the new one.
+        left = (
+            await session.execute(text("SELECT observed_at, content_hash FROM source_observation"))
+        ).all()
+        held = (
+            await session.execute(text("SELECT observed_at, content_hash FROM source_record"))
+        ).one()
+    assert [r[0] for r in left] == [T0]
+    assert held[0] == T0.replace(hour=11)
+    assert left[0][1] != held[1]
     async with db.read() as session:
         hashes = set(
             (

@@ -5,7 +5,9 @@
 
 A batch is one transaction. Upserts only touch rows whose content hash changed, so importing
 the same data again writes nothing; an import killed between batches and run again ends in the
-same state as one clean run.
+same state as one clean run. A row that changes leaves its previous state in its history
+(``activity_event``, ``source_observation``), written by trigger (migration 0021); a new row
+writes no history.
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ _UPSERT_RECORDS = """
 WITH up AS (
   INSERT INTO source_record AS t
     (source, source_key, business_line, observed_at, content_hash, pii_enc, gender, consents,
-     attributes)
+     attributes, import_run_id)
   SELECT source, source_key, business_line, observed_at, content_hash, pii_enc, gender, consents,
-         attributes
+         attributes, $1
   FROM stage_record s
   -- What the table already holds would be a no-op below, but only after locking the row: a
   -- buyer seen on each of their orders is skipped here instead. (A correlated lookup, one index
@@ -67,10 +69,11 @@ WITH up AS (
   ON CONFLICT (source, source_key) DO UPDATE SET
     business_line = EXCLUDED.business_line, observed_at = EXCLUDED.observed_at,
     content_hash = EXCLUDED.content_hash, pii_enc = EXCLUDED.pii_enc, gender = EXCLUDED.gender,
-    consents = EXCLUDED.consents, attributes = EXCLUDED.attributes
+    consents = EXCLUDED.consents, attributes = EXCLUDED.attributes,
+    import_run_id = EXCLUDED.import_run_id
   WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
     AND (EXCLUDED.observed_at, EXCLUDED.content_hash) > (t.observed_at, t.content_hash)
-  RETURNING t.id, t.source, t.source_key, t.observed_at, t.content_hash, (t.xmax = 0) AS inserted
+  RETURNING t.id, t.source, t.source_key, (t.xmax = 0) AS inserted
 ), del AS (
   -- The updated records' ids as one array, looked up in the primary key: as a join with
   -- ``up`` the planner sorted and merged the whole table for a handful of updated records.
@@ -87,16 +90,8 @@ WITH up AS (
   FROM up JOIN stage_identifier s ON s.source = up.source AND s.source_key = up.source_key
   WHERE up.inserted
   ORDER BY up.id, s.kind, s.scope, s.hash, s.verified DESC
-), obs_new AS (
-  -- A record inserted just now has no observations: a plain insert, without ON CONFLICT's
-  -- speculative insertion (an extra probe of the unique index per row).
-  INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
-  SELECT id, observed_at, content_hash, $1 FROM up WHERE up.inserted
-), obs AS (
-  INSERT INTO source_observation (source_record_id, observed_at, content_hash, import_run_id)
-  SELECT id, observed_at, content_hash, $1 FROM up WHERE NOT up.inserted
-  ON CONFLICT (source_record_id, content_hash) DO NOTHING
 )
+-- An updated record's previous content goes into ``source_observation`` by trigger (0021).
 SELECT id, source, source_key, inserted FROM up
 """
 
@@ -137,27 +132,20 @@ _ACTIVITY_COLUMNS = (
 _UPSERT_ACTIVITIES = f"""
 WITH up AS (
   INSERT INTO activity AS t
-    ({_ACTIVITY_COLUMNS})
-  SELECT {_ACTIVITY_COLUMNS}
+    ({_ACTIVITY_COLUMNS}, import_run_id)
+  SELECT {_ACTIVITY_COLUMNS}, $1
   FROM stage_activity ORDER BY external_id, source
   ON CONFLICT (source, external_id) DO UPDATE SET
     kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
     source_key = EXCLUDED.source_key, amount_fen = EXCLUDED.amount_fen,
     quantity = EXCLUDED.quantity, occurred_at = EXCLUDED.occurred_at, status = EXCLUDED.status,
     original_external_id = EXCLUDED.original_external_id, details = EXCLUDED.details,
-    content_hash = EXCLUDED.content_hash, updated_at = now()
+    content_hash = EXCLUDED.content_hash, updated_at = now(),
+    import_run_id = EXCLUDED.import_run_id
   WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
-  RETURNING t.id, t.source, t.external_id, t.status, t.amount_fen, t.content_hash,
-            (t.xmax = 0) AS inserted
-), ev_new AS (
-  -- As for observations: an activity inserted just now has no events yet.
-  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
-  SELECT id, status, amount_fen, content_hash, $1 FROM up WHERE up.inserted
-), ev AS (
-  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
-  SELECT id, status, amount_fen, content_hash, $1 FROM up WHERE NOT up.inserted
-  ON CONFLICT (activity_id, content_hash) DO NOTHING
+  RETURNING t.id, t.source, t.external_id, (t.xmax = 0) AS inserted
 )
+-- An updated activity's previous state goes into ``activity_event`` by trigger (0021).
 SELECT id, source, external_id, inserted FROM up
 """
 
@@ -170,8 +158,8 @@ SELECT id, source, external_id, inserted FROM up
 _INSERT_NEW_ACTIVITIES = f"""
 WITH up AS (
   INSERT INTO activity AS t
-    ({_ACTIVITY_COLUMNS})
-  SELECT {_ACTIVITY_COLUMNS}
+    ({_ACTIVITY_COLUMNS}, import_run_id)
+  SELECT {_ACTIVITY_COLUMNS}, $1
   FROM stage_activity s
   -- A correlated probe per staged row (a scalar subquery is never turned into a join): as
   -- ``NOT EXISTS`` it is an anti-join, which the planner ran as a hash or merge join over the
@@ -182,10 +170,7 @@ WITH up AS (
     LIMIT 1
   ) IS NULL
   ORDER BY external_id, source
-  RETURNING t.id, t.source, t.external_id, t.status, t.amount_fen, t.content_hash
-), ev AS (
-  INSERT INTO activity_event (activity_id, status, amount_fen, content_hash, import_run_id)
-  SELECT id, status, amount_fen, content_hash, $1 FROM up
+  RETURNING t.id, t.source, t.external_id
 )
 -- One row of arrays: decoded in the driver, thousands of rows would each be a Python object.
 SELECT array_agg(id) AS ids, array_agg(source) AS sources, array_agg(external_id) AS external_ids
