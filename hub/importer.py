@@ -75,6 +75,7 @@ async def run_import(
             progress=progress,
             parallel=parallel,
             async_commit=True,  # finish_run's synchronous commit below makes every batch durable
+            optimistic=True,  # a file's activities are mostly new
         )
     except BaseException:
         report.failed = report.failed or "interrupted"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -20,8 +21,10 @@ from hub.core.records import (
     RowError,
     SourceRecord,
 )
-from hub.flows.ingest import IngestReport, LandedBatch, finish_run, ingest, start_run
+from hub.flows.ingest import IngestReport, LandedBatch, finish_run, ingest, pipeline, start_run
+from hub.flows.ingest.batch import prepare_batch
 from hub.flows.ingest.rows import pii_aad
+from hub.flows.ingest.store import write_batch
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -334,3 +337,52 @@ async def test_a_return_without_its_till_finds_the_original_sale(
             )
         )
     assert original == "S001:02:000000101"
+
+
+async def test_activities_taken_as_new_fall_back_when_a_batch_meets_held_keys(
+    db: Database, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file import inserts activities without looking for held ones first (``optimistic``);
+    a batch that meets one goes the usual way, with the same outcome as without, and the
+    import's later batches look first."""
+    tried: list[bool] = []
+
+    async def recording(**kw: Any) -> Any:
+        tried.append(kw["optimistic"])
+        return await write_batch(**kw)
+
+    monkeypatch.setattr(pipeline, "write_batch", recording)
+    await _run(db, keyring, [sale("H1"), sale("H2", status=ActivityStatus.PENDING)])
+    assert tried == [False]  # not asked for
+    tried.clear()
+    items = [sale("N1"), sale("N2"), sale("N3"), sale("H1"), sale("H2"), sale("N4")]
+    report = await _run(db, keyring, items, batch_size=2, optimistic=True)
+    assert (report["new"], report["unchanged"], report["updated"]) == (4, 1, 1)
+    assert tried == [True, True, False]  # the second batch met H1
+    tried.clear()
+    again = await _run(db, keyring, items, batch_size=2, optimistic=True)
+    assert (again["new"], again["unchanged"], again["updated"]) == (0, 6, 0)
+    assert tried == [True, False, False]
+    assert await _count(db, "activity") == 6
+    assert await _count(db, "activity_event") == 1  # H2's pending state, left for confirmed
+
+
+async def test_a_batch_meeting_a_held_key_says_so(db: Database, keyring: KeyRing) -> None:
+    held = prepare_batch([("a.csv", sale("K1"))], keyring)
+    mixed = prepare_batch([("b.csv", sale("K0")), ("b.csv", sale("K1", amount=1))], keyring)
+    fresh = prepare_batch([("c.csv", sale("K2"))], keyring)
+    written = []
+    for batch in (held, mixed, fresh):
+        async with db.unit_of_work() as session:
+            written.append(
+                await write_batch(
+                    session=session, staged=batch.staged, import_run_id=None, optimistic=True
+                )
+            )
+    assert [w.held_activity_met for w in written] == [False, True, False]
+    assert [set(w.new_activities) for w in written] == [
+        {("pos", "K1")},
+        {("pos", "K0")},
+        {("pos", "K2")},
+    ]
+    assert set(written[1].updated_activities) == {("pos", "K1")}

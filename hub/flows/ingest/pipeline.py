@@ -151,8 +151,12 @@ async def ingest(
     parallel: bool = False,
     progress: Callable[[int, int], None] | None = None,
     async_commit: bool = False,
+    optimistic: bool = False,
 ) -> IngestReport:
     """Land ``(filename, item)`` pairs batch by batch; ``progress(rows, errors)`` after each.
+
+    ``optimistic``: activities are inserted as new without first looking for held keys, until a
+    batch meets one (``store.write_batch``); for a file import, whose rows are mostly new.
 
     ``async_commit``: batches commit without waiting for their WAL to reach disk. Only for a
     caller that ends with a synchronous commit before it reports anything (``run_import``'s
@@ -185,14 +189,18 @@ async def ingest(
                 prepared = await batches.asend(ack)
             except StopAsyncIteration:
                 break
-            lost = await _land(
+            lost, written = await _land(
                 db=db,
                 hooks=hooks,
                 report=report,
                 prepared=prepared,
                 async_commit=async_commit,
                 acknowledge=acknowledge,
+                optimistic=optimistic,
             )
+            # A file meeting held keys (a re-import, overlapping files) is likely to go on
+            # meeting them: its later batches look first.
+            optimistic = optimistic and not written.held_activity_met
             ack = (prepared.number, lost) if acknowledge else None
             if progress is not None:
                 progress(report.total("read"), report.total("rejected"))
@@ -207,7 +215,8 @@ async def _land(
     prepared: PreparedBatch,
     async_commit: bool,
     acknowledge: bool = False,
-) -> Lost:
+    optimistic: bool = False,
+) -> tuple[Lost, Written]:
     """Write one batch in its transaction; with ``acknowledge``, say which of its records the
     table did not take (see ``Preparer.confirm``)."""
     lost: Lost = frozenset()
@@ -220,6 +229,7 @@ async def _land(
                 staged=prepared.staged,
                 import_run_id=report.import_run_id,
                 async_commit=async_commit,
+                optimistic=optimistic,
             )
             await hooks.batch_landed(
                 session=session,
@@ -228,4 +238,4 @@ async def _land(
             if acknowledge:
                 lost = await lost_records(session, prepared.staged, written, MAX_LOST)
     _count(report, prepared, written)
-    return lost
+    return lost, written

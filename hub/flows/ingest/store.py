@@ -155,20 +155,12 @@ SELECT id, source, external_id, inserted FROM up
 # fail with a unique violation, and the batch then goes through ``_UPSERT_ACTIVITIES`` alone.
 # Rows the table already held (a re-import, overlapping files) are left to ``_UPSERT_ACTIVITIES``
 # as before; it runs only when some staged row was not inserted here.
-_INSERT_NEW_ACTIVITIES = f"""
+_INSERT_ACTIVITIES = """
 WITH up AS (
   INSERT INTO activity AS t
-    ({_ACTIVITY_COLUMNS}, import_run_id)
-  SELECT {_ACTIVITY_COLUMNS}, $1
-  FROM stage_activity s
-  -- A correlated probe per staged row (a scalar subquery is never turned into a join): as
-  -- ``NOT EXISTS`` it is an anti-join, which the planner ran as a hash or merge join over the
-  -- whole table until autovacuum had analysed and vacuumed it, so each batch read all of
-  -- ``activity`` (at 1,000,000 rows, 62 ms per batch growing to 284 before the plan flipped).
-  WHERE (
-    SELECT true FROM activity c WHERE c.external_id = s.external_id AND c.source = s.source
-    LIMIT 1
-  ) IS NULL
+    ({columns}, import_run_id)
+  SELECT {columns}, $1
+  FROM stage_activity s{where}
   ORDER BY external_id, source
   RETURNING t.id, t.source, t.external_id
 )
@@ -176,6 +168,24 @@ WITH up AS (
 SELECT array_agg(id) AS ids, array_agg(source) AS sources, array_agg(external_id) AS external_ids
 FROM up
 """
+_INSERT_NEW_ACTIVITIES = _INSERT_ACTIVITIES.format(
+    columns=_ACTIVITY_COLUMNS,
+    where="""
+  -- A correlated probe per staged row (a scalar subquery is never turned into a join): as
+  -- ``NOT EXISTS`` it is an anti-join, which the planner ran as a hash or merge join over the
+  -- whole table until autovacuum had analysed and vacuumed it, so each batch read all of
+  -- ``activity`` (at 1,000,000 rows, 62 ms per batch growing to 284 before the plan flipped).
+  WHERE (
+    SELECT true FROM activity c WHERE c.external_id = s.external_id AND c.source = s.source
+    LIMIT 1
+  ) IS NULL""",
+)
+# Every staged activity taken as new, without the probe (the unique index checks each key
+# anyway): for a file import, whose batches mostly hold keys the table has never seen. A batch
+# meeting a held key fails in its savepoint and goes through ``_INSERT_NEW_ACTIVITIES``; the
+# import then stops trying (``write_batch``'s ``optimistic``). Measured at 1,000,000 rows,
+# alternating: the server's CPU per row 19.8 / 24.7 µs against 21.5 / 27.6 with the probe.
+_INSERT_ALL_ACTIVITIES = _INSERT_ACTIVITIES.format(columns=_ACTIVITY_COLUMNS, where="")
 
 # In the order of the COPY text (``RecordRow.copy`` follows ``seq`` and ``observed_at``).
 RECORD_COLUMNS = (
@@ -273,6 +283,8 @@ class Written:
     updated_records: dict[tuple[str, str], int] = field(default_factory=dict)
     new_activities: dict[tuple[str, str], int] = field(default_factory=dict)
     updated_activities: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Taking every staged activity as new met a key the table held (``optimistic``).
+    held_activity_met: bool = False
 
 
 # Staged records the table does not hold as staged after the upsert: they lost to a newer row.
@@ -334,8 +346,11 @@ async def write_batch(
     staged: StagedBatch,
     import_run_id: int | None,
     async_commit: bool = False,
+    optimistic: bool = False,
 ) -> Written:
-    """Upsert one staged batch inside the session's transaction."""
+    """Upsert one staged batch inside the session's transaction. ``optimistic``: first insert
+    every staged activity as new, without looking for held keys (``Written.held_activity_met``
+    says when that failed and the batch went the usual way)."""
     apg = await driver_connection(session)
     await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
     written = Written()
@@ -359,14 +374,21 @@ async def write_batch(
         if staged.resolve_originals:
             await apg.execute(_RESOLVE_ORIGINALS)
         new = written.new_activities
-        try:
-            async with apg.transaction():  # a savepoint
-                got = await apg.fetchrow(_INSERT_NEW_ACTIVITIES, import_run_id)
-                if got["ids"] is not None:
-                    keys = zip(got["sources"], got["external_ids"], strict=True)
-                    new.update(zip(keys, got["ids"], strict=True))
-        except UniqueViolationError:
-            new.clear()  # a concurrent import took some key first: upsert them all
+        inserts = (_INSERT_ALL_ACTIVITIES, _INSERT_NEW_ACTIVITIES) if optimistic else ()
+        for insert in inserts or (_INSERT_NEW_ACTIVITIES,):
+            try:
+                async with apg.transaction():  # a savepoint
+                    got = await apg.fetchrow(insert, import_run_id)
+                    if got["ids"] is not None:
+                        keys = zip(got["sources"], got["external_ids"], strict=True)
+                        new.update(zip(keys, got["ids"], strict=True))
+                break
+            except UniqueViolationError:
+                new.clear()
+                if insert is _INSERT_ALL_ACTIVITIES:
+                    written.held_activity_met = True  # held keys: look for them this time
+                    continue
+                break  # a concurrent import took some key first: upsert them all
         if len(new) < len(staged.activity_keys):
             for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
                 target = new if row["inserted"] else written.updated_activities
