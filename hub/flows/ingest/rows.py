@@ -115,8 +115,8 @@ def _canonical(data: Mapping[str, Any]) -> str:
             if k2 < k1:
                 k1, v1, k2, v2 = k2, v2, k1, v1
             return f"{{{_KEY_JSON.get(k1) or _key_json(k1)}:{v1},{_KEY_JSON.get(k2) or _key_json(k2)}:{v2}}}"
-    # A flat mapping of text and whole numbers (an order's shipping and paid fen) is written
-    # directly: what the encoder gives, at a third of its cost on a few keys.
+    # Any other flat mapping of text and whole numbers is written directly too: what the
+    # encoder gives, at a third of its cost on a few keys.
     parts = []
     key_json = _KEY_JSON
     for key in sorted(data):
