@@ -23,7 +23,7 @@ from hub.core.records import (
 )
 from hub.flows.ingest import IngestReport, LandedBatch, finish_run, ingest, pipeline, start_run
 from hub.flows.ingest.batch import prepare_batch
-from hub.flows.ingest.rows import pii_aad
+from hub.flows.ingest.rows import activity_row, pii_aad
 from hub.flows.ingest.store import write_batch
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
@@ -314,10 +314,13 @@ async def test_a_phone_keyed_source_key_is_never_stored_in_clear(
     assert stored.startswith("mobile#h1:")
 
 
+@pytest.mark.parametrize("optimistic", [False, True])
 async def test_a_return_without_its_till_finds_the_original_sale(
-    db: Database, keyring: KeyRing
+    db: Database, keyring: KeyRing, optimistic: bool
 ) -> None:
-    await _run(db, keyring, [sale("S001:02:000000101")])
+    """Also for a file import, whose batches otherwise go into ``activity`` by COPY: the
+    return is resolved in the staging table first."""
+    await _run(db, keyring, [sale("S001:02:000000101")], optimistic=optimistic)
     ret = Activity(
         source="pos",
         external_id="S001:03:000000205",
@@ -329,7 +332,7 @@ async def test_a_return_without_its_till_finds_the_original_sale(
         amount_fen=2900,
         original_external_id="S001:*:000000101",
     )
-    await _run(db, keyring, [ret])
+    await _run(db, keyring, [ret], optimistic=optimistic)
     async with db.read() as session:
         original = await session.scalar(
             text(
@@ -346,43 +349,90 @@ async def test_activities_taken_as_new_fall_back_when_a_batch_meets_held_keys(
     a batch that meets one goes the usual way, with the same outcome as without, and the
     import's later batches look first."""
     tried: list[bool] = []
+    copied: list[bool] = []
 
     async def recording(**kw: Any) -> Any:
         tried.append(kw["optimistic"])
-        return await write_batch(**kw)
+        assert kw["direct"]  # no hooks: nothing needs the new activities' ids
+        written = await write_batch(**kw)
+        copied.append(written.activities_copied)
+        return written
 
     monkeypatch.setattr(pipeline, "write_batch", recording)
     await _run(db, keyring, [sale("H1"), sale("H2", status=ActivityStatus.PENDING)])
     assert tried == [False]  # not asked for
     tried.clear()
+    copied.clear()
     items = [sale("N1"), sale("N2"), sale("N3"), sale("H1"), sale("H2"), sale("N4")]
     report = await _run(db, keyring, items, batch_size=2, optimistic=True)
     assert (report["new"], report["unchanged"], report["updated"]) == (4, 1, 1)
     assert tried == [True, True, False]  # the second batch met H1
+    assert copied == [True, False, False]
     tried.clear()
     again = await _run(db, keyring, items, batch_size=2, optimistic=True)
     assert (again["new"], again["unchanged"], again["updated"]) == (0, 6, 0)
     assert tried == [True, False, False]
     assert await _count(db, "activity") == 6
     assert await _count(db, "activity_event") == 1  # H2's pending state, left for confirmed
+    async with db.read() as session:
+        runs = (
+            await session.execute(
+                text(
+                    "SELECT a.external_id, r.connector FROM activity a "
+                    "JOIN import_run r ON r.id = a.import_run_id ORDER BY a.external_id"
+                )
+            )
+        ).all()
+    # Copied or inserted, each activity names the run that last wrote it.
+    assert [r[0] for r in runs] == ["H1", "H2", "N1", "N2", "N3", "N4"]
 
 
-async def test_a_batch_meeting_a_held_key_says_so(db: Database, keyring: KeyRing) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["insert", "copy"])
+async def test_a_batch_meeting_a_held_key_says_so(
+    db: Database, keyring: KeyRing, direct: bool
+) -> None:
+    """``direct``: the batch is first copied into ``activity`` whole; a copied batch's ids
+    are not read back."""
     held = prepare_batch([("a.csv", sale("K1"))], keyring)
     mixed = prepare_batch([("b.csv", sale("K0")), ("b.csv", sale("K1", amount=1))], keyring)
     fresh = prepare_batch([("c.csv", sale("K2"))], keyring)
+    run = await start_run(db=db, actor="test", connector="pos")
     written = []
     for batch in (held, mixed, fresh):
         async with db.unit_of_work() as session:
             written.append(
                 await write_batch(
-                    session=session, staged=batch.staged, import_run_id=None, optimistic=True
+                    session=session,
+                    staged=batch.staged,
+                    import_run_id=run,
+                    optimistic=True,
+                    direct=direct,
                 )
             )
     assert [w.held_activity_met for w in written] == [False, True, False]
+    assert [w.activities_copied for w in written] == [direct, False, direct]
     assert [set(w.new_activities) for w in written] == [
-        {("pos", "K1")},
+        set() if direct else {("pos", "K1")},
         {("pos", "K0")},
-        {("pos", "K2")},
+        set() if direct else {("pos", "K2")},
     ]
     assert set(written[1].updated_activities) == {("pos", "K1")}
+    async with db.read() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT external_id, amount_fen, import_run_id, content_hash FROM activity "
+                    "ORDER BY external_id"
+                )
+            )
+        ).all()
+    # However they went in, the rows are the staged ones, each naming the run that wrote it.
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("K0", 12900, run),
+        ("K1", 1, run),
+        ("K2", 12900, run),
+    ]
+    staged = {"K0": sale("K0"), "K1": sale("K1", amount=1), "K2": sale("K2")}
+    assert {r[0]: r[3] for r in rows} == {
+        k: activity_row(a, keyring).content_hash for k, a in staged.items()
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import text
 
 from hub.core.db import Database
@@ -41,9 +42,12 @@ async def _waiting_on_a_lock(db: Database) -> bool:
     return bool(waiting)
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["staged", "copied-first"])
 async def test_an_import_racing_another_on_the_same_activities_upserts_them(
-    db: Database, keyring: KeyRing
+    db: Database, keyring: KeyRing, direct: bool
 ) -> None:
+    """``direct``: the racer first tries its activities as new by COPY (a file import without
+    hooks), which fails on B once the holder commits, and goes the usual way."""
     first = prepare_batch([("a.csv", sale("A")), ("a.csv", sale("B"))], keyring)
     second = prepare_batch([("b.csv", sale("B", amount=13900)), ("b.csv", sale("C"))], keyring)
     async with db.unit_of_work() as holder:
@@ -52,8 +56,14 @@ async def test_an_import_racing_another_on_the_same_activities_upserts_them(
         async def racer() -> tuple[set[str], set[str]]:
             async with db.unit_of_work() as session:
                 written = await write_batch(
-                    session=session, staged=second.staged, import_run_id=None
+                    session=session,
+                    staged=second.staged,
+                    import_run_id=None,
+                    optimistic=direct,
+                    direct=direct,
                 )
+            assert written.held_activity_met is direct
+            assert not written.activities_copied
             return (
                 {k[1] for k in written.new_activities},
                 {k[1] for k in written.updated_activities},

@@ -75,6 +75,12 @@ def _count(report: IngestReport, prepared: PreparedBatch, written: Written) -> N
             written.updated_activities,
         ),
     ):
+        if keys is prepared.staged.activity_keys and written.activities_copied:
+            # All new, by COPY (``write_batch``'s ``direct``): no ids to look keys up in.
+            for filename, n in Counter(credited).items():
+                files[filename].unchanged -= n
+                files[filename].new += n
+            continue
         if not new and not updated:
             continue
         # Tallied per file first: a batch is thousands of keys and mostly one file.
@@ -230,6 +236,8 @@ async def _land(
                 import_run_id=report.import_run_id,
                 async_commit=async_commit,
                 optimistic=optimistic,
+                # Nothing reads the new activities' ids without hooks.
+                direct=acknowledge,
             )
             await hooks.batch_landed(
                 session=session,

@@ -202,8 +202,8 @@ class ActivityRow(NamedTuple):
     original_external_id: str | None
     details: str
     content_hash: str
-    # The row's COPY text for ``stage_activity`` after its ``seq`` column (``store.stage``),
-    # written here from the same strings the content digest was made of; UTF-8.
+    # The row's COPY text (``store.ACTIVITY_COLUMNS`` but the import run, which the writer
+    # adds), written here from the same strings the content digest was made of; UTF-8.
     copy: bytes
 
     @property

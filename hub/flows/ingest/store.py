@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncpg.exceptions import UniqueViolationError
+from asyncpg.exceptions import DeadlockDetectedError, UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,9 +32,9 @@ CREATE TEMP TABLE IF NOT EXISTS stage_identifier (
   verified_at timestamptz, masked text
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_activity (
-  seq int, source text, external_id text, kind text, business_line text, source_key text,
+  source text, external_id text, kind text, business_line text, source_key text,
   amount_fen bigint, quantity integer, occurred_at timestamptz, status text,
-  original_external_id text, details jsonb, content_hash text
+  original_external_id text, details jsonb, content_hash text, import_run_id bigint
 ) ON COMMIT DELETE ROWS;
 SET LOCAL jit = off;
 """
@@ -111,29 +111,29 @@ ORDER BY u.id, s.kind, s.scope, s.hash, s.verified DESC
 _RESOLVE_ORIGINALS = """
 UPDATE stage_activity s SET original_external_id = found.external_id
 FROM (
-  SELECT DISTINCT ON (w.seq) w.seq, c.external_id
+  -- The staged row is named by its place in the table (the statement changes nothing else).
+  SELECT DISTINCT ON (w.ctid) w.ctid AS row, c.external_id
   FROM stage_activity w
   JOIN (SELECT source, external_id FROM activity
         UNION ALL SELECT source, external_id FROM stage_activity) c
     ON c.source = w.source
    AND c.external_id LIKE replace(w.original_external_id, ':*:', ':%:')
   WHERE w.original_external_id LIKE '%:*:%'
-  ORDER BY w.seq, c.external_id
+  ORDER BY w.ctid, c.external_id
 ) found
-WHERE s.seq = found.seq
+WHERE s.ctid = found.row
 """
 
-# The activity columns a batch writes, in the order of ``stage_activity``.
+# The activity columns a batch writes, in the order of ``stage_activity`` and of the COPY text.
 _ACTIVITY_COLUMNS = (
     "source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at, "
-    "status, original_external_id, details, content_hash"
+    "status, original_external_id, details, content_hash, import_run_id"
 )
 
 _UPSERT_ACTIVITIES = f"""
 WITH up AS (
-  INSERT INTO activity AS t
-    ({_ACTIVITY_COLUMNS}, import_run_id)
-  SELECT {_ACTIVITY_COLUMNS}, $1
+  INSERT INTO activity AS t ({_ACTIVITY_COLUMNS})
+  SELECT {_ACTIVITY_COLUMNS}
   FROM stage_activity ORDER BY external_id, source
   ON CONFLICT (source, external_id) DO UPDATE SET
     kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
@@ -157,9 +157,8 @@ SELECT id, source, external_id, inserted FROM up
 # as before; it runs only when some staged row was not inserted here.
 _INSERT_ACTIVITIES = f"""
 WITH up AS (
-  INSERT INTO activity AS t
-    ({_ACTIVITY_COLUMNS}, import_run_id)
-  SELECT {_ACTIVITY_COLUMNS}, $1
+  INSERT INTO activity AS t ({_ACTIVITY_COLUMNS})
+  SELECT {_ACTIVITY_COLUMNS}
   FROM stage_activity s{{where}}
   ORDER BY external_id, source
   RETURNING t.id, t.source, t.external_id
@@ -210,7 +209,6 @@ IDENTIFIER_COLUMNS = (
     "masked",
 )
 ACTIVITY_COLUMNS = (
-    "seq",
     "source",
     "external_id",
     "kind",
@@ -223,6 +221,7 @@ ACTIVITY_COLUMNS = (
     "original_external_id",
     "details",
     "content_hash",
+    "import_run_id",  # not in the prepared text: ``write_batch`` adds it to each line
 )
 
 
@@ -236,6 +235,7 @@ class StagedBatch:
 
     records: bytes
     identifiers: bytes
+    # ``ACTIVITY_COLUMNS`` but the last: the import run is added where the batch is written.
     activities: bytes
     record_keys: list[tuple[str, str]]
     activity_keys: list[tuple[str, str]]
@@ -256,11 +256,10 @@ def stage(
         for seq, r in enumerate(records)
     ]
     ident_lines = [r.identifiers_copy for r in records if r.identifiers_copy]
-    activity_lines = [b"%d\t%s" % (seq, a.copy) for seq, a in enumerate(activities)]
     return StagedBatch(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
-        activities=_copy_text(activity_lines),
+        activities=_copy_text([a.copy for a in activities]),
         record_keys=[r.key for r in records],
         activity_keys=[a.key for a in activities] if activity_keys is None else activity_keys,
         record_hashes=[r.content_hash for r in records],
@@ -284,6 +283,9 @@ class Written:
     updated_activities: dict[tuple[str, str], int] = field(default_factory=dict)
     # Taking every staged activity as new met a key the table held (``optimistic``).
     held_activity_met: bool = False
+    # Every staged activity went in as new by COPY, their ids not read back (``direct``):
+    # ``new_activities`` is then empty.
+    activities_copied: bool = False
 
 
 # Staged records the table does not hold as staged after the upsert: they lost to a newer row.
@@ -339,6 +341,13 @@ async def _copy(apg: Any, table: str, data: bytes, columns: Sequence[str]) -> No
     await apg.copy_to_table(table, source=memoryview(data), columns=columns)
 
 
+def _with_run(lines: bytes, import_run_id: int | None) -> bytes:
+    """The activities' COPY text with the import run as each line's last column (one pass
+    over the bytes: a line holds no raw newline, COPY text escapes it)."""
+    run = b"\\N" if import_run_id is None else str(int(import_run_id)).encode()
+    return lines.replace(b"\n", b"\t" + run + b"\n")
+
+
 async def write_batch(
     *,
     session: AsyncSession,
@@ -346,10 +355,15 @@ async def write_batch(
     import_run_id: int | None,
     async_commit: bool = False,
     optimistic: bool = False,
+    direct: bool = False,
 ) -> Written:
-    """Upsert one staged batch inside the session's transaction. ``optimistic``: first insert
-    every staged activity as new, without looking for held keys (``Written.held_activity_met``
-    says when that failed and the batch went the usual way)."""
+    """Upsert one staged batch inside the session's transaction.
+
+    ``optimistic``: first insert every staged activity as new, without looking for held keys
+    (``Written.held_activity_met`` says when that failed and the batch went the usual way).
+    ``direct`` (with ``optimistic``, for a caller that needs no activity ids): that first
+    insert is a COPY straight into ``activity``, not through the staging table; on success
+    ``Written.activities_copied`` is set and the ids are not read back."""
     apg = await driver_connection(session)
     await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
     written = Written()
@@ -368,28 +382,42 @@ async def write_batch(
                 [k[0] for k in updated],
                 [k[1] for k in updated],
             )
-    if staged.activities:
-        await _copy(apg, "stage_activity", staged.activities, ACTIVITY_COLUMNS)
-        if staged.resolve_originals:
-            await apg.execute(_RESOLVE_ORIGINALS)
-        new = written.new_activities
-        inserts = (_INSERT_ALL_ACTIVITIES,) if optimistic else ()
-        for insert in (*inserts, _INSERT_NEW_ACTIVITIES):
-            try:
-                async with apg.transaction():  # a savepoint
-                    got = await apg.fetchrow(insert, import_run_id)
-                    if got["ids"] is not None:
-                        keys = zip(got["sources"], got["external_ids"], strict=True)
-                        new.update(zip(keys, got["ids"], strict=True))
-                break
-            except UniqueViolationError:
-                new.clear()
-                if insert is _INSERT_ALL_ACTIVITIES:
-                    written.held_activity_met = True  # held keys: look for them this time
-                    continue
-                break  # a concurrent import took some key first: upsert them all
-        if len(new) < len(staged.activity_keys):
-            for row in await apg.fetch(_UPSERT_ACTIVITIES, import_run_id):
-                target = new if row["inserted"] else written.updated_activities
-                target[(row["source"], row["external_id"])] = row["id"]
+    if not staged.activities:
+        return written
+    activities = _with_run(staged.activities, import_run_id)
+    # A return naming its sale as "store:*:serial" is resolved in the staging table first.
+    if optimistic and direct and not staged.resolve_originals:
+        try:
+            async with apg.transaction():  # a savepoint
+                await _copy(apg, "activity", activities, ACTIVITY_COLUMNS)
+            written.activities_copied = True
+            return written
+        except (UniqueViolationError, DeadlockDetectedError):
+            # A held key (or one a concurrent import is writing, in another order than ours):
+            # this batch goes the usual way, probing first.
+            written.held_activity_met = True
+            optimistic = False
+    await _copy(apg, "stage_activity", activities, ACTIVITY_COLUMNS)
+    if staged.resolve_originals:
+        await apg.execute(_RESOLVE_ORIGINALS)
+    new = written.new_activities
+    inserts = (_INSERT_ALL_ACTIVITIES,) if optimistic else ()
+    for insert in (*inserts, _INSERT_NEW_ACTIVITIES):
+        try:
+            async with apg.transaction():  # a savepoint
+                got = await apg.fetchrow(insert)
+                if got["ids"] is not None:
+                    keys = zip(got["sources"], got["external_ids"], strict=True)
+                    new.update(zip(keys, got["ids"], strict=True))
+            break
+        except UniqueViolationError:
+            new.clear()
+            if insert is _INSERT_ALL_ACTIVITIES:
+                written.held_activity_met = True  # held keys: look for them this time
+                continue
+            break  # a concurrent import took some key first: upsert them all
+    if len(new) < len(staged.activity_keys):
+        for row in await apg.fetch(_UPSERT_ACTIVITIES):
+            target = new if row["inserted"] else written.updated_activities
+            target[(row["source"], row["external_id"])] = row["id"]
     return written
