@@ -21,7 +21,15 @@ from hub.core.records import (
     RowError,
     SourceRecord,
 )
-from hub.flows.ingest import IngestReport, LandedBatch, finish_run, ingest, pipeline, start_run
+from hub.flows.ingest import (
+    IngestReport,
+    LandedBatch,
+    finish_run,
+    ingest,
+    pipeline,
+    start_run,
+    store,
+)
 from hub.flows.ingest.batch import prepare_batch
 from hub.flows.ingest.rows import activity_row, pii_aad
 from hub.flows.ingest.store import write_batch
@@ -436,3 +444,36 @@ async def test_a_batch_meeting_a_held_key_says_so(
     assert {r[0]: r[3] for r in rows} == {
         k: activity_row(a, keyring).content_hash for k, a in staged.items()
     }
+
+
+def test_a_batch_stages_its_activities_in_the_one_order_every_writer_uses(
+    keyring: KeyRing,
+) -> None:
+    """Code point order of (source, external_id), what ``store.ACTIVITY_ORDER`` sorts by: a
+    batch copied straight into ``activity`` takes its keys in the order the staged statements
+    do, so two imports sharing keys never wait for each other in a cycle."""
+    names = ["Z9", "a1", "B2", "é3", "A10", "A2"]
+    batch = prepare_batch([("f.csv", sale(n)) for n in names], keyring)
+    keys = batch.staged.activity_keys
+    assert keys == [("pos", n) for n in sorted(names)]
+    assert [k[1] for k in keys] == ["A10", "A2", "B2", "Z9", "a1", "é3"]
+    lines = batch.staged.activities.decode().splitlines()
+    assert [line.split("\t")[1] for line in lines] == [k[1] for k in keys]
+    assert batch.activity_files == ["f.csv"] * len(names)
+
+
+async def test_the_statements_sort_activities_as_batches_are_staged(db: Database) -> None:
+    names = ["Z9", "a1", "B2", "é3", "A10", "A2", "ä", "zz"]
+    async with db.read() as session:
+        got = list(
+            (
+                await session.execute(
+                    text(
+                        "SELECT external_id FROM unnest(CAST(:n AS text[])) AS t (external_id) "
+                        f"CROSS JOIN (SELECT 'pos' AS source) s ORDER BY {store.ACTIVITY_ORDER}"
+                    ),
+                    {"n": names},
+                )
+            ).scalars()
+        )
+    assert got == sorted(names)

@@ -259,15 +259,21 @@ def prepare_batch(
             )
             if staged_seen is not None:
                 staged_seen[key] = seen
-    activity_rows = list(activities.values())
+    # In one order for every writer (``store.ACTIVITY_ORDER``): two imports writing some of the
+    # same keys then wait for each other in the same order, never in a cycle.
+    activity_keys = sorted(activities)
+    activity_rows = [activities[k] for k in activity_keys]
     return PreparedBatch(
-        staged=stage(record_rows, activity_rows, activity_keys=list(activities)),
+        staged=stage(record_rows, activity_rows, activity_keys=activity_keys),
         read=read,
         record_files=record_files,
         activity_files=(
             [only_file] * len(activity_rows)
             if only_file is not None
-            else [credit[("a", k, a.content_hash)] for k, a in activities.items()]
+            else [
+                credit[("a", k, a.content_hash)]
+                for k, a in zip(activity_keys, activity_rows, strict=True)
+            ]
         ),
         errors=errors,
         # Nothing reads them without hooks, and from a worker they would cost a pickling.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncpg.exceptions import DeadlockDetectedError, UniqueViolationError
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,6 +124,12 @@ FROM (
 WHERE s.ctid = found.row
 """
 
+# The order every writer inserts a batch's activities in: ``prepare_batch`` sorts them so (code
+# point order, which is the byte order of "C" on UTF-8), the COPY straight into ``activity``
+# keeps it, and the statements below sort by it. Two imports writing some of the same keys wait
+# for each other's uncommitted rows in one order, so never in a cycle (a deadlock).
+ACTIVITY_ORDER = 'source COLLATE "C", external_id COLLATE "C"'
+
 # The activity columns a batch writes, in the order of ``stage_activity`` and of the COPY text.
 _ACTIVITY_COLUMNS = (
     "source, external_id, kind, business_line, source_key, amount_fen, quantity, occurred_at, "
@@ -134,7 +140,7 @@ _UPSERT_ACTIVITIES = f"""
 WITH up AS (
   INSERT INTO activity AS t ({_ACTIVITY_COLUMNS})
   SELECT {_ACTIVITY_COLUMNS}
-  FROM stage_activity ORDER BY external_id, source
+  FROM stage_activity ORDER BY {ACTIVITY_ORDER}
   ON CONFLICT (source, external_id) DO UPDATE SET
     kind = EXCLUDED.kind, business_line = EXCLUDED.business_line,
     source_key = EXCLUDED.source_key, amount_fen = EXCLUDED.amount_fen,
@@ -160,7 +166,7 @@ WITH up AS (
   INSERT INTO activity AS t ({_ACTIVITY_COLUMNS})
   SELECT {_ACTIVITY_COLUMNS}
   FROM stage_activity s{{where}}
-  ORDER BY external_id, source
+  ORDER BY {ACTIVITY_ORDER}
   RETURNING t.id, t.source, t.external_id
 )
 -- One row of arrays: decoded in the driver, thousands of rows would each be a Python object.
@@ -392,9 +398,8 @@ async def write_batch(
                 await _copy(apg, "activity", activities, ACTIVITY_COLUMNS)
             written.activities_copied = True
             return written
-        except (UniqueViolationError, DeadlockDetectedError):
-            # A held key (or one a concurrent import is writing, in another order than ours):
-            # this batch goes the usual way, probing first.
+        except UniqueViolationError:
+            # A held key: this batch goes the usual way, probing first.
             written.held_activity_met = True
             optimistic = False
     await _copy(apg, "stage_activity", activities, ACTIVITY_COLUMNS)
