@@ -53,6 +53,24 @@ class NoHooks:
         return None
 
 
+def _outcomes(
+    keys: list[tuple[str, str]],
+    credited: list[str],
+    new: dict[tuple[str, str], int],
+    updated: dict[tuple[str, str], int],
+) -> Counter[tuple[str, bool]]:
+    """(file, is new) -> rows the database inserted or updated, of the rows staged as ``keys``,
+    each credited to its file. Tallied per file: a batch is thousands of keys and mostly one
+    file."""
+    if not new and not updated:
+        return Counter()
+    return Counter(
+        (filename, key in new)
+        for key, filename in zip(keys, credited, strict=True)
+        if key in new or key in updated
+    )
+
+
 def _count(report: IngestReport, prepared: PreparedBatch, written: Written) -> None:
     """Each item read gets one outcome: unchanged, unless it is the item credited with a row the
     database inserted or updated (a repeat, or an older observation that lost, changed nothing)."""
@@ -61,34 +79,27 @@ def _count(report: IngestReport, prepared: PreparedBatch, written: Written) -> N
         counts = files[filename] = report.file(filename)
         counts.read += n
         counts.unchanged += n
-    for keys, credited, new, updated in (
-        (
+    tallies = [
+        _outcomes(
             prepared.staged.record_keys,
             prepared.record_files,
             written.new_records,
             written.updated_records,
-        ),
-        (
-            prepared.staged.activity_keys,
-            prepared.activity_files,
-            written.new_activities,
-            written.updated_activities,
-        ),
-    ):
-        if keys is prepared.staged.activity_keys and written.activities_copied:
-            # All new, by COPY (``write_batch``'s ``direct``): no ids to look keys up in.
-            for filename, n in Counter(credited).items():
-                files[filename].unchanged -= n
-                files[filename].new += n
-            continue
-        if not new and not updated:
-            continue
-        # Tallied per file first: a batch is thousands of keys and mostly one file.
-        outcomes: Counter[tuple[str, bool]] = Counter(
-            (filename, key in new)
-            for key, filename in zip(keys, credited, strict=True)
-            if key in new or key in updated
         )
+    ]
+    if written.activities_copied:
+        # All new, by COPY (``write_batch``'s ``direct``): no ids to look the keys up in.
+        tallies.append(Counter((filename, True) for filename in prepared.activity_files))
+    else:
+        tallies.append(
+            _outcomes(
+                prepared.staged.activity_keys,
+                prepared.activity_files,
+                written.new_activities,
+                written.updated_activities,
+            )
+        )
+    for outcomes in tallies:
         for (filename, is_new), n in outcomes.items():
             files[filename].unchanged -= n
             if is_new:

@@ -124,8 +124,8 @@ FROM (
 WHERE s.ctid = found.row
 """
 
-# The order every writer inserts a batch's activities in: ``prepare_batch`` sorts them so (code
-# point order, which is the byte order of "C" on UTF-8), the COPY straight into ``activity``
+# The order every writer inserts a batch's activities in: ``prepare_batch`` sorts them by it (in
+# code point order, which is the byte order of "C" on UTF-8), the COPY straight into ``activity``
 # keeps it, and the statements below sort by it. Two imports writing some of the same keys wait
 # for each other's uncommitted rows in one order, so never in a cycle (a deadlock).
 ACTIVITY_ORDER = 'source COLLATE "C", external_id COLLATE "C"'
@@ -253,10 +253,10 @@ def stage(
     records: Sequence[RecordRow],
     activities: Sequence[ActivityRow],
     *,
-    activity_keys: list[tuple[str, str]] | None = None,
+    activity_keys: list[tuple[str, str]],
 ) -> StagedBatch:
     """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
-    activities' keys in order, if the caller has them at hand."""
+    activities' keys, in their order."""
     record_lines = [
         b"%d\t%s\t%s" % (seq, r.observed_at.isoformat().encode(), r.copy)
         for seq, r in enumerate(records)
@@ -267,7 +267,7 @@ def stage(
         identifiers=_copy_text(ident_lines),
         activities=_copy_text([a.copy for a in activities]),
         record_keys=[r.key for r in records],
-        activity_keys=[a.key for a in activities] if activity_keys is None else activity_keys,
+        activity_keys=activity_keys,
         record_hashes=[r.content_hash for r in records],
         resolve_originals=any(
             a.original_external_id and ":*:" in a.original_external_id for a in activities
