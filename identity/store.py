@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +46,14 @@ from identity.survivorship import GoldenRecord
 
 MAX_CLOSURE = 200_000  # records one incremental step may load; a bigger component is a bug
 CHUNK = 10_000
+
+
+def _json_text(value: Mapping[str, Any]) -> str:
+    """JSON text for a ``jsonb`` parameter (formatting is the server's): orjson, a tenth of
+    ``json.dumps``'s time on the explains an import writes for every review item in scope."""
+    return orjson.dumps(value, default=dict).decode()
+
+
 # Review items for merge-grade links the engine refused: the clusters on either side belong to one
 # component (re-resolving one side can change the other). Score-band and weak-evidence items are
 # below merge grade and tie nothing together.
@@ -102,6 +111,7 @@ _RECORDS = (
     "SELECT id, source, source_key, business_line, observed_at, pii_enc, gender, consents, "
     "attributes, member_id, engine_root, member_pinned FROM source_record "
 )
+_RECORDS_HASHED = _RECORDS.replace(" FROM ", ", content_hash FROM ")
 _IDENTS = (
     "SELECT source_record_id, kind, scope, hash, verified, verified_at FROM source_identifier "
     "WHERE source_record_id = ANY($1::bigint[])"
@@ -169,18 +179,61 @@ async def _decode_rows(
     ]
 
 
+# Decoded records kept by one import's resolution (``hub.flows.resolution.Engine``), by id:
+# (content hash, observed_at, record). Each batch re-resolves every record sharing a key with it,
+# and at 200,000 rows seven in ten records loaded were loaded before, unchanged; decrypting and
+# decoding them again was a tenth of the import. The content hash covers everything ``decode``
+# reads but the observation time and the (fixed) source and key, so a record with the same two
+# is the same ``SourceRecord``. Bounded: emptied when full.
+RecordCache = dict[int, tuple[str, datetime, SourceRecord]]
+RECORD_CACHE_LIMIT = 50_000
+
+_HEADS = (
+    "SELECT id, source, source_key, content_hash, observed_at, member_id, engine_root, "
+    "member_pinned FROM source_record WHERE id = ANY($1::bigint[]) AND erased_at IS NULL"
+)
+_LIVE = "WHERE id = ANY($1::bigint[]) AND erased_at IS NULL"
+
+
 async def load_records(
-    *, session: AsyncSession, keyring: KeyRing, ids: Iterable[int]
+    *, session: AsyncSession, keyring: KeyRing, ids: Iterable[int], cache: RecordCache | None = None
 ) -> dict[int, StoredRecord]:
-    """The live (not erased) records among ``ids``, decrypted."""
+    """The live (not erased) records among ``ids``, decrypted. ``cache``: records decoded by
+    earlier calls, reused while their stored content and observation time are unchanged (the
+    membership columns are always read fresh)."""
     conn = await driver(session)
     wanted = sorted(set(ids))
     out: dict[int, StoredRecord] = {}
     for i in range(0, len(wanted), CHUNK):
-        rows = await conn.fetch(
-            _RECORDS + "WHERE id = ANY($1::bigint[]) AND erased_at IS NULL", wanted[i : i + CHUNK]
-        )
-        out.update((s.id, s) for s in await _decode_rows(session, rows, keyring))
+        chunk = wanted[i : i + CHUNK]
+        if cache is None:
+            rows = await conn.fetch(_RECORDS + _LIVE, chunk)
+            out.update((s.id, s) for s in await _decode_rows(session, rows, keyring))
+            continue
+        misses = []
+        for h in await conn.fetch(_HEADS, chunk):
+            hit = cache.get(h["id"])
+            if hit is not None and hit[0] == h["content_hash"] and hit[1] == h["observed_at"]:
+                out[h["id"]] = StoredRecord(
+                    h["id"],
+                    h["source"],
+                    h["source_key"],
+                    h["member_id"],
+                    h["engine_root"],
+                    h["member_pinned"],
+                    hit[2],
+                )
+            else:
+                misses.append(h["id"])
+        if not misses:
+            continue
+        rows = await conn.fetch(_RECORDS_HASHED + _LIVE, misses)
+        for row, s in zip(rows, await _decode_rows(session, rows, keyring), strict=True):
+            out[s.id] = s
+            if s.record is not None:
+                if len(cache) >= RECORD_CACHE_LIMIT:
+                    cache.clear()
+                cache[s.id] = (row["content_hash"], row["observed_at"], s.record)
     return out
 
 
@@ -400,7 +453,7 @@ async def write_links(*, session: AsyncSession, links: Sequence[LinkRow]) -> Non
             [x.linked_to for x in part],
             [x.rule for x in part],
             [x.score for x in part],
-            [json.dumps(x.explain) for x in part],
+            [_json_text(x.explain) for x in part],
             [x.created_by for x in part],
         )
 
@@ -460,7 +513,7 @@ async def replace_reviews(
         [x.reason for x in items],
         [x.rule for x in items],
         [x.detail for x in items],
-        [json.dumps(x.explain) for x in items],
+        [_json_text(x.explain) for x in items],
     )
 
 

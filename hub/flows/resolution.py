@@ -113,10 +113,11 @@ class RecordKeys:
 
 
 class _OncePerRecord(FeatureExtractor):
-    """Features extracted once per record object within one resolution step: the step reads
-    a record's features for its stored keys, then the resolver indexes the same object (it
-    used to extract twice or three times: a third of an import's identity time). Holding the
-    record in the memo keeps its ``id`` from being reused; ``forget`` ends the step."""
+    """Features extracted once per record object: a resolution step reads a record's features
+    for its stored keys, then the resolver indexes the same object (it used to extract twice or
+    three times: a third of an import's identity time). Holding the record in the memo keeps
+    its ``id`` from being reused. ``forget`` ends a step; an engine that keeps records across
+    steps (``Engine(keep_records=True)``) keeps their features too, up to ``KEPT_LIMIT``."""
 
     def __init__(self, *, config: MatchingConfig, keyring: KeyRing) -> None:
         super().__init__(config=config, keyring=keyring)
@@ -127,11 +128,18 @@ class _OncePerRecord(FeatureExtractor):
         if hit is not None and hit[0] is record:
             return hit[1]
         found = super().extract(record)
+        if len(self._seen) >= KEPT_LIMIT:
+            self._seen = {}
         self._seen[id(record)] = (record, found)
         return found
 
     def forget(self) -> None:
         self._seen = {}
+
+
+# Records (with their features and keys) an import's engine keeps between batches; about 5 kB
+# each with their features, so ~250 MB when full. Emptied when full.
+KEPT_LIMIT = store.RECORD_CACHE_LIMIT
 
 
 class _Bounded(Resolver):
@@ -158,11 +166,25 @@ class _Bounded(Resolver):
 
 
 class Engine:
-    def __init__(self, *, keyring: KeyRing, config: MatchingConfig | None = None) -> None:
+    """``keep_records``: decoded records, their features and keys are kept from one resolution
+    step to the next (an import's batches, which meet the same stored records again and
+    again); for an engine that lives as long as one import or call."""
+
+    def __init__(
+        self, *, keyring: KeyRing, config: MatchingConfig | None = None, keep_records: bool = False
+    ) -> None:
         self.keyring = keyring
         self.config = config or load_config()
         self.resolver = _Bounded(keyring=keyring, config=self.config)
         self._block_keys: dict[tuple[Any, ...], str] = {}
+        self.records: store.RecordCache | None = {} if keep_records else None
+        self._keys: dict[int, tuple[SourceRecord, RecordKeys]] = {}
+
+    def end_step(self) -> None:
+        """One resolution step is over: what it extracted goes, unless records are kept."""
+        if self.records is None:
+            self.resolver.extractor.forget()
+            self._keys = {}
 
     def block_values(self, f: Features) -> list[tuple[Any, ...]]:
         """The (rule, values…) behind each of a record's blocks. The engine names a block by
@@ -186,13 +208,20 @@ class Engine:
         return key
 
     def keys(self, record: SourceRecord) -> RecordKeys:
+        hit = self._keys.get(id(record))
+        if hit is not None and hit[0] is record:
+            return hit[1]
         f = self.resolver.extractor.extract(record)
         blocks = {hash(v): self.block_key(v) for v in self.block_values(f)}
         holders = {h: kind for kind, digests in f.ids.items() for h in digests}
         stored = set(blocks.values())
         stored.update(self.holder_key(kind, h) for h, kind in holders.items())
         stored.update(store.lookup_keys(self.keyring, record))
-        return RecordKeys(blocks, holders, frozenset(stored))
+        found = RecordKeys(blocks, holders, frozenset(stored))
+        if len(self._keys) >= KEPT_LIMIT:
+            self._keys = {}
+        self._keys[id(record)] = (record, found)
+        return found
 
     def check_blocks(self, record: SourceRecord) -> bool:
         """Whether ``block_values`` still names exactly the engine's blocks (tested)."""
@@ -453,7 +482,9 @@ async def resolve_records(
     e.g. erased); same transaction as the caller."""
     try:
         await store.lock_identity(session=session)
-        changed = await store.load_records(session=session, keyring=engine.keyring, ids=record_ids)
+        changed = await store.load_records(
+            session=session, keyring=engine.keyring, ids=record_ids, cache=engine.records
+        )
         changed_keys = {
             i: engine.keys(r.record) for i, r in changed.items() if r.record is not None
         }
@@ -473,7 +504,10 @@ async def resolve_records(
         component = await store.closure(session=session, ids=seeds)
         # The changed records are part of the component: decrypted once, keyed once.
         rest = await store.load_records(
-            session=session, keyring=engine.keyring, ids=component - changed.keys()
+            session=session,
+            keyring=engine.keyring,
+            ids=component - changed.keys(),
+            cache=engine.records,
         )
         pool = {**{i: r for i, r in changed.items() if i in component}, **rest}
         loaded = {i: pool[i] for i in sorted(pool)}
@@ -487,8 +521,7 @@ async def resolve_records(
             known_keys=changed_keys,
         )
     finally:
-        # the feature memo lives for one step
-        engine.resolver.extractor.forget()
+        engine.end_step()
 
 
 async def _resolve_loaded(
@@ -550,7 +583,9 @@ class IdentityHooks:
         config: MatchingConfig | None = None,
         loyalty: LoyaltyFollow | None = None,
     ) -> None:
-        self.engine = Engine(keyring=keyring, config=config)
+        # Made per import or call (``hub.flows.hooks.default_hooks``): its engine keeps the
+        # records it decodes from one batch to the next.
+        self.engine = Engine(keyring=keyring, config=config, keep_records=True)
         self.loyalty = loyalty or loyalty_follow()
         self.last: Settled | None = None
 
