@@ -264,6 +264,10 @@ async def main() -> None:
                 min_size=WORKERS,
                 max_size=WORKERS,
                 server_settings={"application_name": RAW_APPLICATION},
+                # asyncpg replaces a connection after 50,000 queries by default: at ~8,000
+                # transactions/s that happened inside a window, and a backend that ends mid-window
+                # takes its CPU with it (``raw=n/a``).
+                max_queries=2**31 - 1,
             )
             admin_conn = await asyncpg.connect(dsn=plain_url(url))
             raw = Phase(raw_updates(pool), RAW_APPLICATION)
