@@ -7,6 +7,7 @@ row; nothing stops the import but an error in the hub itself.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hub.flows.ingest import (
     DEFAULT_BATCH,
     IngestHooks,
     IngestReport,
+    bulk_collector,
     finish_run,
     ingest,
     start_run,
@@ -64,19 +66,23 @@ async def run_import(
     for path, reason in refused:
         report.refuse(path.name, reason)
     report.import_run_id = await start_run(db=db, actor=actor, connector=connector)
+    # ``parallel`` is the CLI's: the process runs this import alone, so the collector is set
+    # for it (never inside a server, where the thresholds would be every request's).
+    collector = bulk_collector() if parallel else contextlib.nullcontext()
     try:
-        await ingest(
-            db=db,
-            keyring=keyring,
-            items=_items(plans, report, mapping),
-            report=report,
-            hooks=hooks,
-            batch_size=batch_size,
-            progress=progress,
-            parallel=parallel,
-            async_commit=True,  # finish_run's synchronous commit below makes every batch durable
-            optimistic=True,  # a file's activities are mostly new
-        )
+        with collector:
+            await ingest(
+                db=db,
+                keyring=keyring,
+                items=_items(plans, report, mapping),
+                report=report,
+                hooks=hooks,
+                batch_size=batch_size,
+                progress=progress,
+                parallel=parallel,
+                async_commit=True,  # finish_run's synchronous commit makes every batch durable
+                optimistic=True,  # a file's activities are mostly new
+            )
     except BaseException:
         report.failed = report.failed or "interrupted"
         await finish_run(db=db, report=report)

@@ -228,3 +228,41 @@ def test_an_import_killed_midway_and_rerun_ends_as_one_clean_run(
     after = asyncio.run(_state(killed_url))
     assert len(partial) < len(after)  # the kill really landed mid-import
     assert after == asyncio.run(_state(clean_url))
+
+
+class _CollectorSpy:
+    """Hooks that note the cyclic collector's thresholds while batches land."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[int, int, int]] = set()
+
+    async def batch_landed(self, *, session: Any, batch: Any) -> None:
+        import gc
+
+        self.seen.add(gc.get_threshold())
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+async def test_only_a_cli_import_tunes_the_collector_and_sets_it_back(
+    db: Database, keyring: KeyRing, generated: Path, parallel: bool
+) -> None:
+    import gc
+
+    from hub.flows.ingest.worker import _GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    spy = _CollectorSpy()
+    await run_import(
+        db=db,
+        keyring=keyring,
+        connector="auto",
+        paths=[generated],
+        actor="t",
+        hooks=spy,
+        batch_size=50,
+        parallel=parallel,
+    )
+    # ``parallel`` is the CLI's import; inside a server the process's thresholds are left alone.
+    assert spy.seen == ({_GC_THRESHOLDS} if parallel else {before})
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

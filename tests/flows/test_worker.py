@@ -172,3 +172,18 @@ async def test_without_parallel_no_process_is_started(db: Database, keyring: Key
         worker.multiprocessing.get_context = original  # type: ignore[assignment]
     assert started == []
     assert report.total("new") == 9
+
+
+def test_bulk_collector_is_set_back_even_when_the_import_fails() -> None:
+    import gc
+
+    from hub.flows.ingest import bulk_collector
+    from hub.flows.ingest.worker import _GC_THRESHOLDS
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), bulk_collector():
+        assert gc.get_threshold() == _GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # what the process held before is never scanned
+        raise RuntimeError("boom")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

@@ -10,6 +10,7 @@ from hub.flows.ingest.pipeline import (
     start_run,
 )
 from hub.flows.ingest.report import FileCounts, IngestReport
+from hub.flows.ingest.worker import bulk_collector
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -18,6 +19,7 @@ __all__ = [
     "IngestReport",
     "LandedBatch",
     "NoHooks",
+    "bulk_collector",
     "finish_run",
     "ingest",
     "start_run",

@@ -41,6 +41,27 @@ _JOIN_TIMEOUT_S = 5.0
 _GC_THRESHOLDS = (100_000, 50, 100)
 
 
+@contextlib.contextmanager
+def bulk_collector() -> Iterator[None]:
+    """The cyclic collector set for one long import in this process, as the worker sets it,
+    and set back after. Only for a process that runs nothing else meanwhile (``hub import``,
+    never a server): the thresholds are the process's.
+
+    The importing process keeps what the hooks build (identity's kept records, loyalty's
+    state) while allocating millions of short-lived objects per batch; at the default
+    thresholds the collector ran ~30,000 times in a 200,000-row import with hooks and took a
+    fifth of its wall time (23.6 of 111.6 s), walking the whole grown heap on every full
+    collection. Objects from before the import are frozen: never scanned."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 class WorkerDiedError(RuntimeError):
     """The worker process ended without saying why (killed, out of memory)."""
 
