@@ -332,6 +332,7 @@ async def settle(
     previous = {i: r.member_id for i, r in live.items()}
     changed = sorted(i for i in live if member_of[i] != previous[i])
     out.changed = changed
+    moved = set(changed)  # ``in`` a list is a scan: per record of the scope, 4 % of an import
     final_members = set(member_of.values())
     went: dict[int, list[int]] = {}
     for i, p in previous.items():
@@ -344,7 +345,7 @@ async def settle(
         rows=[
             (i, member_of[i], root_of[i], live[i].pinned)
             for i in sorted(live)
-            if i in changed or root_of[i] != live[i].engine_root
+            if i in moved or root_of[i] != live[i].engine_root
         ],
     )
     await store.retire_members(session=session, retired=retired)
