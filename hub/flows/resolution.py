@@ -117,18 +117,20 @@ class _OncePerRecord(FeatureExtractor):
     for its stored keys, then the resolver indexes the same object (it used to extract twice or
     three times: a third of an import's identity time). Holding the record in the memo keeps
     its ``id`` from being reused. ``forget`` ends a step; an engine that keeps records across
-    steps (``Engine(keep_records=True)``) keeps their features too, up to ``KEPT_LIMIT``."""
+    steps (``Engine(keep_records=True)``) keeps their features too, up to ``limit`` (a batch
+    run's single step over the whole table is not bounded: it extracts every record once)."""
 
     def __init__(self, *, config: MatchingConfig, keyring: KeyRing) -> None:
         super().__init__(config=config, keyring=keyring)
         self._seen: dict[int, tuple[SourceRecord, Features]] = {}
+        self.limit: int | None = None
 
     def extract(self, record: SourceRecord) -> Features:
         hit = self._seen.get(id(record))
         if hit is not None and hit[0] is record:
             return hit[1]
         found = super().extract(record)
-        if len(self._seen) >= KEPT_LIMIT:
+        if self.limit is not None and len(self._seen) >= self.limit:
             self._seen = {}
         self._seen[id(record)] = (record, found)
         return found
@@ -178,13 +180,14 @@ class Engine:
         self.resolver = _Bounded(keyring=keyring, config=self.config)
         self._block_keys: dict[tuple[Any, ...], str] = {}
         self.records: store.RecordCache | None = {} if keep_records else None
-        self._keys: dict[int, tuple[SourceRecord, RecordKeys]] = {}
+        self._keys: dict[int, tuple[SourceRecord, RecordKeys]] = {}  # only when kept
+        if keep_records:
+            self.resolver.extractor.limit = KEPT_LIMIT
 
     def end_step(self) -> None:
         """One resolution step is over: what it extracted goes, unless records are kept."""
         if self.records is None:
             self.resolver.extractor.forget()
-            self._keys = {}
 
     def block_values(self, f: Features) -> list[tuple[Any, ...]]:
         """The (rule, values…) behind each of a record's blocks. The engine names a block by
@@ -208,7 +211,8 @@ class Engine:
         return key
 
     def keys(self, record: SourceRecord) -> RecordKeys:
-        hit = self._keys.get(id(record))
+        kept = self.records is not None
+        hit = self._keys.get(id(record)) if kept else None
         if hit is not None and hit[0] is record:
             return hit[1]
         f = self.resolver.extractor.extract(record)
@@ -218,9 +222,10 @@ class Engine:
         stored.update(self.holder_key(kind, h) for h, kind in holders.items())
         stored.update(store.lookup_keys(self.keyring, record))
         found = RecordKeys(blocks, holders, frozenset(stored))
-        if len(self._keys) >= KEPT_LIMIT:
-            self._keys = {}
-        self._keys[id(record)] = (record, found)
+        if kept:
+            if len(self._keys) >= KEPT_LIMIT:
+                self._keys = {}
+            self._keys[id(record)] = (record, found)
         return found
 
     def check_blocks(self, record: SourceRecord) -> bool:

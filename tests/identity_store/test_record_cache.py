@@ -96,7 +96,25 @@ def test_only_an_engine_that_keeps_records_keeps_their_features(keyring: KeyRing
     record = person("app", "u1", phone("+8613800003333"))
     for keep in (False, True):
         engine = Engine(keyring=keyring, keep_records=keep)
-        first = engine.keys(record)
-        assert engine.keys(record) is first  # within a step, always once
+        first = engine.resolver.extractor.extract(record)
+        assert engine.resolver.extractor.extract(record) is first  # within a step, always once
+        keys = engine.keys(record)
         engine.end_step()
-        assert (engine.keys(record) is first) is keep
+        assert (engine.resolver.extractor.extract(record) is first) is keep
+        assert (engine.keys(record) is keys) is keep
+
+
+def test_a_batch_step_extracts_every_record_once_however_many(
+    keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound is for records kept across steps: a batch run's one step over the whole
+    table must not lose features between reading keys and building the state."""
+    from hub.flows import resolution
+
+    monkeypatch.setattr(resolution, "KEPT_LIMIT", 2)
+    engine = Engine(keyring=keyring)
+    records = [person("app", f"u{i}") for i in range(5)]
+    first = [engine.resolver.extractor.extract(r) for r in records]
+    assert all(
+        engine.resolver.extractor.extract(r) is f for r, f in zip(records, first, strict=True)
+    )
