@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from sqlalchemy import text
 from hub.core.db import Database
 from hub.core.migrate import upgrade
 from hub.core.pii import KeyRing
+from hub.flows.ingest.worker import _GC_THRESHOLDS
 from hub.generator import generate
 from hub.importer import run_import
 from tests.conftest import TEST_KEYS, _admin, _with_database
@@ -237,8 +239,6 @@ class _CollectorSpy:
         self.seen: set[tuple[int, int, int]] = set()
 
     async def batch_landed(self, *, session: Any, batch: Any) -> None:
-        import gc
-
         self.seen.add(gc.get_threshold())
 
 
@@ -246,10 +246,6 @@ class _CollectorSpy:
 async def test_only_a_cli_import_tunes_the_collector_and_sets_it_back(
     db: Database, keyring: KeyRing, generated: Path, parallel: bool
 ) -> None:
-    import gc
-
-    from hub.flows.ingest.worker import _GC_THRESHOLDS
-
     before = gc.get_threshold()
     spy = _CollectorSpy()
     await run_import(

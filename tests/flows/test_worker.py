@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +24,8 @@ from hub.core.records import (
     RowError,
     SourceRecord,
 )
-from hub.flows.ingest import IngestReport, LandedBatch, ingest
+from hub.flows.ingest import IngestReport, LandedBatch, bulk_collector, ingest
+from hub.flows.ingest.worker import _GC_THRESHOLDS
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -175,11 +177,6 @@ async def test_without_parallel_no_process_is_started(db: Database, keyring: Key
 
 
 def test_bulk_collector_is_set_back_even_when_the_import_fails() -> None:
-    import gc
-
-    from hub.flows.ingest import bulk_collector
-    from hub.flows.ingest.worker import _GC_THRESHOLDS
-
     before = gc.get_threshold()
     with pytest.raises(RuntimeError), bulk_collector():
         assert gc.get_threshold() == _GC_THRESHOLDS

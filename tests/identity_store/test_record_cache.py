@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from hub.core.db import Database
 from hub.core.pii import KeyRing
+from hub.flows import resolution
 from hub.flows.resolution import Engine
 from identity import store
 from tests.identity_store.conftest import T0, Land, partition, person, phone, scalar
@@ -109,8 +110,6 @@ def test_a_batch_step_extracts_every_record_once_however_many(
 ) -> None:
     """The bound is for records kept across steps: a batch run's one step over the whole
     table must not lose features between reading keys and building the state."""
-    from hub.flows import resolution
-
     monkeypatch.setattr(resolution, "KEPT_LIMIT", 2)
     engine = Engine(keyring=keyring)
     records = [person("app", f"u{i}") for i in range(5)]

@@ -43,9 +43,10 @@ _GC_THRESHOLDS = (100_000, 50, 100)
 
 @contextlib.contextmanager
 def bulk_collector() -> Iterator[None]:
-    """The cyclic collector set for one long import in this process, as the worker sets it,
-    and set back after. Only for a process that runs nothing else meanwhile (``hub import``,
-    never a server): the thresholds are the process's.
+    """The cyclic collector set for one long import in this process, and set back after: the
+    worker's whole life, and the importing process's import in ``hub import``. Only for a
+    process that runs nothing else meanwhile (never a server): the thresholds are the
+    process's.
 
     The importing process keeps what the hooks build (identity's kept records, loyalty's
     state) while allocating millions of short-lived objects per batch; at the default
@@ -94,17 +95,17 @@ def _work(
     # Parsing allocates millions of short-lived, acyclic objects; at the default thresholds the
     # collector ran so often it took a third of the worker's time (measured). Objects inherited
     # from the importer are frozen: never scanned, and their pages never copied for the scan.
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
     try:
-        for chunk in _acknowledged(chunks, acks_reader, confirm):
-            writer.send(("batch", prepare(chunk), _report_state(report)))
-            # What outlives a batch (memos, the buyers seen) lives long, and each young-
-            # generation collection scanned it once more: ~8 % of the worker (measured at
-            # 200,000 rows). Frozen here, it is never scanned again, and still freed by
-            # reference counting when a memo lets it go. Preparing makes no reference cycles
-            # (a test holds it to that), so freezing keeps nothing a collection would free.
-            gc.freeze()
+        with bulk_collector():
+            for chunk in _acknowledged(chunks, acks_reader, confirm):
+                writer.send(("batch", prepare(chunk), _report_state(report)))
+                # What outlives a batch (memos, the buyers seen) lives long, and each young-
+                # generation collection scanned it once more: ~8 % of the worker (measured at
+                # 200,000 rows). Frozen here, it is never scanned again, and still freed by
+                # reference counting when a memo lets it go. Preparing makes no reference
+                # cycles (a test holds it to that), so freezing keeps nothing a collection
+                # would free.
+                gc.freeze()
         writer.send(("done", None, _report_state(report)))
     except (BrokenPipeError, ConnectionResetError):
         return  # the importer is gone; nobody is left to tell
