@@ -25,7 +25,8 @@ from hub.core.pii import KeyRing
 from hub.core.records import Item, Purchase
 from hub.flows.ingest import IngestReport, finish_run, ingest, start_run
 from hub.flows.ingest.batch import Preparer
-from hub.flows.ingest.rows import pii_aad
+from hub.flows.ingest.rows import PurchaseCells, pii_aad
+from hub.flows.ingest.store import rendered, write_batch
 from hub.flows.ingest.worker import _chunks
 from hub.generator.layout import TAOBAO_ORDERS_HEADER
 from hub.importer import run_import
@@ -313,3 +314,67 @@ def test_preparing_batches_makes_no_reference_cycles(keyring: KeyRing, keep_pars
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_purchases_left_to_the_writer_render_as_the_worker_would_stage_them(
+    keyring: KeyRing,
+) -> None:
+    """Without hooks the worker stages fast-lane purchases as ``PurchaseCells`` and the
+    importing process renders them (``store.rendered``): byte for byte the COPY text the worker
+    stages otherwise, in the same order, with record-lane activities (a buyer with a note, an
+    unpaid order) and bad rows among them."""
+    noted = row(902, "a", 5)
+    noted[16] = "12345"  # not a phone: the row goes through the record lane with a note
+    data = export(
+        [
+            *steady_rows(),
+            noted,
+            row(903, "c", 6, status="等待买家付款"),
+            row(904, "b", 4, paid="12.345"),
+            *steady_rows()[:9],
+        ]
+    )
+
+    def batches(defer: bool) -> list[Any]:
+        prepare = Preparer(keyring, keep_parsed=False, defer_purchases=defer)
+        parsed = taobao.parse(io.BytesIO(data), filename="ExportOrderList1.csv", fast=True)
+        out = []
+        for chunk in _chunks((("ExportOrderList1.csv", item) for item in parsed), 7):
+            batch = prepare(chunk)
+            prepare.confirm(batch.number, frozenset())
+            out.append(batch)
+        return out
+
+    eager, deferred = batches(False), batches(True)
+    assert all(b.staged.activity_parts is None for b in eager)
+    parts = [p for b in deferred for p in b.staged.activity_parts or ()]
+    assert any(isinstance(p, PurchaseCells) for p in parts)
+    assert any(isinstance(p, bytes) for p in parts)  # the noted buyer's order, rendered eagerly
+    for before, after in zip(eager, deferred, strict=True):
+        if after.staged.activity_parts is not None:
+            assert after.staged.activities == b""
+        written = rendered(after.staged, keyring)
+        assert written.activity_parts is None
+        assert written.activities == before.staged.activities
+        assert written.activity_keys == before.staged.activity_keys
+        assert written.resolve_originals == before.staged.resolve_originals
+        assert after.activity_files == before.activity_files
+        assert after.read == before.read
+        assert [e.line for e in after.errors] == [e.line for e in before.errors]
+
+
+async def test_a_batch_with_purchases_not_rendered_is_refused(
+    db: Database, keyring: KeyRing
+) -> None:
+    prepare = Preparer(keyring, keep_parsed=False, defer_purchases=True)
+    parsed = taobao.parse(io.BytesIO(export(steady_rows()[:3])), filename="o.csv", fast=True)
+    batch = prepare([("o.csv", item) for item in parsed])
+    assert batch.staged.activity_parts is not None
+    async with db.unit_of_work() as session:
+        with pytest.raises(ValueError, match="rendered"):
+            await write_batch(session=session, staged=batch.staged, import_run_id=None)
+        await write_batch(
+            session=session, staged=rendered(batch.staged, keyring), import_run_id=None
+        )
+    async with db.read() as session:
+        assert await session.scalar(text("SELECT count(*) FROM activity")) == 3

@@ -12,6 +12,7 @@ import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from hub.core.pii import KeyRing
 from hub.core.records import (
@@ -26,8 +27,10 @@ from hub.core.records import (
 from hub.flows.ingest.rows import (
     ActivityRow,
     HashMemo,
+    PurchaseCells,
     RecordRow,
     activity_row,
+    purchase_cells,
     purchase_row,
     record_row,
 )
@@ -75,11 +78,17 @@ class Preparer:
     batch lands, the pipeline says which of its records the database did not take
     (``confirm``); a fast-lane buyer whose record was staged and taken, and whose key has had
     nothing else staged since, is marked ``skip``, and the connector stops reading that buyer
-    into records. Without hooks only: hooks are handed every record read."""
+    into records. Without hooks only: hooks are handed every record read.
 
-    def __init__(self, keyring: KeyRing, *, keep_parsed: bool = True) -> None:
+    ``defer_purchases``: fast-lane purchases' activity rows are left for the writer to render
+    (``prepare_batch``)."""
+
+    def __init__(
+        self, keyring: KeyRing, *, keep_parsed: bool = True, defer_purchases: bool = False
+    ) -> None:
         self.keyring = keyring
         self.keep_parsed = keep_parsed
+        self.defer_purchases = defer_purchases
         self.memo: HashMemo = {}
         self.built: Built = {}
         self.number = 0
@@ -100,6 +109,7 @@ class Preparer:
             memo=self.memo,
             built=self.built,
             staged_seen=staged_seen,
+            defer_purchases=self.defer_purchases,
         )
         prepared.number = self.number
         if not self.keep_parsed:
@@ -149,6 +159,7 @@ def prepare_batch(
     memo: HashMemo | None = None,
     built: Built | None = None,
     staged_seen: dict[tuple[str, str], Seen | None] | None = None,
+    defer_purchases: bool = False,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
     occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks.
@@ -158,10 +169,15 @@ def prepare_batch(
     skipped buyer (``Seen.skip``) stands for the record the database holds: it takes part in
     "the latest observation wins" like any other, and when it wins nothing is staged for its
     key (what would have been staged is what the table holds, and would change nothing).
-    ``staged_seen``: filled with each staged record's key and its fast-lane buyer (or None)."""
+    ``staged_seen``: filled with each staged record's key and its fast-lane buyer (or None).
+
+    ``defer_purchases`` (without ``keep_parsed``): a fast-lane purchase's activity row is staged
+    as its ``PurchaseCells``, for ``store.rendered`` to turn into the same COPY text where the
+    batch is written. Not in a chunk spanning two files, whose rows are credited by content
+    digest."""
     # key -> the latest candidate: (observed_at, content_hash, row or None if skipped, buyer)
     records: dict[tuple[str, str], tuple[datetime, str, RecordRow | None, Seen | None]] = {}
-    activities: dict[tuple[str, str], ActivityRow] = {}
+    activities: dict[tuple[str, str], ActivityRow | PurchaseCells] = {}
     parsed_records: dict[tuple[str, str], SourceRecord] = {}
     parsed_activities: dict[tuple[str, str], Activity] = {}
     read: Counter[str] = Counter()
@@ -170,6 +186,7 @@ def prepare_batch(
     # nothing to look up per row.
     files = {filename for filename, _ in chunk}
     only_file = files.pop() if len(files) == 1 else None
+    defer = defer_purchases and only_file is not None and not keep_parsed
     errors: list[RowError] = []
     # Hashing and encryption are most of the cost of a row; a record repeated (in the batch, or
     # in an earlier one given ``built``) with the same content reuses its row: the same
@@ -231,6 +248,9 @@ def prepare_batch(
                 candidate(seen.row_key, item.observed_at, seen.content_hash, None, seen, filename)
             # the purchase, and its buyer (read again, or skipped) when it has one
             read[filename] += 1 if buyer is None and seen is None else 2
+            if defer:
+                activities[(item.source, item.external_id)] = purchase_cells(item)
+                continue
             arow = purchase_row(item, keyring)
             add_activity(arow, filename)
             if keep_parsed:
@@ -271,7 +291,8 @@ def prepare_batch(
             [only_file] * len(activity_rows)
             if only_file is not None
             else [
-                credit[("a", k, a.content_hash)]
+                # Nothing is deferred in a chunk spanning files: every row is an ActivityRow.
+                credit[("a", k, cast(ActivityRow, a).content_hash)]
                 for k, a in zip(activity_keys, activity_rows, strict=True)
             ]
         ),

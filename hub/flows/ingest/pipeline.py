@@ -26,7 +26,7 @@ from hub.core.records import Activity, Item, SourceRecord
 from hub.core.telemetry import tracer
 from hub.flows.ingest.batch import MAX_LOST, Lost, PreparedBatch, Preparer
 from hub.flows.ingest.report import FileCounts, IngestReport
-from hub.flows.ingest.store import Written, lost_records, write_batch
+from hub.flows.ingest.store import Written, lost_records, rendered, write_batch
 from hub.flows.ingest.worker import prepared_batches
 
 DEFAULT_BATCH = 5_000
@@ -189,7 +189,12 @@ async def ingest(
     # Without hooks nothing needs the records read, so each landed batch is acknowledged (which
     # of its records the table did not take) and the fast lane may skip buyers it holds.
     acknowledge = isinstance(hooks, NoHooks)
-    prepare = Preparer(keyring, keep_parsed=not acknowledge)
+    # The worker is then the import's bound, and this process mostly waits on the database:
+    # fast-lane purchases' activity rows are rendered here instead (``PurchaseCells``). With
+    # hooks this process is the bound, and the worker renders them.
+    prepare = Preparer(
+        keyring, keep_parsed=not acknowledge, defer_purchases=acknowledge and parallel
+    )
     # Batch n + 1 is parsed and prepared (in a worker process) while batch n is written.
     batches = prepared_batches(
         iter(items),
@@ -206,6 +211,7 @@ async def ingest(
                 prepared = await batches.asend(ack)
             except StopAsyncIteration:
                 break
+            prepared.staged = rendered(prepared.staged, keyring)
             lost, written = await _land(
                 db=db,
                 hooks=hooks,

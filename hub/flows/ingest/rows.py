@@ -344,6 +344,57 @@ def purchase_row(item: Purchase, keyring: KeyRing) -> ActivityRow:
     )
 
 
+class PurchaseCells(NamedTuple):
+    """A fast-lane purchase's activity row before it is written out: what ``purchase_row``
+    takes from the ``Purchase``, sent from the import worker as plain values and rendered where
+    the batch is written (``purchase_copy``). Without hooks the worker is the import's bound
+    and the importing process waits on the database for most of each batch, so the row's
+    content digest and COPY text are made there instead (``batch.Preparer``'s
+    ``defer_purchases``)."""
+
+    source: str
+    external_id: str
+    business_line: str
+    source_key: str | None
+    amount_fen: int
+    quantity: int
+    occurred_at: datetime
+    status: str
+    details: Mapping[str, Any]
+
+
+def purchase_cells(item: Purchase) -> PurchaseCells:
+    return PurchaseCells(
+        item.source,
+        item.external_id,
+        item.business_line,
+        item.source_key,
+        item.amount_fen,
+        item.quantity,
+        item.occurred_at,
+        item.status,
+        item.details,
+    )
+
+
+def purchase_copy(cells: PurchaseCells, keyring: KeyRing) -> bytes:
+    """The COPY text ``purchase_row`` gives for the purchase ``cells`` were taken from."""
+    return _activity_row(
+        cells.source,
+        cells.external_id,
+        ActivityKind.PURCHASE,
+        cells.business_line,
+        cells.source_key,
+        cells.amount_fen,
+        cells.quantity,
+        cells.occurred_at,
+        cells.status,
+        None,
+        cells.details,
+        keyring,
+    ).copy
+
+
 def _activity_row(
     source: str,
     external_id: str,

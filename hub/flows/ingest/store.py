@@ -13,14 +13,15 @@ writes no history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.flows.ingest.rows import ActivityRow, RecordRow
+from hub.core.pii import KeyRing
+from hub.flows.ingest.rows import ActivityRow, PurchaseCells, RecordRow, purchase_copy
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_record (
@@ -247,16 +248,25 @@ class StagedBatch:
     activity_keys: list[tuple[str, str]]
     resolve_originals: bool  # a POS return names its sale only as "store:*:serial"
     record_hashes: list[str] = field(default_factory=list)  # content hash per record key
+    # With purchases left to the writer (``batch.prepare_batch``'s ``defer_purchases``): each
+    # activity's COPY line, or the purchase to render it from, in ``activity_keys`` order, and
+    # ``activities`` empty until ``rendered`` fills it in.
+    activity_parts: list[bytes | PurchaseCells] | None = None
 
 
 def stage(
     records: Sequence[RecordRow],
-    activities: Sequence[ActivityRow],
+    activities: Sequence[ActivityRow | PurchaseCells],
     *,
     activity_keys: list[tuple[str, str]],
 ) -> StagedBatch:
     """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
-    activities' keys, in their order."""
+    activities' keys, in their order. Purchases among ``activities`` are staged as
+    ``activity_parts``, for ``rendered``."""
+    parts: list[bytes | PurchaseCells] = [
+        a if isinstance(a, PurchaseCells) else a.copy for a in activities
+    ]
+    deferred = any(isinstance(p, PurchaseCells) for p in parts)
     record_lines = [
         b"%d\t%s\t%s" % (seq, r.observed_at.isoformat().encode(), r.copy)
         for seq, r in enumerate(records)
@@ -265,14 +275,28 @@ def stage(
     return StagedBatch(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
-        activities=_copy_text([a.copy for a in activities]),
+        activities=b"" if deferred else _copy_text(cast(list[bytes], parts)),
         record_keys=[r.key for r in records],
         activity_keys=activity_keys,
         record_hashes=[r.content_hash for r in records],
         resolve_originals=any(
-            a.original_external_id and ":*:" in a.original_external_id for a in activities
+            isinstance(a, ActivityRow)
+            and a.original_external_id is not None
+            and ":*:" in a.original_external_id
+            for a in activities
         ),
+        activity_parts=parts if deferred else None,
     )
+
+
+def rendered(staged: StagedBatch, keyring: KeyRing) -> StagedBatch:
+    """``staged`` with its deferred purchases rendered: the COPY text ``stage`` would have made
+    had they been staged as rows."""
+    parts = staged.activity_parts
+    if parts is None:
+        return staged
+    lines = [p if isinstance(p, bytes) else purchase_copy(p, keyring) for p in parts]
+    return replace(staged, activities=_copy_text(lines), activity_parts=None)
 
 
 def _copy_text(lines: list[bytes]) -> bytes:
@@ -370,6 +394,8 @@ async def write_batch(
     ``direct`` (with ``optimistic``, for a caller that needs no activity ids): that first
     insert is a COPY straight into ``activity``, not through the staging table; on success
     ``Written.activities_copied`` is set and the ids are not read back."""
+    if staged.activity_parts is not None:
+        raise ValueError("a batch with deferred purchases must be rendered before it is written")
     apg = await driver_connection(session)
     await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
     written = Written()
