@@ -263,10 +263,11 @@ def stage(
     """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
     activities' keys, in their order. Purchases among ``activities`` are staged as
     ``activity_parts``, for ``rendered``."""
+    # A row is an ActivityRow; deferred cells are a plain tuple.
     parts: list[bytes | PurchaseCells] = [
-        a if isinstance(a, PurchaseCells) else a.copy for a in activities
+        a.copy if isinstance(a, ActivityRow) else a for a in activities
     ]
-    deferred = any(isinstance(p, PurchaseCells) for p in parts)
+    deferred = any(type(p) is tuple for p in parts)
     record_lines = [
         b"%d\t%s\t%s" % (seq, r.observed_at.isoformat().encode(), r.copy)
         for seq, r in enumerate(records)
