@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -477,3 +478,115 @@ async def test_the_statements_sort_activities_as_batches_are_staged(db: Database
             ).scalars()
         )
     assert got == sorted(names)
+
+
+def _twice_phoned(key: str) -> SourceRecord:
+    """A record naming one phone twice, verified the second time: stored once, verified."""
+    return SourceRecord(
+        source="pos",
+        source_key=key,
+        business_line="store",
+        observed_at=T0,
+        identifiers=(
+            Identifier(IdentifierKind.PHONE, "+8613800000009"),
+            Identifier(IdentifierKind.CARD_NO, key, scope="brand"),
+            Identifier(IdentifierKind.PHONE, "+8613800000009", verified=True),
+        ),
+    )
+
+
+async def _tables(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    async with db.read() as session:
+
+        async def rows(sql: str) -> list[tuple[Any, ...]]:
+            return sorted(tuple(r) for r in (await session.execute(text(sql))).all())
+
+        return {
+            "records": await rows(
+                "SELECT source, source_key, business_line, observed_at, content_hash, pii_enc "
+                "IS NOT NULL, gender, consents::text, attributes::text, import_run_id IS NOT NULL "
+                "FROM source_record"
+            ),
+            "identifiers": await rows(
+                "SELECT r.source_key, i.kind, i.scope, i.hash, i.verified, i.masked "
+                "FROM source_identifier i JOIN source_record r ON r.id = i.source_record_id"
+            ),
+            "observations": await rows(
+                "SELECT r.source_key, o.content_hash FROM source_observation o "
+                "JOIN source_record r ON r.id = o.source_record_id"
+            ),
+        }
+
+
+@pytest.mark.parametrize("direct_records", [False, True], ids=["upsert", "copy"])
+async def test_records_new_to_an_import_are_copied_whole_until_one_is_held(
+    db: Database, keyring: KeyRing, direct_records: bool
+) -> None:
+    """Records whose keys an import has not staged before are staged to be inserted whole
+    (``staged_keys``); ``direct_records`` copies them into the tables with ids from the
+    sequence. A batch holding a key the table has falls back to the upsert, and either way the
+    tables end the same."""
+    staged_keys: set[tuple[str, str]] = set()
+    prepare = functools.partial(
+        prepare_batch, keyring=keyring, keep_parsed=False, staged_keys=staged_keys
+    )
+    first = prepare([("a.csv", person("C1"))])
+    again = prepare([("a.csv", person("C1", name="改名"))])
+    # A new import (an empty key set) whose batch holds C1, which the table has.
+    mixed = prepare_batch(
+        [("b.csv", person("C0")), ("b.csv", person("C1", name="又改名")), ("b.csv", sale("S1"))],
+        keyring,
+        staged_keys=set(),
+        keep_parsed=False,
+    )
+    fresh = prepare_batch(
+        [("c.csv", person("C2")), ("c.csv", _twice_phoned("C3"))],
+        keyring,
+        staged_keys=set(),
+        keep_parsed=False,
+    )
+    assert [len(b.staged.direct) for b in (first, again, mixed, fresh)] == [1, 0, 2, 2]
+    run = await start_run(db=db, actor="test", connector="pos")
+    written = []
+    for batch in (first, again, mixed, fresh):
+        async with db.unit_of_work() as session:
+            written.append(
+                await write_batch(
+                    session=session,
+                    staged=batch.staged,
+                    import_run_id=run,
+                    direct_records=direct_records,
+                )
+            )
+    assert [w.held_record_met for w in written] == [False, False, direct_records, False]
+    assert [set(w.new_records) for w in written] == [
+        {("pos", "C1")},
+        set(),
+        {("pos", "C0")},
+        {("pos", "C2"), ("pos", "C3")},
+    ]
+    assert [set(w.updated_records) for w in written] == [
+        set(),
+        {("pos", "C1")},
+        {("pos", "C1")},
+        set(),
+    ]
+    tables = await _tables(db)
+    assert [r[1] for r in tables["records"]] == ["C0", "C1", "C2", "C3"]
+    assert all(r[-1] for r in tables["records"])  # each names the run that wrote it
+    assert len(tables["observations"]) == 2  # C1's two earlier states
+    phones = [i for i in tables["identifiers"] if i[0] == "C3" and i[1] == "phone"]
+    assert len(phones) == 1
+    assert phones[0][4] is True  # the verified one
+    async with db.read() as session:
+        ids = (await session.execute(text("SELECT id FROM source_record ORDER BY id"))).scalars()
+        # Copied or upserted, the ids come from the one sequence.
+        assert len(set(ids)) == 4
+    async with db.unit_of_work() as session:
+        # A record written after by the usual INSERT takes the next id of the same sequence.
+        await session.execute(
+            text(
+                "INSERT INTO source_record (source, source_key, business_line, observed_at, "
+                "content_hash) VALUES ('pos', 'C9', 'store', now(), 'h')"
+            )
+        )

@@ -63,6 +63,7 @@ class PreparedBatch:
 Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow, SourceRecord]]
 BUILT_LIMIT = 20_000  # about 1.5 kB each; emptied when full, so memory stays bounded
 SEEN_KEYS_LIMIT = 500_000  # record keys with a fast-lane buyer staged (~100 bytes each)
+STAGED_KEYS_LIMIT = 600_000  # record keys staged by one import, for direct inserts (~130 bytes)
 # A batch's records whose content the database did not take ("lost" to a newer row it held);
 # None: too many to send back cheaply, take them all as lost.
 Lost = frozenset[tuple[str, str]] | None
@@ -81,7 +82,9 @@ class Preparer:
     into records. Without hooks only: hooks are handed every record read.
 
     ``defer_purchases``: fast-lane purchases' activity rows are left for the writer to render
-    (``prepare_batch``)."""
+    (``prepare_batch``), and records of keys this import has not staged before are staged for
+    the writer to insert whole (``StagedBatch.direct``), as long as the import has staged
+    fewer than ``STAGED_KEYS_LIMIT`` keys."""
 
     def __init__(
         self, keyring: KeyRing, *, keep_parsed: bool = True, defer_purchases: bool = False
@@ -89,6 +92,8 @@ class Preparer:
         self.keyring = keyring
         self.keep_parsed = keep_parsed
         self.defer_purchases = defer_purchases
+        # Every record key this import has staged; None when not kept (or past the limit).
+        self.staged_keys: set[tuple[str, str]] | None = set() if defer_purchases else None
         self.memo: HashMemo = {}
         self.built: Built = {}
         self.number = 0
@@ -100,6 +105,8 @@ class Preparer:
     def __call__(self, chunk: list[tuple[str, Item]]) -> PreparedBatch:
         if len(self.built) > BUILT_LIMIT:
             self.built.clear()
+        if self.staged_keys is not None and len(self.staged_keys) > STAGED_KEYS_LIMIT:
+            self.staged_keys = None  # from here every record goes the staged way
         self.number += 1
         staged_seen: dict[tuple[str, str], Seen | None] = {}
         prepared = prepare_batch(
@@ -110,6 +117,7 @@ class Preparer:
             built=self.built,
             staged_seen=staged_seen,
             defer_purchases=self.defer_purchases,
+            staged_keys=self.staged_keys,
         )
         prepared.number = self.number
         if not self.keep_parsed:
@@ -160,6 +168,7 @@ def prepare_batch(
     built: Built | None = None,
     staged_seen: dict[tuple[str, str], Seen | None] | None = None,
     defer_purchases: bool = False,
+    staged_keys: set[tuple[str, str]] | None = None,
 ) -> PreparedBatch:
     """Rows for a chunk, at most one per key: the latest observation of a record, the last
     occurrence of an activity. ``keep_parsed`` keeps the parsed items for the hooks.
@@ -174,7 +183,12 @@ def prepare_batch(
     ``defer_purchases`` (without ``keep_parsed``): a fast-lane purchase's activity row is staged
     as its ``PurchaseCells``, for ``store.rendered`` to turn into the same COPY text where the
     batch is written. Not in a chunk spanning two files, whose rows are credited by content
-    digest."""
+    digest.
+
+    ``staged_keys`` (without ``keep_parsed``): the record keys staged so far by this import,
+    updated here. A record whose key is not among them is most likely not in the table, and is
+    staged as ``StagedBatch.direct`` for the writer to insert whole (falling back to the
+    upsert when the table holds the key after all)."""
     # key -> the latest candidate: (observed_at, content_hash, row or None if skipped, buyer)
     records: dict[tuple[str, str], tuple[datetime, str, RecordRow | None, Seen | None]] = {}
     activities: dict[tuple[str, str], ActivityRow | PurchaseCells] = {}
@@ -271,20 +285,34 @@ def prepare_batch(
                 raise TypeError(f"not an ingest item: {type(item).__name__}")
     record_rows: list[RecordRow] = []
     record_files: list[str] = []
+    direct_rows: list[RecordRow] = []
+    direct_files: list[str] = []
+    known = None if keep_parsed else staged_keys  # None: no record is inserted whole
     for key, (_, content_hash, row, seen) in records.items():
         if row is not None:
-            record_rows.append(row)
-            record_files.append(
-                only_file if only_file is not None else credit[("r", key, content_hash)]
-            )
+            filename = only_file if only_file is not None else credit[("r", key, content_hash)]
+            if known is not None and key not in known:
+                direct_rows.append(row)
+                direct_files.append(filename)
+            else:
+                record_rows.append(row)
+                record_files.append(filename)
             if staged_seen is not None:
                 staged_seen[key] = seen
+    if staged_keys is not None:
+        staged_keys.update(r.key for r in record_rows)
+        staged_keys.update(r.key for r in direct_rows)
+    if direct_rows:
+        # In one order for every writer, like the activities (the upsert sorts by the same).
+        order = sorted(range(len(direct_rows)), key=lambda i: direct_rows[i].key)
+        direct_rows = [direct_rows[i] for i in order]
+        record_files.extend(direct_files[i] for i in order)
     # In one order for every writer (``store.ACTIVITY_ORDER``): two imports writing some of the
     # same keys then wait for each other in the same order, never in a cycle.
     activity_keys = sorted(activities)
     activity_rows = [activities[k] for k in activity_keys]
     return PreparedBatch(
-        staged=stage(record_rows, activity_rows, activity_keys=activity_keys),
+        staged=stage(record_rows, activity_rows, activity_keys=activity_keys, direct=direct_rows),
         read=read,
         record_files=record_files,
         activity_files=(

@@ -204,6 +204,8 @@ async def ingest(
         parallel=parallel,
         confirm=prepare.confirm if acknowledge else None,
     )
+    # Records new to this import are inserted whole until a batch meets one the table holds.
+    optimistic_records = optimistic
     async with contextlib.aclosing(batches):
         ack: tuple[int, Lost] | None = None
         while True:
@@ -220,7 +222,9 @@ async def ingest(
                 async_commit=async_commit,
                 acknowledge=acknowledge,
                 optimistic=optimistic,
+                direct_records=optimistic_records,
             )
+            optimistic_records = optimistic_records and not written.held_record_met
             # A file meeting held keys (a re-import, overlapping files) is likely to go on
             # meeting them: its later batches look first.
             optimistic = optimistic and not written.held_activity_met
@@ -239,6 +243,7 @@ async def _land(
     async_commit: bool,
     acknowledge: bool = False,
     optimistic: bool = False,
+    direct_records: bool = False,
 ) -> tuple[Lost, Written]:
     """Write one batch in its transaction; with ``acknowledge``, say which of its records the
     table did not take (see ``Preparer.confirm``)."""
@@ -255,6 +260,7 @@ async def _land(
                 optimistic=optimistic,
                 # Nothing reads the new activities' ids without hooks.
                 direct=acknowledge,
+                direct_records=direct_records,
             )
             await hooks.batch_landed(
                 session=session,

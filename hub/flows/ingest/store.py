@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from asyncpg.exceptions import UniqueViolationError
+from asyncpg.exceptions import DeadlockDetectedError, UniqueViolationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -248,6 +248,11 @@ class StagedBatch:
     activity_keys: list[tuple[str, str]]
     resolve_originals: bool  # a POS return names its sale only as "store:*:serial"
     record_hashes: list[str] = field(default_factory=list)  # content hash per record key
+    # Records staged to be inserted whole (``write_batch``'s ``direct_records``), after the
+    # ``records`` rows in ``record_keys`` and ``record_hashes``, one per record: its
+    # ``stage_record`` line after ``seq``, its ``stage_identifier`` lines (one per distinct
+    # identifier), and the length of the source and key columns that begin each of those lines.
+    direct: list[tuple[bytes, bytes, int]] = field(default_factory=list)
     # With purchases left to the writer (``batch.prepare_batch``'s ``defer_purchases``): each
     # activity's COPY line, or the purchase to render it from, in ``activity_keys`` order, and
     # ``activities`` empty until ``rendered`` fills it in.
@@ -259,10 +264,11 @@ def stage(
     activities: Sequence[ActivityRow | PurchaseCells],
     *,
     activity_keys: list[tuple[str, str]],
+    direct: Sequence[RecordRow] = (),
 ) -> StagedBatch:
     """COPY text for one batch (at most one row per key on each side); ``activity_keys``: the
     activities' keys, in their order. Purchases among ``activities`` are staged as
-    ``activity_parts``, for ``rendered``."""
+    ``activity_parts``, for ``rendered``; ``direct`` records as ``StagedBatch.direct``."""
     # A row is an ActivityRow; deferred cells are a plain tuple.
     parts: list[bytes | PurchaseCells] = [
         a.copy if isinstance(a, ActivityRow) else a for a in activities
@@ -277,9 +283,10 @@ def stage(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
         activities=b"" if deferred else _copy_text(cast(list[bytes], parts)),
-        record_keys=[r.key for r in records],
+        record_keys=[r.key for r in records] + [r.key for r in direct],
         activity_keys=activity_keys,
-        record_hashes=[r.content_hash for r in records],
+        record_hashes=[r.content_hash for r in records] + [r.content_hash for r in direct],
+        direct=[_direct(r) for r in direct],
         resolve_originals=any(
             isinstance(a, ActivityRow)
             and a.original_external_id is not None
@@ -300,6 +307,25 @@ def rendered(staged: StagedBatch, keyring: KeyRing) -> StagedBatch:
     return replace(staged, activities=_copy_text(lines), activity_parts=None)
 
 
+def _direct(row: RecordRow) -> tuple[bytes, bytes, int]:
+    """A record's ``StagedBatch.direct`` entry. Its identifiers once each, as the upsert takes
+    them (``DISTINCT ON`` the key of ``source_identifier``, a verified one first)."""
+    tail = b"%s\t%s" % (row.observed_at.isoformat().encode(), row.copy)
+    source, key, _ = row.copy.split(b"\t", 2)
+    prefix = len(source) + len(key) + 2  # the identifier lines begin with the same two columns
+    if not row.identifiers_copy:
+        return tail, b"", prefix
+    lines = row.identifiers_copy.split(b"\n")
+    kept: dict[tuple[str, str, str], int] = {}
+    for i, (kind, scope, digest, verified, *_) in enumerate(row.identifiers):
+        held = kept.get((kind, scope, digest))
+        if held is None or (verified and not row.identifiers[held][3]):
+            kept[(kind, scope, digest)] = i
+    if len(kept) == len(lines):
+        return tail, row.identifiers_copy, prefix
+    return tail, b"\n".join(lines[i] for i in sorted(kept.values())), prefix
+
+
 def _copy_text(lines: list[bytes]) -> bytes:
     return b"\n".join(lines) + b"\n" if lines else b""
 
@@ -317,6 +343,60 @@ class Written:
     # Every staged activity went in as new by COPY, their ids not read back (``direct``):
     # ``new_activities`` is then empty.
     activities_copied: bool = False
+    # Inserting the batch's ``StagedBatch.direct`` records whole met a key the table held (or
+    # a concurrent import's): they went the staged way.
+    held_record_met: bool = False
+
+
+# Ids for records inserted whole, from the table's own sequence (migration 0022).
+_RESERVE_RECORD_IDS = """
+SELECT array_agg(nextval(q.seq))
+FROM generate_series(1, $1), (SELECT pg_get_serial_sequence('source_record', 'id')::regclass AS seq) q
+"""
+DIRECT_RECORD_COLUMNS = ("id", *RECORD_COLUMNS[1:], "import_run_id")
+DIRECT_IDENTIFIER_COLUMNS = ("source_record_id", *IDENTIFIER_COLUMNS[2:])
+
+
+async def _insert_direct(
+    apg: Any, staged: StagedBatch, import_run_id: int | None, written: Written
+) -> bool:
+    """``staged.direct`` inserted whole, in a savepoint: a COPY into ``source_record`` with ids
+    taken from its sequence and one into ``source_identifier``. False when the table held one
+    of the keys (or a concurrent import was writing one): nothing of them is then written.
+    A new record writes no history, as through the upsert."""
+    direct = staged.direct
+    keys = staged.record_keys[len(staged.record_keys) - len(direct) :]
+    run = b"\\N" if import_run_id is None else str(int(import_run_id)).encode()
+    try:
+        async with apg.transaction():  # a savepoint
+            ids = await apg.fetchval(_RESERVE_RECORD_IDS, len(direct))
+            records: list[bytes] = []
+            identifiers: list[bytes] = []
+            for record_id, (tail, lines, prefix) in zip(ids, direct, strict=True):
+                head = b"%d\t" % record_id
+                records.append(head + tail + b"\t" + run)
+                if lines:
+                    identifiers.extend(head + line[prefix:] for line in lines.split(b"\n"))
+            await _copy(apg, "source_record", _copy_text(records), DIRECT_RECORD_COLUMNS)
+            if identifiers:
+                await _copy(
+                    apg, "source_identifier", _copy_text(identifiers), DIRECT_IDENTIFIER_COLUMNS
+                )
+    except (UniqueViolationError, DeadlockDetectedError):
+        written.held_record_met = True
+        return False
+    written.new_records.update(zip(keys, ids, strict=True))
+    return True
+
+
+def _with_direct(staged: StagedBatch) -> tuple[bytes, bytes]:
+    """The batch's staged record and identifier COPY text with its ``direct`` records added."""
+    first = len(staged.record_keys) - len(staged.direct)
+    records = staged.records + _copy_text(
+        [b"%d\t%s" % (first + i, tail) for i, (tail, _, _) in enumerate(staged.direct)]
+    )
+    identifiers = staged.identifiers + _copy_text([lines for _, lines, _ in staged.direct if lines])
+    return records, identifiers
 
 
 # Staged records the table does not hold as staged after the upsert: they lost to a newer row.
@@ -387,6 +467,7 @@ async def write_batch(
     async_commit: bool = False,
     optimistic: bool = False,
     direct: bool = False,
+    direct_records: bool = False,
 ) -> Written:
     """Upsert one staged batch inside the session's transaction.
 
@@ -394,20 +475,29 @@ async def write_batch(
     (``Written.held_activity_met`` says when that failed and the batch went the usual way).
     ``direct`` (with ``optimistic``, for a caller that needs no activity ids): that first
     insert is a COPY straight into ``activity``, not through the staging table; on success
-    ``Written.activities_copied`` is set and the ids are not read back."""
+    ``Written.activities_copied`` is set and the ids are not read back.
+
+    ``direct_records``: the batch's ``StagedBatch.direct`` records are first inserted whole
+    (``_insert_direct``); without it, or when that meets a held key, they are upserted with
+    the rest (``Written.held_record_met`` says when)."""
     if staged.activity_parts is not None:
         raise ValueError("a batch with deferred purchases must be rendered before it is written")
     apg = await driver_connection(session)
     await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
     written = Written()
-    if staged.records:
-        await _copy(apg, "stage_record", staged.records, RECORD_COLUMNS)
-        if staged.identifiers:
-            await _copy(apg, "stage_identifier", staged.identifiers, IDENTIFIER_COLUMNS)
+    records, identifiers = staged.records, staged.identifiers
+    if staged.direct and not (
+        direct_records and await _insert_direct(apg, staged, import_run_id, written)
+    ):
+        records, identifiers = _with_direct(staged)
+    if records:
+        await _copy(apg, "stage_record", records, RECORD_COLUMNS)
+        if identifiers:
+            await _copy(apg, "stage_identifier", identifiers, IDENTIFIER_COLUMNS)
         for row in await apg.fetch(_UPSERT_RECORDS, import_run_id):
             target = written.new_records if row["inserted"] else written.updated_records
             target[(row["source"], row["source_key"])] = row["id"]
-        if written.updated_records and staged.identifiers:
+        if written.updated_records and identifiers:
             updated = written.updated_records
             await apg.execute(
                 _INSERT_IDENTIFIERS,
