@@ -285,28 +285,24 @@ def prepare_batch(
                 raise TypeError(f"not an ingest item: {type(item).__name__}")
     record_rows: list[RecordRow] = []
     record_files: list[str] = []
-    direct_rows: list[RecordRow] = []
-    direct_files: list[str] = []
+    direct: list[tuple[tuple[str, str], RecordRow, str]] = []
     known = None if keep_parsed else staged_keys  # None: no record is inserted whole
     for key, (_, content_hash, row, seen) in records.items():
         if row is not None:
             filename = only_file if only_file is not None else credit[("r", key, content_hash)]
             if known is not None and key not in known:
-                direct_rows.append(row)
-                direct_files.append(filename)
+                direct.append((key, row, filename))
             else:
                 record_rows.append(row)
                 record_files.append(filename)
             if staged_seen is not None:
                 staged_seen[key] = seen
-    if staged_keys is not None:
-        staged_keys.update(r.key for r in record_rows)
-        staged_keys.update(r.key for r in direct_rows)
-    if direct_rows:
-        # In one order for every writer, like the activities (the upsert sorts by the same).
-        order = sorted(range(len(direct_rows)), key=lambda i: direct_rows[i].key)
-        direct_rows = [direct_rows[i] for i in order]
-        record_files.extend(direct_files[i] for i in order)
+            if staged_keys is not None:
+                staged_keys.add(key)
+    # In one order for every writer, like the activities (the upsert sorts by the same).
+    direct.sort(key=operator.itemgetter(0))
+    direct_rows = [row for _, row, _ in direct]
+    record_files.extend(filename for _, _, filename in direct)
     # In one order for every writer (``store.ACTIVITY_ORDER``): two imports writing some of the
     # same keys then wait for each other in the same order, never in a cycle.
     activity_keys = sorted(activities)

@@ -283,7 +283,7 @@ def stage(
         records=_copy_text(record_lines),
         identifiers=_copy_text(ident_lines),
         activities=b"" if deferred else _copy_text(cast(list[bytes], parts)),
-        record_keys=[r.key for r in records] + [r.key for r in direct],
+        record_keys=[(r.source, r.source_key) for r in (*records, *direct)],
         activity_keys=activity_keys,
         record_hashes=[r.content_hash for r in records] + [r.content_hash for r in direct],
         direct=[_direct(r) for r in direct],
@@ -315,14 +315,14 @@ def _direct(row: RecordRow) -> tuple[bytes, bytes, int]:
     prefix = len(source) + len(key) + 2  # the identifier lines begin with the same two columns
     if not row.identifiers_copy:
         return tail, b"", prefix
+    if len({i[:3] for i in row.identifiers}) == len(row.identifiers):
+        return tail, row.identifiers_copy, prefix  # each identifier once: the usual case
     lines = row.identifiers_copy.split(b"\n")
     kept: dict[tuple[str, str, str], int] = {}
     for i, (kind, scope, digest, verified, *_) in enumerate(row.identifiers):
         held = kept.get((kind, scope, digest))
         if held is None or (verified and not row.identifiers[held][3]):
             kept[(kind, scope, digest)] = i
-    if len(kept) == len(lines):
-        return tail, row.identifiers_copy, prefix
     return tail, b"\n".join(lines[i] for i in sorted(kept.values())), prefix
 
 
