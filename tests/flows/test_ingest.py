@@ -590,3 +590,40 @@ async def test_records_new_to_an_import_are_copied_whole_until_one_is_held(
                 "content_hash) VALUES ('pos', 'C9', 'store', now(), 'h')"
             )
         )
+
+
+async def test_a_file_import_with_hooks_copies_new_records_whole_and_hands_over_their_ids(
+    db: Database, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file import (``optimistic``) stages records new to it to be inserted whole, hooks or
+    not; the hooks see the new records' ids as the table holds them. Run again, the first batch
+    meets held keys and the import goes the upsert way from then on, changing nothing."""
+    inserted: list[bool] = []
+    real = store._insert_direct
+
+    async def recording(*args: Any) -> bool:
+        inserted.append(await real(*args))
+        return inserted[-1]
+
+    monkeypatch.setattr(store, "_insert_direct", recording)
+    seen: dict[tuple[str, str], int] = {}
+
+    class Hooks:
+        async def batch_landed(self, *, session: AsyncSession, batch: LandedBatch) -> None:
+            assert set(batch.written.new_records) <= set(batch.records)
+            seen.update(batch.written.new_records)
+
+    items: list[Parsed] = [person(f"D{i}") for i in range(5)]
+    report = await _run(db, keyring, items, hooks=Hooks(), batch_size=2, optimistic=True)
+    assert report["new"] == 5
+    assert inserted == [True, True, True]
+    async with db.read() as session:
+        rows = await session.execute(text("SELECT source, source_key, id FROM source_record"))
+        held = {(r[0], r[1]): r[2] for r in rows}
+    assert seen == held
+    assert await _count(db, "source_identifier") == 10
+    inserted.clear()
+    again = await _run(db, keyring, items, hooks=Hooks(), batch_size=2, optimistic=True)
+    assert (again["new"], again["updated"], again["unchanged"]) == (0, 0, 5)
+    assert inserted == [False]  # then no more tries
+    assert await _count(db, "source_identifier") == 10

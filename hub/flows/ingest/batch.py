@@ -82,18 +82,23 @@ class Preparer:
     into records. Without hooks only: hooks are handed every record read.
 
     ``defer_purchases``: fast-lane purchases' activity rows are left for the writer to render
-    (``prepare_batch``), and records of keys this import has not staged before are staged for
-    the writer to insert whole (``StagedBatch.direct``), as long as the import has staged
-    fewer than ``STAGED_KEYS_LIMIT`` keys."""
+    (``prepare_batch``). ``direct_records``: records of keys this import has not staged before
+    are staged for the writer to insert whole (``StagedBatch.direct``), as long as the import
+    has staged fewer than ``STAGED_KEYS_LIMIT`` keys."""
 
     def __init__(
-        self, keyring: KeyRing, *, keep_parsed: bool = True, defer_purchases: bool = False
+        self,
+        keyring: KeyRing,
+        *,
+        keep_parsed: bool = True,
+        defer_purchases: bool = False,
+        direct_records: bool = False,
     ) -> None:
         self.keyring = keyring
         self.keep_parsed = keep_parsed
         self.defer_purchases = defer_purchases
         # Every record key this import has staged; None when not kept (or past the limit).
-        self.staged_keys: set[tuple[str, str]] | None = set() if defer_purchases else None
+        self.staged_keys: set[tuple[str, str]] | None = set() if direct_records else None
         self.memo: HashMemo = {}
         self.built: Built = {}
         self.number = 0
@@ -185,8 +190,7 @@ def prepare_batch(
     batch is written. Not in a chunk spanning two files, whose rows are credited by content
     digest.
 
-    ``staged_keys`` (without ``keep_parsed``): the record keys staged so far by this import,
-    updated here. A record whose key is not among them is most likely not in the table, and is
+    ``staged_keys``: the record keys staged so far by this import, updated here. A record whose key is not among them is most likely not in the table, and is
     staged as ``StagedBatch.direct`` for the writer to insert whole (falling back to the
     upsert when the table holds the key after all)."""
     # key -> the latest candidate: (observed_at, content_hash, row or None if skipped, buyer)
@@ -286,7 +290,7 @@ def prepare_batch(
     record_rows: list[RecordRow] = []
     record_files: list[str] = []
     direct: list[tuple[tuple[str, str], RecordRow, str]] = []
-    known = None if keep_parsed else staged_keys  # None: no record is inserted whole
+    known = staged_keys  # None: no record is inserted whole
     for key, (_, content_hash, row, seen) in records.items():
         if row is not None:
             filename = only_file if only_file is not None else credit[("r", key, content_hash)]

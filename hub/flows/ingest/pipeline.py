@@ -193,7 +193,12 @@ async def ingest(
     # fast-lane purchases' activity rows are rendered here instead (``PurchaseCells``). With
     # hooks this process is the bound, and the worker renders them.
     prepare = Preparer(
-        keyring, keep_parsed=not acknowledge, defer_purchases=acknowledge and parallel
+        keyring,
+        keep_parsed=not acknowledge,
+        defer_purchases=acknowledge and parallel,
+        # A file's records are mostly new to the table too: those new to the import are
+        # staged to be inserted whole, tried while no batch has met a held key.
+        direct_records=optimistic,
     )
     # Batch n + 1 is parsed and prepared (in a worker process) while batch n is written.
     batches = prepared_batches(

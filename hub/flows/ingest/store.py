@@ -66,7 +66,9 @@ WITH up AS (
     WHERE c.source = s.source AND c.source_key = s.source_key
     LIMIT 1  -- the key is unique; the limit makes it a plain index scan, not a bitmap scan
   )
-  ORDER BY source, source_key
+  -- In code point order, as the records inserted whole are (``batch.prepare_batch``): two
+  -- imports writing some of the same keys wait for each other in one order, never in a cycle.
+  ORDER BY source COLLATE "C", source_key COLLATE "C"
   ON CONFLICT (source, source_key) DO UPDATE SET
     business_line = EXCLUDED.business_line, observed_at = EXCLUDED.observed_at,
     content_hash = EXCLUDED.content_hash, pii_enc = EXCLUDED.pii_enc, gender = EXCLUDED.gender,
