@@ -14,7 +14,7 @@ import gc
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import text
@@ -316,13 +316,27 @@ def test_preparing_batches_makes_no_reference_cycles(keyring: KeyRing, keep_pars
         gc.enable()
 
 
+def _sealed_lines(text: bytes, pii_column: int, keyring: KeyRing) -> list[list[Any]]:
+    """COPY lines as columns, the sealed PII column decrypted (a fresh nonce per sealing)."""
+    out: list[list[Any]] = []
+    for line in text.decode().splitlines():
+        cells: list[Any] = line.split("\t")
+        source, key, token = cells[pii_column - 4], cells[pii_column - 3], cells[pii_column]
+        if token != "\\N":
+            cells[pii_column] = keyring.decrypt(token, aad=pii_aad(source, key))
+        out.append(cells)
+    return out
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["staged", "direct"])
 def test_purchases_left_to_the_writer_render_as_the_worker_would_stage_them(
-    keyring: KeyRing,
+    keyring: KeyRing, direct: bool
 ) -> None:
-    """Without hooks the worker stages fast-lane purchases as their cells and the
-    importing process renders them (``store.rendered``): byte for byte the COPY text the worker
-    stages otherwise, in the same order, with record-lane activities (a buyer with a note, an
-    unpaid order) and bad rows among them."""
+    """Without hooks the worker stages fast-lane purchases as their cells, and records with
+    their PII unsealed, and the importing process renders them (``store.rendered``): byte for
+    byte the COPY text the worker stages otherwise, in the same order, but for the sealed PII,
+    which decrypts to the same. With record-lane activities (a buyer with a note, an unpaid
+    order) and bad rows among them."""
     noted = row(902, "a", 5)
     noted[16] = "12345"  # not a phone: the row goes through the record lane with a note
     data = export(
@@ -336,7 +350,7 @@ def test_purchases_left_to_the_writer_render_as_the_worker_would_stage_them(
     )
 
     def batches(defer: bool) -> list[Any]:
-        prepare = Preparer(keyring, keep_parsed=False, defer_purchases=defer)
+        prepare = Preparer(keyring, keep_parsed=False, defer_purchases=defer, direct_records=direct)
         parsed = taobao.parse(io.BytesIO(data), filename="ExportOrderList1.csv", fast=True)
         out = []
         for chunk in _chunks((("ExportOrderList1.csv", item) for item in parsed), 7):
@@ -361,6 +375,27 @@ def test_purchases_left_to_the_writer_render_as_the_worker_would_stage_them(
         assert after.activity_files == before.activity_files
         assert after.read == before.read
         assert [e.line for e in after.errors] == [e.line for e in before.errors]
+        assert written.record_parts is None
+        assert written.record_keys == before.staged.record_keys
+        assert written.identifiers == before.staged.identifiers
+        # seq, observed_at, source, source_key, business_line, content_hash, pii_enc, ...
+        assert _sealed_lines(written.records, 6, keyring) == _sealed_lines(
+            before.staged.records, 6, keyring
+        )
+        assert [d[1:] for d in written.direct] == [d[1:] for d in before.staged.direct]
+        tails = [
+            (cast(bytes, d[0]), cast(bytes, e[0]))
+            for d, e in zip(written.direct, before.staged.direct, strict=True)
+        ]
+        # observed_at, source, source_key, business_line, content_hash, pii_enc, ...
+        assert [_sealed_lines(a, 5, keyring) for a, _ in tails] == [
+            _sealed_lines(b, 5, keyring) for _, b in tails
+        ]
+    staged = [b.staged for b in deferred]
+    assert any(s.record_parts for s in staged) or any(
+        type(d[0]) is tuple for s in staged for d in s.direct
+    )
+    assert any(s.direct for s in staged) == direct
 
 
 async def test_a_batch_with_purchases_not_rendered_is_refused(

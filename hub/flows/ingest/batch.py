@@ -188,7 +188,8 @@ def prepare_batch(
     ``defer_purchases`` (without ``keep_parsed``): a fast-lane purchase's activity row is staged
     as its ``PurchaseCells``, for ``store.rendered`` to turn into the same COPY text where the
     batch is written. Not in a chunk spanning two files, whose rows are credited by content
-    digest.
+    digest. Records are then built with their PII left for the writer to seal
+    (``RecordRow.unsealed``), in any chunk.
 
     ``staged_keys``: the record keys staged so far by this import, updated here. A record whose key is not among them is most likely not in the table, and is
     staged as ``StagedBatch.direct`` for the writer to insert whole (falling back to the
@@ -205,6 +206,8 @@ def prepare_batch(
     files = {filename for filename, _ in chunk}
     only_file = files.pop() if len(files) == 1 else None
     defer = defer_purchases and only_file is not None and not keep_parsed
+    # With purchases left to the writer, the records' PII is sealed there too.
+    seal_later = defer_purchases and not keep_parsed
     errors: list[RowError] = []
     # Hashing and encryption are most of the cost of a row; a record repeated (in the batch, or
     # in an earlier one given ``built``) with the same content reuses its row: the same
@@ -235,7 +238,7 @@ def prepare_batch(
         if earlier is not None and (earlier[2] is item or earlier[0] == _RECORD_CONTENT(item)):
             row = earlier[1]._replace(observed_at=observed_at)
         else:
-            row = record_row(item, keyring, memo)
+            row = record_row(item, keyring, memo, seal=not seal_later)
             if row.observed_at != observed_at:
                 row = row._replace(observed_at=observed_at)
             built[(item.source, item.source_key)] = (_RECORD_CONTENT(item), row, item)

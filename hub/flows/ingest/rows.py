@@ -183,10 +183,23 @@ class RecordRow(NamedTuple):
     # key would otherwise widen every character of the line, and be encoded per batch.
     copy: bytes
     identifiers_copy: bytes
+    # Built with ``seal=False``: the PII is sealed where the batch is written. ``pii_enc`` is
+    # then None and ``copy`` lacks its column's text, which goes at this offset.
+    unsealed: tuple[int, str, bytes] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.source, self.source_key)
+
+
+# A line of COPY text whose sealed PII is still to be made: (text before it, the plaintext, the
+# associated data, text after it); see ``sealed``.
+Unsealed = tuple[bytes, str, bytes, bytes]
+
+
+def sealed(part: Unsealed, keyring: KeyRing) -> bytes:
+    before, plaintext, aad, after = part
+    return before + keyring.encrypt(plaintext, aad=aad).encode() + after
 
 
 class ActivityRow(NamedTuple):
@@ -230,9 +243,12 @@ def _digest(keyring: KeyRing, ident: Identifier, memo: HashMemo | None) -> str:
     return digest
 
 
-def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = None) -> RecordRow:
+def record_row(
+    record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = None, *, seal: bool = True
+) -> RecordRow:
     """``memo``: identifier digests to reuse within one import (a buyer's nick on each order,
-    a masked phone shared by many)."""
+    a masked phone shared by many). ``seal=False``: the PII is left for the writer to seal
+    (``RecordRow.unsealed``; the import worker's load, moved to the importing process)."""
     key = storage_key(record.source_key, keyring)
     source_text, key_text = copy_text(record.source), copy_text(key)
     # One pass over the identifiers: their columns, their COPY lines, and their verification
@@ -279,14 +295,23 @@ def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = N
     )
     content_hash = keyring.content_digest(content)
     # Sealed to the key as stored, so the row can be decrypted from what the table holds.
-    pii_enc = keyring.encrypt(pii, aad=pii_aad(record.source, key)) if has_pii else None
+    aad = pii_aad(record.source, key)
+    unsealed = None
+    if has_pii and not seal:
+        pii_enc = None
+        head = f"{source_text}\t{key_text}\t{record.business_line}\t{content_hash}\t".encode()
+        unsealed = (len(head), pii, aad)
+        pii_text = ""
+    else:
+        pii_enc = keyring.encrypt(pii, aad=aad) if has_pii else None
+        pii_text = copy_text(pii_enc)  # a sealed token is base64 and a key id: never escaped
     copy = "\t".join(
         (
             source_text,
             key_text,
             record.business_line,
             content_hash,
-            copy_text(pii_enc),
+            pii_text,
             copy_text(gender),
             copy_json(consents),
             copy_json(attributes),
@@ -306,6 +331,7 @@ def record_row(record: SourceRecord, keyring: KeyRing, memo: HashMemo | None = N
         tuple(identifiers),
         copy,
         "\n".join(lines).encode(),
+        unsealed,
     )
 
 

@@ -21,7 +21,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.pii import KeyRing
-from hub.flows.ingest.rows import ActivityRow, PurchaseCells, RecordRow, purchase_copy
+from hub.flows.ingest.rows import (
+    ActivityRow,
+    PurchaseCells,
+    RecordRow,
+    Unsealed,
+    purchase_copy,
+    sealed,
+)
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_record (
@@ -254,7 +261,11 @@ class StagedBatch:
     # ``records`` rows in ``record_keys`` and ``record_hashes``, one per record: its
     # ``stage_record`` line after ``seq``, its ``stage_identifier`` lines (one per distinct
     # identifier), and the length of the source and key columns that begin each of those lines.
-    direct: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    # The line is ``Unsealed`` until ``rendered`` when its PII is left to the writer.
+    direct: list[tuple[bytes | Unsealed, bytes, int]] = field(default_factory=list)
+    # With PII left to the writer to seal (``RecordRow.unsealed``): ``records``' lines, each
+    # bytes or ``Unsealed``, and ``records`` empty until ``rendered`` fills it in.
+    record_parts: list[bytes | Unsealed] | None = None
     # With purchases left to the writer (``batch.prepare_batch``'s ``defer_purchases``): each
     # activity's COPY line, or the purchase to render it from, in ``activity_keys`` order, and
     # ``activities`` empty until ``rendered`` fills it in.
@@ -277,12 +288,14 @@ def stage(
     ]
     deferred = any(type(p) is tuple for p in parts)
     record_lines = [
-        b"%d\t%s\t%s" % (seq, r.observed_at.isoformat().encode(), r.copy)
+        _line(b"%d\t%s\t" % (seq, r.observed_at.isoformat().encode()), r)
         for seq, r in enumerate(records)
     ]
+    unsealed = any(type(line) is tuple for line in record_lines)
     ident_lines = [r.identifiers_copy for r in records if r.identifiers_copy]
     return StagedBatch(
-        records=_copy_text(record_lines),
+        records=b"" if unsealed else _copy_text(cast(list[bytes], record_lines)),
+        record_parts=record_lines if unsealed else None,
         identifiers=_copy_text(ident_lines),
         activities=b"" if deferred else _copy_text(cast(list[bytes], parts)),
         record_keys=[(r.source, r.source_key) for r in (*records, *direct)],
@@ -299,20 +312,37 @@ def stage(
     )
 
 
+def _line(before: bytes, row: RecordRow) -> bytes | Unsealed:
+    """``before`` and the row's COPY text, or what makes them once its PII is sealed."""
+    if row.unsealed is None:
+        return before + row.copy
+    at, plaintext, aad = row.unsealed
+    return (before + row.copy[:at], plaintext, aad, row.copy[at:])
+
+
 def rendered(staged: StagedBatch, keyring: KeyRing) -> StagedBatch:
-    """``staged`` with its deferred purchases rendered: the COPY text ``stage`` would have made
-    had they been staged as rows."""
+    """``staged`` with what was left to the writer made: deferred purchases rendered and PII
+    sealed, the COPY text ``stage`` would have made had the worker done it."""
+    changes: dict[str, Any] = {}
     parts = staged.activity_parts
-    if parts is None:
-        return staged
-    lines = [p if isinstance(p, bytes) else purchase_copy(p, keyring) for p in parts]
-    return replace(staged, activities=_copy_text(lines), activity_parts=None)
+    if parts is not None:
+        lines = [p if isinstance(p, bytes) else purchase_copy(p, keyring) for p in parts]
+        changes.update(activities=_copy_text(lines), activity_parts=None)
+    if staged.record_parts is not None:
+        records = [p if isinstance(p, bytes) else sealed(p, keyring) for p in staged.record_parts]
+        changes.update(records=_copy_text(records), record_parts=None)
+    if any(type(tail) is tuple for tail, _, _ in staged.direct):
+        changes["direct"] = [
+            (tail if isinstance(tail, bytes) else sealed(tail, keyring), lines, prefix)
+            for tail, lines, prefix in staged.direct
+        ]
+    return replace(staged, **changes) if changes else staged
 
 
-def _direct(row: RecordRow) -> tuple[bytes, bytes, int]:
+def _direct(row: RecordRow) -> tuple[bytes | Unsealed, bytes, int]:
     """A record's ``StagedBatch.direct`` entry. Its identifiers once each, as the upsert takes
     them (``DISTINCT ON`` the key of ``source_identifier``, a verified one first)."""
-    tail = b"%s\t%s" % (row.observed_at.isoformat().encode(), row.copy)
+    tail = _line(b"%s\t" % row.observed_at.isoformat().encode(), row)
     source, key, _ = row.copy.split(b"\t", 2)
     prefix = len(source) + len(key) + 2  # the identifier lines begin with the same two columns
     if not row.identifiers_copy:
@@ -376,7 +406,7 @@ async def _insert_direct(
             identifiers: list[bytes] = []
             for record_id, (tail, lines, prefix) in zip(ids, direct, strict=True):
                 head = b"%d\t" % record_id
-                records.append(head + tail + b"\t" + run)
+                records.append(head + cast(bytes, tail) + b"\t" + run)  # rendered
                 if lines:
                     identifiers.extend(head + line[prefix:] for line in lines.split(b"\n"))
             await _copy(apg, "source_record", _copy_text(records), DIRECT_RECORD_COLUMNS)
@@ -395,7 +425,10 @@ def _with_direct(staged: StagedBatch) -> tuple[bytes, bytes]:
     """The batch's staged record and identifier COPY text with its ``direct`` records added."""
     first = len(staged.record_keys) - len(staged.direct)
     records = staged.records + _copy_text(
-        [b"%d\t%s" % (first + i, tail) for i, (tail, _, _) in enumerate(staged.direct)]
+        [
+            b"%d\t%s" % (first + i, cast(bytes, tail))  # rendered
+            for i, (tail, _, _) in enumerate(staged.direct)
+        ]
     )
     identifiers = staged.identifiers + _copy_text([lines for _, lines, _ in staged.direct if lines])
     return records, identifiers
@@ -482,8 +515,12 @@ async def write_batch(
     ``direct_records``: the batch's ``StagedBatch.direct`` records are first inserted whole
     (``_insert_direct``); without it, or when that meets a held key, they are upserted with
     the rest (``Written.held_record_met`` says when)."""
-    if staged.activity_parts is not None:
-        raise ValueError("a batch with deferred purchases must be rendered before it is written")
+    if (
+        staged.activity_parts is not None
+        or staged.record_parts is not None
+        or any(type(tail) is tuple for tail, _, _ in staged.direct)
+    ):
+        raise ValueError("a batch with work left to the writer must be rendered first")
     apg = await driver_connection(session)
     await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
     written = Written()
