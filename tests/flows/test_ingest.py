@@ -84,6 +84,17 @@ async def _run(
     return report.as_dict()
 
 
+async def _write_each(db: Database, batches: list[Any], run: int, **kw: Any) -> list[store.Written]:
+    """Each prepared batch written in its own transaction, in order."""
+    written = []
+    for batch in batches:
+        async with db.unit_of_work() as session:
+            written.append(
+                await write_batch(session=session, staged=batch.staged, import_run_id=run, **kw)
+            )
+    return written
+
+
 async def _count(db: Database, table: str) -> int:
     async with db.read() as session:
         return int(await session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
@@ -406,18 +417,7 @@ async def test_a_batch_meeting_a_held_key_says_so(
     mixed = prepare_batch([("b.csv", sale("K0")), ("b.csv", sale("K1", amount=1))], keyring)
     fresh = prepare_batch([("c.csv", sale("K2"))], keyring)
     run = await start_run(db=db, actor="test", connector="pos")
-    written = []
-    for batch in (held, mixed, fresh):
-        async with db.unit_of_work() as session:
-            written.append(
-                await write_batch(
-                    session=session,
-                    staged=batch.staged,
-                    import_run_id=run,
-                    optimistic=True,
-                    direct=direct,
-                )
-            )
+    written = await _write_each(db, [held, mixed, fresh], run, optimistic=True, direct=direct)
     assert [w.held_activity_met for w in written] == [False, True, False]
     assert [w.activities_copied for w in written] == [direct, False, direct]
     assert [set(w.new_activities) for w in written] == [
@@ -547,17 +547,8 @@ async def test_records_new_to_an_import_are_copied_whole_until_one_is_held(
     )
     assert [len(b.staged.direct) for b in (first, again, mixed, fresh)] == [1, 0, 2, 2]
     run = await start_run(db=db, actor="test", connector="pos")
-    written = []
-    for batch in (first, again, mixed, fresh):
-        async with db.unit_of_work() as session:
-            written.append(
-                await write_batch(
-                    session=session,
-                    staged=batch.staged,
-                    import_run_id=run,
-                    direct_records=direct_records,
-                )
-            )
+    batches = [first, again, mixed, fresh]
+    written = await _write_each(db, batches, run, direct_records=direct_records)
     assert [w.held_record_met for w in written] == [False, False, direct_records, False]
     assert [set(w.new_records) for w in written] == [
         {("pos", "C1")},

@@ -354,20 +354,7 @@ def activity_row(activity: Activity, keyring: KeyRing) -> ActivityRow:
 
 def purchase_row(item: Purchase, keyring: KeyRing) -> ActivityRow:
     """The row of ``item.activity()``, without building it (the fast lane)."""
-    return _activity_row(
-        item.source,
-        item.external_id,
-        ActivityKind.PURCHASE,
-        item.business_line,
-        item.source_key,
-        item.amount_fen,
-        item.quantity,
-        item.occurred_at,
-        item.status,
-        None,
-        item.details,
-        keyring,
-    )
+    return _purchase_row(purchase_cells(item), keyring)
 
 
 # A fast-lane purchase's activity row before it is written out: what ``purchase_row`` takes from
@@ -397,6 +384,10 @@ def purchase_cells(item: Purchase) -> PurchaseCells:
 
 def purchase_copy(cells: PurchaseCells, keyring: KeyRing) -> bytes:
     """The COPY text ``purchase_row`` gives for the purchase ``cells`` were taken from."""
+    return _purchase_row(cells, keyring).copy
+
+
+def _purchase_row(cells: PurchaseCells, keyring: KeyRing) -> ActivityRow:
     source, external_id, line, source_key, amount_fen, quantity, occurred, status, details = cells
     return _activity_row(
         source,
@@ -411,7 +402,7 @@ def purchase_copy(cells: PurchaseCells, keyring: KeyRing) -> bytes:
         None,
         details,
         keyring,
-    ).copy
+    )
 
 
 def _activity_row(
