@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -618,3 +619,32 @@ async def test_a_file_import_with_hooks_copies_new_records_whole_and_hands_over_
     assert (again["new"], again["updated"], again["unchanged"]) == (0, 0, 5)
     assert inserted == [False]  # then no more tries
     assert await _count(db, "source_identifier") == 10
+
+
+async def test_two_file_imports_of_overlapping_records_at_once_end_as_one(
+    db: Database, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two file imports at once, sharing some new records: each tries to insert its new records
+    whole; the one that meets the other's keys (held, or being written) falls back to the
+    upsert. Neither fails, nothing is written twice, and the shared records count once as new."""
+    inserted: list[bool] = []
+    real = store._insert_direct
+
+    async def recording(*args: Any) -> bool:
+        inserted.append(await real(*args))
+        return inserted[-1]
+
+    monkeypatch.setattr(store, "_insert_direct", recording)
+    first: list[Parsed] = [person(f"P{i:02d}") for i in range(12)]
+    second: list[Parsed] = [person(f"P{i:02d}") for i in range(6, 18)]
+    reports = await asyncio.gather(
+        _run(db, keyring, first, batch_size=3, optimistic=True),
+        _run(db, keyring, second, batch_size=3, optimistic=True),
+    )
+    assert sum(int(r["new"]) for r in reports) == 18  # type: ignore[call-overload]
+    assert sum(int(r["updated"]) for r in reports) == 0  # type: ignore[call-overload]
+    assert await _count(db, "source_record") == 18
+    assert await _count(db, "source_identifier") == 36
+    assert await _count(db, "source_observation") == 0
+    assert True in inserted
+    assert False in inserted  # one of them met the other's keys
