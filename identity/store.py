@@ -188,11 +188,11 @@ async def _decode_rows(
 RecordCache = dict[int, tuple[str, datetime, SourceRecord]]
 RECORD_CACHE_LIMIT = 50_000
 
+_LIVE = "WHERE id = ANY($1::bigint[]) AND erased_at IS NULL"
 _HEADS = (
     "SELECT id, source, source_key, content_hash, observed_at, member_id, engine_root, "
-    "member_pinned FROM source_record WHERE id = ANY($1::bigint[]) AND erased_at IS NULL"
+    "member_pinned FROM source_record " + _LIVE
 )
-_LIVE = "WHERE id = ANY($1::bigint[]) AND erased_at IS NULL"
 
 
 async def load_records(

@@ -584,20 +584,26 @@ async def test_records_new_to_an_import_are_copied_whole_until_one_is_held(
         )
 
 
+@pytest.fixture
+def inserted(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each attempt to insert a batch's new records whole came to (True: inserted)."""
+    outcomes: list[bool] = []
+    real = store._insert_direct
+
+    async def recording(*args: Any) -> bool:
+        outcomes.append(await real(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(store, "_insert_direct", recording)
+    return outcomes
+
+
 async def test_a_file_import_with_hooks_copies_new_records_whole_and_hands_over_their_ids(
-    db: Database, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+    db: Database, keyring: KeyRing, inserted: list[bool]
 ) -> None:
     """A file import (``optimistic``) stages records new to it to be inserted whole, hooks or
     not; the hooks see the new records' ids as the table holds them. Run again, the first batch
     meets held keys and the import goes the upsert way from then on, changing nothing."""
-    inserted: list[bool] = []
-    real = store._insert_direct
-
-    async def recording(*args: Any) -> bool:
-        inserted.append(await real(*args))
-        return inserted[-1]
-
-    monkeypatch.setattr(store, "_insert_direct", recording)
     seen: dict[tuple[str, str], int] = {}
 
     class Hooks:
@@ -622,19 +628,11 @@ async def test_a_file_import_with_hooks_copies_new_records_whole_and_hands_over_
 
 
 async def test_two_file_imports_of_overlapping_records_at_once_end_as_one(
-    db: Database, keyring: KeyRing, monkeypatch: pytest.MonkeyPatch
+    db: Database, keyring: KeyRing, inserted: list[bool]
 ) -> None:
     """Two file imports at once, sharing some new records: each tries to insert its new records
     whole; the one that meets the other's keys (held, or being written) falls back to the
     upsert. Neither fails, nothing is written twice, and the shared records count once as new."""
-    inserted: list[bool] = []
-    real = store._insert_direct
-
-    async def recording(*args: Any) -> bool:
-        inserted.append(await real(*args))
-        return inserted[-1]
-
-    monkeypatch.setattr(store, "_insert_direct", recording)
     first: list[Parsed] = [person(f"P{i:02d}") for i in range(12)]
     second: list[Parsed] = [person(f"P{i:02d}") for i in range(6, 18)]
     reports = await asyncio.gather(

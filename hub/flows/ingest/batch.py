@@ -63,7 +63,7 @@ class PreparedBatch:
 Built = dict[tuple[str, str], tuple[tuple[object, ...], RecordRow, SourceRecord]]
 BUILT_LIMIT = 20_000  # about 1.5 kB each; emptied when full, so memory stays bounded
 SEEN_KEYS_LIMIT = 500_000  # record keys with a fast-lane buyer staged (~100 bytes each)
-STAGED_KEYS_LIMIT = 600_000  # record keys staged by one import, for direct inserts (~130 bytes)
+STAGED_KEYS_LIMIT = 600_000  # record keys staged by one import, for direct inserts (~120 bytes)
 # A batch's records whose content the database did not take ("lost" to a newer row it held);
 # None: too many to send back cheaply, take them all as lost.
 Lost = frozenset[tuple[str, str]] | None
@@ -191,9 +191,10 @@ def prepare_batch(
     digest. Records are then built with their PII left for the writer to seal
     (``RecordRow.unsealed``), in any chunk.
 
-    ``staged_keys``: the record keys staged so far by this import, updated here. A record whose key is not among them is most likely not in the table, and is
-    staged as ``StagedBatch.direct`` for the writer to insert whole (falling back to the
-    upsert when the table holds the key after all)."""
+    ``staged_keys``: the record keys staged so far by this import, updated here (None: no
+    record is inserted whole). A record whose key is not among them is most likely not in the
+    table, and is staged as ``StagedBatch.direct`` for the writer to insert whole (falling back
+    to the upsert when the table holds the key after all)."""
     # key -> the latest candidate: (observed_at, content_hash, row or None if skipped, buyer)
     records: dict[tuple[str, str], tuple[datetime, str, RecordRow | None, Seen | None]] = {}
     activities: dict[tuple[str, str], ActivityRow | PurchaseCells] = {}
@@ -293,19 +294,17 @@ def prepare_batch(
     record_rows: list[RecordRow] = []
     record_files: list[str] = []
     direct: list[tuple[tuple[str, str], RecordRow, str]] = []
-    known = staged_keys  # None: no record is inserted whole
     for key, (_, content_hash, row, seen) in records.items():
         if row is not None:
             filename = only_file if only_file is not None else credit[("r", key, content_hash)]
-            if known is not None and key not in known:
+            if staged_keys is not None and key not in staged_keys:
                 direct.append((key, row, filename))
+                staged_keys.add(key)
             else:
                 record_rows.append(row)
                 record_files.append(filename)
             if staged_seen is not None:
                 staged_seen[key] = seen
-            if staged_keys is not None:
-                staged_keys.add(key)
     # In one order for every writer, like the activities (the upsert sorts by the same).
     direct.sort(key=operator.itemgetter(0))
     direct_rows = [row for _, row, _ in direct]

@@ -271,6 +271,15 @@ class StagedBatch:
     # ``activities`` empty until ``rendered`` fills it in.
     activity_parts: list[bytes | PurchaseCells] | None = None
 
+    @property
+    def unrendered(self) -> bool:
+        """Whether some of it is left to the writer (``rendered``)."""
+        return (
+            self.activity_parts is not None
+            or self.record_parts is not None
+            or any(type(tail) is tuple for tail, _, _ in self.direct)
+        )
+
 
 def stage(
     records: Sequence[RecordRow],
@@ -398,7 +407,6 @@ async def _insert_direct(
     A new record writes no history, as through the upsert."""
     direct = staged.direct
     keys = staged.record_keys[len(staged.record_keys) - len(direct) :]
-    run = b"\\N" if import_run_id is None else str(int(import_run_id)).encode()
     try:
         async with apg.transaction():  # a savepoint
             ids = await apg.fetchval(_RESERVE_RECORD_IDS, len(direct))
@@ -406,10 +414,15 @@ async def _insert_direct(
             identifiers: list[bytes] = []
             for record_id, (tail, lines, prefix) in zip(ids, direct, strict=True):
                 head = b"%d\t" % record_id
-                records.append(head + cast(bytes, tail) + b"\t" + run)  # rendered
+                records.append(head + cast(bytes, tail))  # rendered
                 if lines:
                     identifiers.extend(head + line[prefix:] for line in lines.split(b"\n"))
-            await _copy(apg, "source_record", _copy_text(records), DIRECT_RECORD_COLUMNS)
+            await _copy(
+                apg,
+                "source_record",
+                _with_run(_copy_text(records), import_run_id),
+                DIRECT_RECORD_COLUMNS,
+            )
             if identifiers:
                 await _copy(
                     apg, "source_identifier", _copy_text(identifiers), DIRECT_IDENTIFIER_COLUMNS
@@ -488,7 +501,7 @@ async def _copy(apg: Any, table: str, data: bytes, columns: Sequence[str]) -> No
 
 
 def _with_run(lines: bytes, import_run_id: int | None) -> bytes:
-    """The activities' COPY text with the import run as each line's last column (one pass
+    """COPY text with the import run as each line's last column (one pass
     over the bytes: a line holds no raw newline, COPY text escapes it)."""
     run = b"\\N" if import_run_id is None else str(int(import_run_id)).encode()
     return lines.replace(b"\n", b"\t" + run + b"\n")
@@ -515,11 +528,7 @@ async def write_batch(
     ``direct_records``: the batch's ``StagedBatch.direct`` records are first inserted whole
     (``_insert_direct``); without it, or when that meets a held key, they are upserted with
     the rest (``Written.held_record_met`` says when)."""
-    if (
-        staged.activity_parts is not None
-        or staged.record_parts is not None
-        or any(type(tail) is tuple for tail, _, _ in staged.direct)
-    ):
+    if staged.unrendered:
         raise ValueError("a batch with work left to the writer must be rendered first")
     apg = await driver_connection(session)
     await apg.execute(_STAGING + _ASYNC_COMMIT if async_commit else _STAGING)
