@@ -312,8 +312,10 @@ async def _import(
     mapping: Path | None = None,
     batch_size: int = 5_000,
     actor: str = "cli",
+    bulk: bool = False,
 ) -> dict[str, Any]:
-    """Run one import with a live progress line; returns the report as a dict."""
+    """Run one import with a live progress line; returns the report as a dict. ``bulk``: the
+    rows only, without resolution and accrual (``BULK_FOLLOW_UP`` runs them after)."""
     import time
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -335,8 +337,6 @@ async def _import(
             transient=False,
         ) as bar:
             task = bar.add_task(f"importing ({connector})", total=None, rate=0.0, errors=0)
-            import time
-
             started = time.perf_counter()
 
             def progress(rows: int, errors: int) -> None:
@@ -356,15 +356,22 @@ async def _import(
                 paths=paths,
                 actor=actor,
                 mapping_path=mapping,
-                hooks=ingest_hooks(keyring),
+                hooks=None if bulk else ingest_hooks(keyring),
                 batch_size=batch_size,
                 progress=progress,
                 on_plan=on_plan,
                 parallel=True,
             )
-        return result.as_dict()
+        report = result.as_dict()
+        if bulk:
+            report["deferred"] = list(BULK_FOLLOW_UP)
+        return report
     finally:
         await db.dispose()
+
+
+# What a bulk import leaves to be run after it, in this order.
+BULK_FOLLOW_UP = ("hub identity resolve", "hub ledger accrue")
 
 
 @app.command("import")
@@ -384,12 +391,24 @@ def import_(
         int, typer.Option(min=1, max=50_000, help="Rows per transaction.")
     ] = 5_000,
     actor: Annotated[str, typer.Option(help="Who runs the import (audit).")] = "cli",
+    bulk: Annotated[
+        bool,
+        typer.Option(
+            "--bulk",
+            help="Land the rows only (a first load of large exports): identity resolution "
+            "and accrual wait for `hub identity resolve`, then `hub ledger accrue`.",
+        ),
+    ] = False,
 ) -> None:
     """Import files through a connector, with progress and a summary.
 
     Rejected rows are listed in the summary and the report (--report).
     Exit code 1: the import stopped, or a file named on the command line was refused.
-    Files in a folder that no connector recognises are only reported."""
+    Files in a folder that no connector recognises are only reported.
+
+    Each landed batch is resolved into members and accrued as it lands; with --bulk it is not,
+    which makes a large first load several times faster: run `hub identity resolve`, then
+    `hub ledger accrue` after it (the report's "deferred" names them)."""
     import json
 
     settings = _settings()
@@ -398,7 +417,14 @@ def import_(
     try:
         result = asyncio.run(
             _import(
-                settings, url, connector, paths, mapping=mapping, batch_size=batch_size, actor=actor
+                settings,
+                url,
+                connector,
+                paths,
+                mapping=mapping,
+                batch_size=batch_size,
+                actor=actor,
+                bulk=bulk,
             )
         )
     except HubError as exc:
@@ -407,6 +433,11 @@ def import_(
         report.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
         console.print(f"report written to {report}")
     _print_report(result)
+    if bulk:
+        console.print(
+            "bulk import: the records are not yet resolved into members and the activities "
+            f"not yet accrued; run {', then '.join(f'`{c}`' for c in BULK_FOLLOW_UP)}"
+        )
     if result["failed"]:
         console.print(f"[red]import stopped:[/red] {result['failed']}")
         raise typer.Exit(1)

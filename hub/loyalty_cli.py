@@ -1,4 +1,4 @@
-"""Loyalty commands for the ``hub`` CLI: expiry, tier evaluation, pending release, ledger check.
+"""Loyalty commands for the ``hub`` CLI: expiry, tier evaluation, pending release, the ledger.
 
 ``loyalty_app`` is mounted on the main command by ``hub.cli`` (``app.add_typer(loyalty_app)``
 merges its commands at the top level), giving::
@@ -7,10 +7,12 @@ merges its commands at the top level), giving::
     hub tiers evaluate --as-of 2027-01-01
     hub pending release --as-of 2026-03-20
     hub ledger check
+    hub ledger accrue
 
 Each job runs in one transaction and is idempotent for its date, so cron can simply run it
 again after a failure. ``--as-of`` is a local date in the program's zone (its first instant);
-it defaults to today.
+it defaults to today. ``ledger accrue`` (the catch-up after a bulk import) commits batch by
+batch instead, and a run after a failure picks up what is still owed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hub.core.db import Database, resolve_url
 from hub.core.errors import HubError
 from hub.core.settings import load_settings
 from hub.loyalty import jobs
+from hub.loyalty.accrual import AccrualReport
 from hub.loyalty.invariants import run_checks
 from hub.loyalty.program import configured_program
 
@@ -122,6 +125,60 @@ def ledger_check() -> None:
             console.print(f"  - {detail}")
     if any(results.values()):
         raise typer.Exit(1)
+
+
+@ledger_app.command("accrue")
+def ledger_accrue() -> None:
+    """Accrue what landed activities still owe: the catch-up after `hub import --bulk`.
+
+    Run it after `hub identity resolve`: activities whose record has no member yet are
+    skipped and counted, and picked up by the next run. Safe to stop and run again."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from hub.loyalty.accrual import accrue_owed
+
+    async def go() -> AccrualReport:
+        db = _database()
+        try:
+            with Progress(
+                TextColumn("accruing, by activity id"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
+                task = bar.add_task("accrue", total=None)
+                return await accrue_owed(
+                    db=db,
+                    program=configured_program(),
+                    progress=lambda done, last: bar.update(task, completed=done, total=last),
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        report = asyncio.run(go())
+    except HubError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    skipped = "".join(f" skipped_{k}={v}" for k, v in sorted(report.skipped.items()))
+    console.print(
+        f"accrue accrued={report.accrued} points={report.points} "
+        f"pending_points={report.pending_points} growth={report.growth} "
+        f"reversed={report.reversed} points_reversed={report.points_reversed}{skipped}"
+    )
+    if report.skipped.get("no_member_yet"):
+        console.print(
+            f"{report.skipped['no_member_yet']:,} activities have no member to earn them: "
+            "their record is not resolved yet (run `hub identity resolve`, then this again) "
+            "or was never imported (a sale without a member card)"
+        )
 
 
 async def _checks(session: AsyncSession) -> dict[str, list[str]]:

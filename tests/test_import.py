@@ -262,3 +262,85 @@ async def test_only_a_cli_import_tunes_the_collector_and_sets_it_back(
     assert spy.seen == ({_GC_THRESHOLDS} if parallel else {before})
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+# What resolution and accrual made of an import, by natural keys (ids differ between databases):
+# each accrual and reversal with its points, each member as the records it holds, each member's
+# balances.
+LEDGER_SQL = """
+SELECT 'accrual', a.source || '/' || a.external_id || '/' || c.points || '/' || c.growth
+  FROM loyalty_accrual c JOIN activity a ON a.id = c.activity_id
+UNION ALL SELECT 'reversal', r.key ~ '^refund:' || '/' || a.source || '/' || a.external_id
+       || '/' || r.points
+  FROM loyalty_reversal r JOIN activity a ON a.id = coalesce(r.refund_activity_id, r.activity_id)
+UNION ALL SELECT 'member', string_agg(source || '/' || source_key, ',' ORDER BY source, source_key)
+  FROM source_record WHERE member_id IS NOT NULL GROUP BY member_id
+UNION ALL SELECT 'balance', (SELECT min(source || '/' || source_key) FROM source_record s
+                              WHERE s.member_id = b.member_id) || '/' || b.kind || '/' || b.balance
+  FROM loyalty_account b WHERE b.member_id IS NOT NULL AND b.balance <> 0
+UNION ALL SELECT 'unattached', source || '/' || source_key FROM source_record WHERE member_id IS NULL
+ORDER BY 1, 2
+"""
+
+
+async def _ledger(url: str) -> list[tuple[str, str]]:
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.read() as session:
+            return [tuple(r) for r in (await session.execute(text(LEDGER_SQL))).all()]  # type: ignore[misc]
+    finally:
+        await db.dispose()
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        env={**os.environ, **KEY_ENV, **env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    return " ".join((done.stdout + done.stderr).split())  # ``hub import`` prints to stderr
+
+
+def test_a_bulk_import_then_resolve_then_accrue_ends_as_an_import_that_did_both(
+    two_databases: tuple[str, str], generated: Path, tmp_path: Path
+) -> None:
+    bulk_url, hooked_url = two_databases
+    bulk = {"HUB_DATABASE_URL": bulk_url, "HUB_DATA_DIR": str(tmp_path / "b")}
+    hooked = {"HUB_DATABASE_URL": hooked_url, "HUB_DATA_DIR": str(tmp_path / "h")}
+    report_path = tmp_path / "bulk.json"
+    said = _run_cli(
+        ["import", "auto", str(generated), "--bulk", "--report", str(report_path)], bulk
+    )
+    assert "run `hub identity resolve`, then `hub ledger accrue`" in said
+    report = json.loads(report_path.read_text())
+    assert report["deferred"] == ["hub identity resolve", "hub ledger accrue"]
+    assert report["new"] > 500
+    assert report["rejected"] == 0
+    landed = asyncio.run(_ledger(bulk_url))
+    assert landed
+    assert {kind for kind, _ in landed} == {"unattached"}  # nothing resolved or accrued
+
+    # Accrual before resolution finds no member to earn anything, and says what to run.
+    said = _run_cli(["ledger", "accrue"], bulk)
+    assert "accrue accrued=0 points=0" in said
+    assert "run `hub identity resolve`, then this again" in said
+    _run_cli(["identity", "resolve"], bulk)
+    said = _run_cli(["ledger", "accrue"], bulk)
+    accrued = int(said.split("accrue accrued=")[1].split()[0])
+    assert accrued > 300
+    # Run again, it finds nothing more owed.
+    assert "accrue accrued=0 points=0 pending_points=0 growth=0 reversed=0" in _run_cli(
+        ["ledger", "accrue"], bulk
+    )
+
+    _run_cli(["import", "auto", str(generated)], hooked)
+    # An import that resolved and accrued as it landed leaves nothing owed.
+    assert "accrue accrued=0 points=0" in _run_cli(["ledger", "accrue"], hooked)
+    both = asyncio.run(_ledger(hooked_url))
+    assert sum(kind == "accrual" for kind, _ in both) == accrued
+    assert asyncio.run(_ledger(bulk_url)) == both
+    assert "problem" not in _run_cli(["ledger", "check"], bulk)

@@ -22,14 +22,16 @@ identity attaches the record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.clock import utcnow
+from hub.core.db import Database
 from hub.core.records import ActivityKind, ActivityStatus
 from hub.loyalty import earning
 from hub.loyalty._sql import as_json, driver
@@ -138,6 +140,66 @@ async def accrue_for_records(
         activity_ids=await activities_of(session=session, source_record_ids=source_record_ids),
         now=now,
     )
+
+
+# Activities that may still owe the ledger something, after ``$1`` in id order: a refund not yet
+# applied, an accrued activity cancelled since and not yet reversed, any other activity not yet
+# accrued (among them those whose record has no member yet, or whose line earns nothing:
+# ``accrue_activities`` skips and counts them). Each test is one index probe.
+_OWED = """
+SELECT a.id FROM activity a
+WHERE a.id > $1 AND CASE
+  WHEN a.kind = 'refund' THEN a.status <> 'cancelled' AND NOT EXISTS (
+    SELECT 1 FROM loyalty_reversal r WHERE r.key = 'refund:' || a.id)
+  WHEN EXISTS (SELECT 1 FROM loyalty_accrual c WHERE c.activity_id = a.id) THEN
+    a.status = 'cancelled' AND NOT EXISTS (
+      SELECT 1 FROM loyalty_reversal r WHERE r.key = 'cancel:' || a.id)
+  ELSE a.status <> 'cancelled'
+END
+ORDER BY a.id
+LIMIT $2
+"""
+
+
+async def accrue_owed(
+    *,
+    db: Database,
+    program: Program,
+    batch: int = BATCH,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AccrualReport:
+    """Accrue everything the landed activities still owe, in id order, ``batch`` activities
+    per transaction: the catch-up after a bulk import (``hub import --bulk``, then
+    ``hub identity resolve``), which lands activities without accruing them.
+
+    Safe to stop and run again, and beside live imports: each batch takes the catch-up's lock,
+    and accrual is keyed (an activity accrues once, a refund or cancellation reverses once).
+    Activities whose record has no member yet are skipped and counted (``no_member_yet``), and
+    looked at again by the next run. ``progress(last id done, last id)``."""
+    report = AccrualReport()
+    async with db.read() as session:
+        last = int(await session.scalar(text("SELECT coalesce(max(id), 0) FROM activity")) or 0)
+    after = 0
+    while True:
+        async with db.unit_of_work() as session:
+            conn = await driver(session)
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hub.loyalty.accrue'))")
+            ids = [r["id"] for r in await conn.fetch(_OWED, after, batch)]
+            if ids:
+                report.add(
+                    await accrue_activities(
+                        session=session, program=program, activity_ids=ids, now=now
+                    )
+                )
+        if not ids:
+            break
+        after = ids[-1]
+        if progress is not None:
+            progress(min(after, last), max(last, after))
+    if progress is not None:
+        progress(last, last)
+    return report
 
 
 async def activities_of(*, session: AsyncSession, source_record_ids: Iterable[int]) -> list[int]:
