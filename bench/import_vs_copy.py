@@ -4,17 +4,19 @@ Generates a legacy GBK ExportOrderList CSV of N order rows (synthetic buyers, ea
 orders), then in one run measures
   (a) COPY of the same file into a plain table of 37 text columns (PostgreSQL's ceiling): twice
       before the import and once after, the median of the three compared, and
-  (b) the import of the file as a subprocess, end to end (parsing, hashing, encryption,
-      staging COPY, upserts, with a forked worker preparing batches as `hub import` does), with
-      its peak RSS,
+  (b) `hub import taobao FILE --bulk` as a subprocess, end to end (parsing, hashing,
+      encryption, staging COPY, upserts, with a forked worker preparing batches), with its
+      peak RSS,
 both against the same server (embedded unless HUB_DATABASE_URL is set). Prints:
-  import_rows_per_s=… copy_rows_per_s=… ratio=… peak_rss_mb=… rows=… hooks=none
+  import_rows_per_s=… copy_rows_per_s=… ratio=… peak_rss_mb=… rows=… mode=bulk
 
-(b) runs the ingest pipeline with the after-batch seam empty, which is what `hub import` was in
-issue 3, whose target this is (the seam was a no-op until identity and loyalty arrived). A second
-run then imports a smaller file (``--hooks-rows``) through `hub import` itself, with identity
-resolution and loyalty accrual after each batch, and prints the same figures prefixed
-``with_hooks``: see bench/README.md for why the two are reported apart.
+(b) lands the rows and leaves identity resolution and accrual to `hub identity resolve` and
+`hub ledger accrue`, run after: what `hub import` was in issue 3, whose target this is (the
+after-batch seam was a no-op until identity and loyalty arrived), and how a large first load is
+run. A smaller file (``--hooks-rows``) is then imported twice into fresh databases: by plain
+`hub import`, resolving and accruing after each batch (the same figures, prefixed
+``with_hooks``), and by `--bulk` followed by the two catch-up commands, each timed
+(``bulk_then_catch_up``): see bench/README.md.
 """
 
 from __future__ import annotations
@@ -109,33 +111,23 @@ async def copy_rate(url: str, path: Path, rows: int) -> float:
         await conn.close()
 
 
-_PIPELINE_ONLY = """
-import asyncio, sys
-from pathlib import Path
-from hub.core.db import Database, resolve_url
-from hub.core.settings import load_settings
-from hub.importer import run_import
-
-async def go():
-    settings = load_settings()
-    db = Database(resolve_url(settings.database_url, settings.data_dir), pool_size=2, max_overflow=1)
-    try:
-        report = await run_import(db=db, keyring=settings.keyring(), connector="taobao",
-                                  paths=[Path(sys.argv[1])], actor="bench",
-                                  batch_size=int(sys.argv[2]), parallel=True)
-    finally:
-        await db.dispose()
-    if report.failed:
-        raise SystemExit(report.failed)
-
-asyncio.run(go())
-"""
+def _hub(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hub.cli", *args]
 
 
 def import_rate(
-    server: str, export: Path, rows: int, work: Path, batch_size: int, *, hooks: bool
-) -> tuple[float, float]:
-    """(rows/s, peak RSS in MB) of one import of ``export`` into a fresh migrated database."""
+    server: str,
+    export: Path,
+    rows: int,
+    work: Path,
+    batch_size: int,
+    *,
+    bulk: bool,
+    follow_up: bool = False,
+) -> tuple[float, float, list[float]]:
+    """(rows/s, peak RSS in MB, seconds of each follow-up) of `hub import` of ``export`` into
+    a fresh migrated database. ``bulk``: `hub import --bulk`; with ``follow_up``, then
+    `hub identity resolve` and `hub ledger accrue`, timed apart (the rate is the import's)."""
     name = f"hub_bench_{uuid.uuid4().hex[:6]}"
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
     url = _with_db(server, name)
@@ -143,21 +135,16 @@ def import_rate(
         upgrade(url)
         data = work / f"data-{name}"
         env = {**os.environ, "HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(data)}
-        if hooks:
-            command = [
-                sys.executable,
-                "-m",
-                "hub.cli",
-                "import",
-                "taobao",
-                str(export),
-                "--batch-size",
-                str(batch_size),
-                "--report",
-                str(work / "report.json"),
-            ]
-        else:
-            command = [sys.executable, "-c", _PIPELINE_ONLY, str(export), str(batch_size)]
+        command = _hub(
+            "import",
+            "taobao",
+            str(export),
+            "--batch-size",
+            str(batch_size),
+            "--report",
+            str(work / "report.json"),
+            *(("--bulk",) if bulk else ()),
+        )
         started = time.perf_counter()
         proc = subprocess.Popen(
             command,
@@ -174,7 +161,16 @@ def import_rate(
         stderr = proc.stderr.read() if proc.stderr else ""
         if proc.returncode != 0:
             raise SystemExit(f"hub import failed:\n{stderr[-2000:]}")
-        return rows / elapsed, usage.ru_maxrss / 1024
+        seconds: list[float] = []
+        for step in (("identity", "resolve"), ("ledger", "accrue")) if follow_up else ():
+            t = time.perf_counter()
+            done = subprocess.run(
+                _hub(*step), env=env, cwd=ROOT, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"hub {' '.join(step)} failed:\n{done.stderr[-2000:]}")
+            seconds.append(time.perf_counter() - t)
+        return rows / elapsed, usage.ru_maxrss / 1024, seconds
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -194,10 +190,10 @@ def main() -> None:
         "--hooks-rows",
         type=int,
         default=50_000,
-        help="rows of the second run, through `hub import` with identity and loyalty (0: skip)",
+        help="rows of the runs with identity and loyalty, as they land or caught up (0: skip)",
     )
     parser.add_argument(
-        "--without-hooks", action="store_true", help="skip the second run (--hooks-rows 0)"
+        "--without-hooks", action="store_true", help="skip those runs (--hooks-rows 0)"
     )
     args = parser.parse_args()
     rows = 20_000 if args.quick else args.rows
@@ -222,8 +218,8 @@ def main() -> None:
         copies = [asyncio.run(copy_rate(url, export, rows)) for _ in range(2)]
         print(f"COPY: {' / '.join(f'{c:,.0f}' for c in copies)} rows/s", flush=True)
         before = loadavg()
-        import_per_s, peak_mb = import_rate(
-            server, export, rows, work, args.batch_size, hooks=False
+        import_per_s, peak_mb, _ = import_rate(
+            server, export, rows, work, args.batch_size, bulk=True
         )
         copies.append(asyncio.run(copy_rate(url, export, rows)))
         copy_per_s = statistics.median(copies)
@@ -234,7 +230,7 @@ def main() -> None:
         print(
             f"import_rows_per_s={import_per_s:,.0f} copy_rows_per_s={copy_per_s:,.0f} "
             f"ratio={import_per_s / copy_per_s:.3f} peak_rss_mb={peak_mb:.0f} rows={rows} "
-            f"hooks=none loadavg={before}..{loadavg()}",
+            f"mode=bulk loadavg={before}..{loadavg()}",
             flush=True,
         )
         if hooks_rows:
@@ -242,13 +238,25 @@ def main() -> None:
             write_export(small, hooks_rows)
             copy_small = asyncio.run(copy_rate(url, small, hooks_rows))
             before = loadavg()
-            with_hooks, peak_hooks = import_rate(
-                server, small, hooks_rows, work, args.batch_size, hooks=True
+            with_hooks, peak_hooks, _ = import_rate(
+                server, small, hooks_rows, work, args.batch_size, bulk=False
             )
             print(
                 f"with_hooks import_rows_per_s={with_hooks:,.0f} copy_rows_per_s={copy_small:,.0f} "
                 f"ratio={with_hooks / copy_small:.3f} peak_rss_mb={peak_hooks:.0f} "
-                f"rows={hooks_rows} hooks=identity+loyalty loadavg={before}..{loadavg()}"
+                f"rows={hooks_rows} hooks=identity+loyalty loadavg={before}..{loadavg()}",
+                flush=True,
+            )
+            before = loadavg()
+            bulk, _, (resolve_s, accrue_s) = import_rate(
+                server, small, hooks_rows, work, args.batch_size, bulk=True, follow_up=True
+            )
+            whole = hooks_rows / bulk + resolve_s + accrue_s
+            print(
+                f"bulk_then_catch_up import_s={hooks_rows / bulk:.1f} resolve_s={resolve_s:.1f} "
+                f"accrue_s={accrue_s:.1f} rows_per_s={hooks_rows / whole:,.0f} "
+                f"(with_hooks: {hooks_rows / with_hooks:.1f} s) rows={hooks_rows} "
+                f"loadavg={before}..{loadavg()}"
             )
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

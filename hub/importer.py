@@ -18,7 +18,6 @@ from hub.core.db import Database
 from hub.core.errors import ImportFormatError
 from hub.core.pii import KeyRing
 from hub.core.records import Item
-from hub.flows.hooks import default_hooks as ingest_hooks
 from hub.flows.ingest import (
     DEFAULT_BATCH,
     IngestHooks,
@@ -30,6 +29,15 @@ from hub.flows.ingest import (
 )
 
 __all__ = ["ingest_hooks", "run_import"]
+
+
+def ingest_hooks(keyring: KeyRing) -> IngestHooks:
+    """Identity, then loyalty, after each landed batch (``hub.flows.hooks.default_hooks``).
+    Imported here on first use: identity's matching engine (pypinyin's dictionaries) takes
+    half a second to import, which `hub import --bulk` never needs."""
+    from hub.flows.hooks import default_hooks
+
+    return default_hooks(keyring)
 
 
 def _items(plans: Sequence[Plan], report: IngestReport, mapping: Any) -> Iterator[tuple[str, Item]]:
