@@ -16,6 +16,7 @@ COMMIT around it — atomic and committed all the same.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import text
@@ -78,3 +79,17 @@ def as_json(value: object) -> dict[str, Any]:
         loaded = json.loads(value)
         return loaded if isinstance(loaded, dict) else {}
     return dict(value) if isinstance(value, dict) else {}
+
+
+def has_sqlstate(exc: BaseException, states: Collection[str]) -> bool:
+    """Whether ``exc`` is, or was caused by, a database error with one of ``states`` (asyncpg
+    raises it as itself; SQLAlchemy wraps it, keeping it as ``orig`` and the cause)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        for candidate in (seen, getattr(seen, "orig", None)):
+            if getattr(candidate, "sqlstate", None) in states:
+                return True
+        seen = seen.__cause__
+    return False

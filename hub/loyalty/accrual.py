@@ -34,7 +34,7 @@ from hub.core.clock import utcnow
 from hub.core.db import Database
 from hub.core.records import ActivityKind, ActivityStatus
 from hub.loyalty import earning
-from hub.loyalty._sql import as_json, driver
+from hub.loyalty._sql import as_json, driver, has_sqlstate
 from hub.loyalty.errors import LoyaltyError
 from hub.loyalty.holdings import AVAILABLE, PENDING, LotState, insert_lots, new_lot_ids, save_lots
 from hub.loyalty.ledger import (
@@ -142,6 +142,9 @@ async def accrue_for_records(
     )
 
 
+_ATTEMPTS = 3
+_RETRY_SQLSTATES = frozenset({"23505", "40001", "40P01"})  # unique key, serialization, deadlock
+
 # Activities that may still owe the ledger something, after ``$1`` in id order: a refund not yet
 # applied, an accrued activity cancelled since and not yet reversed, any other activity not yet
 # accrued (among them those whose record has no member yet, or whose line earns nothing:
@@ -174,7 +177,8 @@ async def accrue_owed(
     ``hub identity resolve``), which lands activities without accruing them.
 
     Safe to stop and run again, and beside live imports: each batch takes the catch-up's lock,
-    and accrual is keyed (an activity accrues once, a refund or cancellation reverses once).
+    and accrual is keyed (an activity accrues once, a refund or cancellation reverses once); a
+    batch that met an activity an import's hooks accrued first is rolled back and done again.
     Activities whose record has no member yet are skipped and counted (``no_member_yet``), and
     looked at again by the next run. ``progress(last id done, last id)``."""
     report = AccrualReport()
@@ -182,16 +186,26 @@ async def accrue_owed(
         last = int(await session.scalar(text("SELECT coalesce(max(id), 0) FROM activity")) or 0)
     after = 0
     while True:
-        async with db.unit_of_work() as session:
-            conn = await driver(session)
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hub.loyalty.accrue'))")
-            ids = [r["id"] for r in await conn.fetch(_OWED, after, batch)]
-            if ids:
-                report.add(
-                    await accrue_activities(
-                        session=session, program=program, activity_ids=ids, now=now
+        for attempt in range(1, _ATTEMPTS + 1):
+            done = AccrualReport()
+            try:
+                async with db.unit_of_work() as session:
+                    conn = await driver(session)
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtext('hub.loyalty.accrue'))"
                     )
-                )
+                    ids = [r["id"] for r in await conn.fetch(_OWED, after, batch)]
+                    if ids:
+                        done = await accrue_activities(
+                            session=session, program=program, activity_ids=ids, now=now
+                        )
+                break
+            except Exception as exc:
+                # An import's hooks accrued one of these activities first (its key is taken),
+                # or a deadlock: the batch rolled back, and is looked for again.
+                if attempt == _ATTEMPTS or not has_sqlstate(exc, _RETRY_SQLSTATES):
+                    raise
+        report.add(done)
         if not ids:
             break
         after = ids[-1]

@@ -52,7 +52,7 @@ from hub.core.clock import utcnow
 from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.core.pii import KeyRing
-from hub.loyalty._sql import Tx, driver, one_statement
+from hub.loyalty._sql import Tx, driver, has_sqlstate, one_statement
 from hub.loyalty.errors import LoyaltyError
 from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
@@ -265,18 +265,6 @@ async def place_hold(
     return hold
 
 
-def _retryable(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(4):
-        if seen is None:
-            return False
-        for candidate in (seen, getattr(seen, "orig", None)):
-            if getattr(candidate, "sqlstate", None) in _RETRY_SQLSTATES:
-                return True
-        seen = seen.__cause__
-    return False
-
-
 async def run_redemption(
     *,
     db: Database,
@@ -301,7 +289,7 @@ async def run_redemption(
                 except (LoyaltyError, IdempotencyConflict) as exc:
                     failure = exc
         except Exception as exc:
-            if attempt < attempts and _retryable(exc):
+            if attempt < attempts and has_sqlstate(exc, _RETRY_SQLSTATES):
                 await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311
                 continue
             raise

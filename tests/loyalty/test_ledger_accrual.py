@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+
 from ledger_support import attach, balances, make_activity, make_member, make_record, set_status
 from loyalty_helpers import shanghai
 from sqlalchemy import text
 
-from hub.loyalty.accrual import accrue_activities, accrue_for_records
+from hub.loyalty.accrual import accrue_activities, accrue_for_records, accrue_owed
 
 NOW = shanghai(2026, 3, 1, 12)
 
@@ -298,3 +300,56 @@ async def _spend(s, program, member, points):
         idempotency_key=f"spend-{member}-{points}",
         now=NOW,
     )
+
+
+async def test_the_catch_up_accrues_what_is_owed_once_and_in_batches(ledger, program):
+    async with ledger.unit_of_work() as s:
+        member, _ = await _member_with(s)
+        for i in range(5):  # five purchases; one refund of the first below
+            await make_activity(
+                s, external_id=f"r{i}", key="c1", amount_fen=1_000, occurred_at=shanghai(2026, 2, 1)
+            )
+        await make_activity(
+            s, external_id="x", key="nobody", amount_fen=1_000, occurred_at=shanghai(2026, 2, 1)
+        )
+        refund = await make_activity(
+            s,
+            external_id="r0:refund",
+            key="c1",
+            kind="refund",
+            amount_fen=1_000,
+            original="r0",
+            occurred_at=shanghai(2026, 2, 2),
+        )
+    seen: list[tuple[int, int]] = []
+    report = await accrue_owed(
+        db=ledger, program=program, batch=2, now=NOW, progress=lambda *p: seen.append(p)
+    )
+    assert (report.accrued, report.points, report.reversed) == (5, 50, 1)
+    assert report.skipped == {"no_member_yet": 1}  # a sale of a key no record holds
+    assert seen[-1] == (refund, refund)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    async with ledger.read() as s:
+        assert await balances(s, member) == {"available": 40, "pending": 0, "debt": 0}
+    again = await accrue_owed(db=ledger, program=program, now=NOW)
+    assert (again.accrued, again.reversed, again.skipped) == (0, 0, {"no_member_yet": 1})
+
+
+async def test_the_catch_up_redoes_a_batch_an_import_accrued_part_of_first(ledger, program):
+    async with ledger.unit_of_work() as s:
+        member, _ = await _member_with(s)
+        act = await make_activity(
+            s, external_id="r1", key="c1", amount_fen=10_000, occurred_at=shanghai(2026, 2, 1)
+        )
+    # An import's hooks accrue the same activity in a transaction still open when the catch-up
+    # starts: it reads the activity as owed, waits on the member's accounts, then meets the
+    # accrual's key once the import commits.
+    async with ledger.unit_of_work() as s:
+        await accrue_activities(session=s, program=program, activity_ids=[act], now=NOW)
+        catch_up = asyncio.ensure_future(accrue_owed(db=ledger, program=program, now=NOW))
+        await asyncio.sleep(0.5)
+        assert not catch_up.done()
+    report = await catch_up
+    assert (report.accrued, report.points) == (0, 0)
+    async with ledger.read() as s:
+        assert await balances(s, member) == {"available": 100, "pending": 0, "debt": 0}
