@@ -18,9 +18,9 @@ batch instead, and a run after a failure picks up what is still owed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -42,6 +42,8 @@ loyalty_app.add_typer(tiers_app, name="tiers")
 loyalty_app.add_typer(pending_app, name="pending")
 loyalty_app.add_typer(ledger_app, name="ledger")
 
+_T = TypeVar("_T")
+
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -60,6 +62,15 @@ def _database() -> Database:
     return Database(resolve_url(settings.database_url, settings.data_dir), pool_size=1)
 
 
+def _run(go: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """``go()`` run to completion; a ``HubError`` is printed and exits with 1."""
+    try:
+        return asyncio.run(go())
+    except HubError as exc:
+        errors.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
 def _run_job(
     name: str,
     job: Callable[..., Awaitable[jobs.JobResult]],
@@ -75,11 +86,7 @@ def _run_job(
         finally:
             await db.dispose()
 
-    try:
-        result = asyncio.run(go())
-    except HubError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
+    result = _run(go)
     changes = "".join(f" {k}={v}" for k, v in sorted(result.changes.items()))
     console.print(
         f"{name} as_of={result.as_of.isoformat()} items={result.items} "
@@ -162,11 +169,7 @@ def ledger_accrue() -> None:
         finally:
             await db.dispose()
 
-    try:
-        report = asyncio.run(go())
-    except HubError as exc:
-        errors.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
+    report = _run(go)
     skipped = "".join(f" skipped_{k}={v}" for k, v in sorted(report.skipped.items()))
     console.print(
         f"accrue accrued={report.accrued} points={report.points} "
