@@ -191,7 +191,10 @@ async def accrue_owed(
             try:
                 async with db.unit_of_work() as session:
                     conn = await driver(session)
+                    # jit: the look-up's estimate crosses ``jit_above_cost`` on a large table,
+                    # and compiling it cost more than running it (as in ``ingest.store``).
                     await conn.execute(
+                        "SET LOCAL jit = off; "
                         "SELECT pg_advisory_xact_lock(hashtext('hub.loyalty.accrue'))"
                     )
                     ids = [r["id"] for r in await conn.fetch(_OWED, after, batch)]
