@@ -55,13 +55,17 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-async def _state(url: str) -> list[tuple[str, str]]:
+async def _rows(url: str, sql: str) -> list[tuple[str, str]]:
     db = Database(url, pool_size=1, max_overflow=0)
     try:
         async with db.read() as session:
-            return [tuple(r) for r in (await session.execute(text(STATE_SQL))).all()]  # type: ignore[misc]
+            return [tuple(r) for r in (await session.execute(text(sql))).all()]  # type: ignore[misc]
     finally:
         await db.dispose()
+
+
+async def _state(url: str) -> list[tuple[str, str]]:
+    return await _rows(url, STATE_SQL)
 
 
 async def test_auto_import_lands_every_generated_file_and_a_rerun_changes_nothing(
@@ -284,12 +288,7 @@ ORDER BY 1, 2
 
 
 async def _ledger(url: str) -> list[tuple[str, str]]:
-    db = Database(url, pool_size=1, max_overflow=0)
-    try:
-        async with db.read() as session:
-            return [tuple(r) for r in (await session.execute(text(LEDGER_SQL))).all()]  # type: ignore[misc]
-    finally:
-        await db.dispose()
+    return await _rows(url, LEDGER_SQL)
 
 
 def _run_cli(args: list[str], env: dict[str, str]) -> str:
