@@ -92,6 +92,13 @@ async def erase_member(
     return result
 
 
+# Found through ``activity_person`` (a hash index on ``source_key``, migration 0023).
+REKEY_ACTIVITIES = (
+    "UPDATE activity a SET source_key = 'erased:' || s.id FROM source_record s "
+    "WHERE s.id = ANY($1::bigint[]) AND a.source = s.source AND a.source_key = s.source_key"
+)
+
+
 async def _erase_rows(conn: Any, member: int, records: list[int]) -> None:
     await conn.execute(
         "DELETE FROM source_identifier WHERE source_record_id = ANY($1::bigint[])", records
@@ -104,11 +111,7 @@ async def _erase_rows(conn: Any, member: int, records: list[int]) -> None:
         records,
     )
     # Activities keep pointing at the record, under its new pseudonymous key.
-    await conn.execute(
-        "UPDATE activity a SET source_key = 'erased:' || s.id FROM source_record s "
-        "WHERE s.id = ANY($1::bigint[]) AND a.source = s.source AND a.source_key = s.source_key",
-        records,
-    )
+    await conn.execute(REKEY_ACTIVITIES, records)
     await conn.execute(
         "UPDATE source_record SET pii_enc = NULL, content_hash = 'erased', gender = NULL, "
         "attributes = '{}'::jsonb, source_key = 'erased:' || id, erased_at = now(), "

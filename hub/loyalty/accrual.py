@@ -219,18 +219,22 @@ async def accrue_owed(
     return report
 
 
+# A nested loop from the records into ``activity_person`` (a hash index on ``source_key``,
+# migration 0023), ``source`` checked on the row.
+ACTIVITIES_OF = (
+    "SELECT a.id FROM source_record sr JOIN activity a ON a.source = sr.source "
+    "AND a.source_key = sr.source_key WHERE sr.id = ANY($1::bigint[]) "
+    "AND sr.member_id IS NOT NULL"
+)
+
+
 async def activities_of(*, session: AsyncSession, source_record_ids: Iterable[int]) -> list[int]:
     """Ids of the activities made by the records' people (records with a member only)."""
     records = sorted(set(source_record_ids))
     if not records:
         return []
     conn = await driver(session)
-    rows = await conn.fetch(
-        "SELECT a.id FROM source_record sr JOIN activity a ON a.source = sr.source "
-        "AND a.source_key = sr.source_key WHERE sr.id = ANY($1::bigint[]) "
-        "AND sr.member_id IS NOT NULL",
-        records,
-    )
+    rows = await conn.fetch(ACTIVITIES_OF, records)
     return [r["id"] for r in rows]
 
 

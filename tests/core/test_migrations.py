@@ -86,3 +86,62 @@ def test_history_written_on_change_goes_back_to_every_state_on_downgrade(
         [("changed", "confirmed"), ("changed", "pending"), ("unchanged", "pending")]
     ]
     upgrade(empty_database)
+
+
+async def _plans(url: str, statements: list[str], *args: object) -> list[str]:
+    """Each statement's plan (not run) on analysed tables, sequential scans priced out: what
+    index can serve it."""
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.unit_of_work() as session:
+            conn = await session.connection()
+            await conn.execute(text("ANALYZE"))
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            return [
+                "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN {s}", *args)) for s in statements
+            ]
+    finally:
+        await db.dispose()
+
+
+def test_activities_are_found_by_person_through_an_index_after_0023(empty_database: str) -> None:
+    """0023: ``activity_person`` is a hash index on ``source_key`` (cheaper to write than the
+    B-tree on ``(source, source_key)``) and still serves the two readers of a person's
+    activities; ``source_identifier_hash``, which no query read, is gone. Down and up again,
+    the B-tree comes back and goes."""
+    from hub.flows.erasure import REKEY_ACTIVITIES
+    from hub.loyalty.accrual import ACTIVITIES_OF
+
+    def indexes() -> dict[str, str]:
+        rows = asyncio.run(
+            _sql(
+                empty_database,
+                "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN "
+                "('activity_person', 'source_identifier_hash')",
+            )
+        )[0]
+        return {str(name): str(definition) for name, definition in rows}
+
+    upgrade(empty_database)
+    assert list(indexes()) == ["activity_person"]
+    assert "USING hash (source_key)" in indexes()["activity_person"]
+    # 2,000 orders of 500 buyers, analysed: the plans are chosen on real statistics.
+    asyncio.run(
+        _sql(
+            empty_database,
+            "INSERT INTO activity (source, external_id, kind, business_line, source_key, "
+            "amount_fen, quantity, occurred_at, status, content_hash) "
+            "SELECT 'taobao', 'o' || i, 'purchase', 'taobao', 'buyer' || (i % 500), 100, 1, "
+            "now(), 'confirmed', 'h' || i FROM generate_series(1, 2000) i RETURNING 1",
+        )
+    )
+    for plan in asyncio.run(_plans(empty_database, [ACTIVITIES_OF, REKEY_ACTIVITIES], [1, 2])):
+        assert "on activity_person" in plan, plan
+        assert "Seq Scan on activity" not in plan, plan
+    downgrade(empty_database, "0022")
+    assert "btree (source, source_key)" in indexes()["activity_person"]
+    assert "source_identifier_hash" in indexes()
+    upgrade(empty_database)
+    assert list(indexes()) == ["activity_person"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -25,7 +27,7 @@ from hub.core.records import (
     SourceRecord,
 )
 from hub.flows.ingest import IngestReport, LandedBatch, bulk_collector, ingest
-from hub.flows.ingest.worker import _GC_THRESHOLDS
+from hub.flows.ingest.worker import _GC_THRESHOLDS, WorkerDiedError
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -147,7 +149,36 @@ async def test_a_failing_hook_stops_the_worker(db: Database, keyring: KeyRing) -
             parallel=True,
         )
     assert multiprocessing.active_children() == []
+    assert _inbox_threads() == []
     assert await _count(db, "activity") == 0
+
+
+def _inbox_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hub-import-inbox"]
+
+
+async def test_a_worker_that_dies_is_reported_and_leaves_nothing_running(
+    db: Database, keyring: KeyRing
+) -> None:
+    """Killed (here it exits mid-stream; the OOM killer would do the same), the worker's end
+    reaches the importer as ``WorkerDiedError`` through the thread that reads its batches,
+    and that thread ends with it; the batches before it stay committed."""
+    importer = os.getpid()
+
+    def items() -> Iterator[tuple[str, Parsed]]:
+        for i in range(20):
+            if i == 6 and os.getpid() != importer:  # in the worker: the first batch forks it
+                os._exit(3)
+            yield "a.csv", sale(f"D{i}")
+
+    report = IngestReport(connector="pos")
+    with pytest.raises(WorkerDiedError):
+        await ingest(
+            db=db, keyring=keyring, items=items(), report=report, batch_size=2, parallel=True
+        )
+    assert multiprocessing.active_children() == []
+    assert _inbox_threads() == []
+    assert await _count(db, "activity") == 6  # the three batches it sent before it died
 
 
 async def test_without_parallel_no_process_is_started(db: Database, keyring: KeyRing) -> None:
