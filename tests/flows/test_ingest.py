@@ -33,8 +33,8 @@ from hub.flows.ingest import (
     store,
 )
 from hub.flows.ingest.batch import prepare_batch
-from hub.flows.ingest.rows import activity_row, pii_aad
-from hub.flows.ingest.store import write_batch
+from hub.flows.ingest.rows import activity_row, pii_aad, record_row
+from hub.flows.ingest.store import _direct, write_batch
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -517,6 +517,38 @@ async def _tables(db: Database) -> dict[str, list[tuple[Any, ...]]]:
                 "JOIN source_record r ON r.id = o.source_record_id"
             ),
         }
+
+
+@pytest.mark.parametrize("second_verified", [False, True])
+def test_a_record_copied_whole_names_each_identifier_once(
+    keyring: KeyRing, second_verified: bool
+) -> None:
+    """``_direct``: a record's identifier lines as ``source_identifier`` takes them, one per
+    (kind, scope, hash), a verified one kept over an unverified; and where they begin after
+    the source and key columns."""
+    phone = Identifier(IdentifierKind.PHONE, "+8613800000009")
+    again = Identifier(IdentifierKind.PHONE, "+8613800000009", verified=second_verified)
+    card = Identifier(IdentifierKind.CARD_NO, "K\t1", scope="brand")  # escaped in COPY text
+
+    def direct(*identifiers: Identifier) -> tuple[list[list[bytes]], int]:
+        record = SourceRecord(
+            source="pos",
+            source_key="K\t1",
+            business_line="store",
+            observed_at=T0,
+            identifiers=identifiers,
+        )
+        row = record_row(record, keyring, seal=False)
+        _, lines, prefix = _direct(row)
+        assert row.copy[:prefix] == b"pos\tK\\t1\t"
+        return [line.split(b"\t") for line in lines.split(b"\n")], prefix
+
+    both, prefix = direct(phone, card)
+    assert [(c[2], c[5]) for c in both] == [(b"phone", b"f"), (b"card_no", b"f")]
+    for twice in (direct(phone, again)[0], direct(again, phone)[0], direct(phone, card, again)[0]):
+        phones = [c for c in twice if c[2] == b"phone"]
+        assert len(phones) == 1
+        assert phones[0][5] == (b"t" if second_verified else b"f")
 
 
 @pytest.mark.parametrize("direct_records", [False, True], ids=["upsert", "copy"])

@@ -352,12 +352,18 @@ def _direct(row: RecordRow) -> tuple[bytes | Unsealed, bytes, int]:
     """A record's ``StagedBatch.direct`` entry. Its identifiers once each, as the upsert takes
     them (``DISTINCT ON`` the key of ``source_identifier``, a verified one first)."""
     tail = _line(b"%s\t" % row.observed_at.isoformat().encode(), row)
-    source, key, _ = row.copy.split(b"\t", 2)
-    prefix = len(source) + len(key) + 2  # the identifier lines begin with the same two columns
+    copy = row.copy
+    # The source and key columns: the identifier lines begin with the same two.
+    prefix = copy.index(b"\t", copy.index(b"\t") + 1) + 1
     if not row.identifiers_copy:
         return tail, b"", prefix
-    if len({i[:3] for i in row.identifiers}) == len(row.identifiers):
-        return tail, row.identifiers_copy, prefix  # each identifier once: the usual case
+    idents = row.identifiers
+    if (
+        idents[0][:3] != idents[1][:3]
+        if len(idents) == 2  # the usual case (a buyer's nick and masked phone), compared as is
+        else len({i[:3] for i in idents}) == len(idents)
+    ):
+        return tail, row.identifiers_copy, prefix  # each identifier once
     lines = row.identifiers_copy.split(b"\n")
     kept: dict[tuple[str, str, str], int] = {}
     for i, (kind, scope, digest, verified, *_) in enumerate(row.identifiers):
