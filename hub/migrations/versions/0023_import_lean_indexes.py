@@ -24,7 +24,9 @@ CPU per table:
 
 Built and dropped ``CONCURRENTLY`` (outside the migration transaction, as in 0007): imports may
 go on writing while a large database changes its indexes. The new index is built before the old
-one goes, under a temporary name, so lookups always have one.
+one goes, under a temporary name, so lookups always have one. On the embedded server a hash
+index over 1,000,000 activities took 1.4 s to build (the B-tree 1.5 s) and takes 32 MB against
+the B-tree's 22 MB (which deduplicates a buyer's repeated key).
 
 Revision ID: 0023
 Revises: 0022
