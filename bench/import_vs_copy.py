@@ -40,6 +40,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hub.cli import BULK_FOLLOW_UP  # noqa: E402
 from hub.core.db import admin_execute as _admin  # noqa: E402
 from hub.core.db import embedded_url, plain_url  # noqa: E402
 from hub.core.db import with_database as _with_db  # noqa: E402
@@ -167,13 +168,19 @@ def import_rate(
         if proc.returncode != 0:
             raise SystemExit(f"hub import failed:\n{stderr[-2000:]}")
         seconds: list[float] = []
-        for step in (("identity", "resolve"), ("ledger", "accrue")) if follow_up else ():
+        # What `hub import --bulk` says to run after it, in its order.
+        for step in BULK_FOLLOW_UP if follow_up else ():
             t = time.perf_counter()
             done = subprocess.run(
-                _hub(*step), env=env, cwd=ROOT, capture_output=True, text=True, check=False
+                _hub(*step.split()[1:]),
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0:
-                raise SystemExit(f"hub {' '.join(step)} failed:\n{done.stderr[-2000:]}")
+                raise SystemExit(f"{step} failed:\n{done.stderr[-2000:]}")
             seconds.append(time.perf_counter() - t)
         return rows / elapsed, usage.ru_maxrss / 1024, seconds
     finally:

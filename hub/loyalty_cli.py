@@ -62,8 +62,17 @@ def _database() -> Database:
     return Database(resolve_url(settings.database_url, settings.data_dir), pool_size=1)
 
 
-def _run(go: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """``go()`` run to completion; a ``HubError`` is printed and exits with 1."""
+def _run(work: Callable[[Database], Coroutine[Any, Any, _T]]) -> _T:
+    """``work`` on the configured database, run to completion and the database closed after;
+    a ``HubError`` is printed and exits with 1."""
+
+    async def go() -> _T:
+        db = _database()
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
     try:
         return asyncio.run(go())
     except HubError as exc:
@@ -76,15 +85,11 @@ def _run_job(
     job: Callable[..., Awaitable[jobs.JobResult]],
     as_of: datetime | None,
 ) -> None:
-    async def go() -> jobs.JobResult:
+    async def go(db: Database) -> jobs.JobResult:
         program = configured_program()
         day = as_of.date() if as_of else datetime.now(program.timezone).date()
-        db = _database()
-        try:
-            async with db.unit_of_work() as session:
-                return await job(session=session, program=program, as_of=day)
-        finally:
-            await db.dispose()
+        async with db.unit_of_work() as session:
+            return await job(session=session, program=program, as_of=day)
 
     result = _run(go)
     changes = "".join(f" {k}={v}" for k, v in sorted(result.changes.items()))
@@ -116,15 +121,11 @@ def pending_release(as_of: AsOf = None) -> None:
 def ledger_check() -> None:
     """Run every ledger invariant; print each; exit 1 if any is violated."""
 
-    async def go() -> dict[str, list[str]]:
-        db = _database()
-        try:
-            async with db.read() as session:
-                return await _checks(session)
-        finally:
-            await db.dispose()
+    async def go(db: Database) -> dict[str, list[str]]:
+        async with db.read() as session:
+            return await _checks(session)
 
-    results = asyncio.run(go())
+    results = _run(go)
     for name, found in results.items():
         mark = "[green]ok[/green]" if not found else f"[red]{len(found)} problem(s)[/red]"
         console.print(f"{name}: {mark}")
@@ -150,24 +151,20 @@ def ledger_accrue() -> None:
 
     from hub.loyalty.accrual import accrue_owed
 
-    async def go() -> AccrualReport:
-        db = _database()
-        try:
-            with Progress(
-                TextColumn("accruing, by activity id"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as bar:
-                task = bar.add_task("accrue", total=None)
-                return await accrue_owed(
-                    db=db,
-                    program=configured_program(),
-                    progress=lambda done, last: bar.update(task, completed=done, total=last),
-                )
-        finally:
-            await db.dispose()
+    async def go(db: Database) -> AccrualReport:
+        with Progress(
+            TextColumn("accruing, by activity id"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("accrue", total=None)
+            return await accrue_owed(
+                db=db,
+                program=configured_program(),
+                progress=lambda done, last: bar.update(task, completed=done, total=last),
+            )
 
     report = _run(go)
     skipped = "".join(f" skipped_{k}={v}" for k, v in sorted(report.skipped.items()))

@@ -358,12 +358,12 @@ def _direct(row: RecordRow) -> tuple[bytes | Unsealed, bytes, int]:
     if not row.identifiers_copy:
         return tail, b"", prefix
     idents = row.identifiers
-    if (
-        idents[0][:3] != idents[1][:3]
-        if len(idents) == 2  # the usual case (a buyer's nick and masked phone), compared as is
-        else len({i[:3] for i in idents}) == len(idents)
-    ):
-        return tail, row.identifiers_copy, prefix  # each identifier once
+    if len(idents) == 2:  # the usual case (a buyer's nick and masked phone), compared as is
+        once = idents[0][:3] != idents[1][:3]
+    else:
+        once = len({i[:3] for i in idents}) == len(idents)
+    if once:
+        return tail, row.identifiers_copy, prefix
     lines = row.identifiers_copy.split(b"\n")
     kept: dict[tuple[str, str, str], int] = {}
     for i, (kind, scope, digest, verified, *_) in enumerate(row.identifiers):
