@@ -168,3 +168,38 @@ async def test_accounts_that_transfers_name_are_never_deleted(ledger, program):
     with pytest.raises(DBAPIError, match="never deleted"):
         async with ledger.unit_of_work() as s:
             await s.execute(text("DELETE FROM loyalty_account WHERE member_id = :m"), {"m": member})
+
+
+async def test_a_hold_finds_its_key_through_the_index_however_few_keys_there_were(
+    db, database_url
+):
+    """Migration 0024: a hold's plans made while ``idempotency_key`` was known to be empty (a new
+    database, vacuumed) must not stay sequential scans as the table grows (13 of them here
+    without it)."""
+    import asyncpg
+
+    from hub.core.db import plain_url
+
+    hold = (
+        "SELECT redemption_place_hold('t', $1, 'h', '{}', $2::jsonb, NULL, NULL, 'pos', 'partner',"
+        " 'store', 1, 'o', 1, NULL, now(), now(), NULL)"
+    )
+    early = '{"error": "INVALID_REDEMPTION", "args": {"field": "points", "reason": "r"}}'
+    conn = await asyncpg.connect(plain_url(database_url))
+    try:
+        await conn.execute("VACUUM ANALYZE idempotency_key")
+        async with conn.transaction():
+            for i in range(12):  # past the plan cache's five custom plans
+                assert "error" in await conn.fetchval(hold, f"k{i}", early)
+            await conn.execute(
+                "INSERT INTO idempotency_key (scope, key, operation, request_hash) "
+                "SELECT 't', 'more' || g, 'redeem_points', 'h' FROM generate_series(1, 5000) g"
+            )
+            assert "replay" in await conn.fetchval(hold, "k3", early)
+            scans = await conn.fetchrow(
+                "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'idempotency_key'"
+            )
+        assert (scans["seq_scan"], scans["idx_scan"] > 0) == (0, True)
+    finally:
+        await conn.close()
