@@ -170,9 +170,7 @@ async def test_accounts_that_transfers_name_are_never_deleted(ledger, program):
             await s.execute(text("DELETE FROM loyalty_account WHERE member_id = :m"), {"m": member})
 
 
-async def test_a_hold_finds_its_key_through_the_index_however_few_keys_there_were(
-    db, database_url
-):
+async def test_a_hold_finds_its_key_through_the_index_however_few_keys_there_were(db, database_url):
     """Migration 0024: a hold's plans made while ``idempotency_key`` was known to be empty (a new
     database, vacuumed) must not stay sequential scans as the table grows (13 of them here
     without it)."""
