@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from hub.core.batch import IN_FLIGHT, MAX_CALLS, Batcher
 from hub.core.errors import DatabaseUnavailable, NotMigrated
 
 log = logging.getLogger(__name__)
@@ -341,6 +342,7 @@ class Database:
         pool_timeout_s: float = 10.0,
         statement_timeout_ms: int = 30_000,
         idle_check_s: float = IDLE_CHECK_S,
+        batch_calls: int = MAX_CALLS,
     ) -> None:
         self.url = plain_url(url)
         server_settings = {
@@ -365,6 +367,13 @@ class Database:
         )
         _check_idle_connections(self.engine, idle_check_s)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Concurrent calls of one database function sent together (``hub.core.batch``);
+        # None with ``batch_calls=1``: every call its own statement.
+        self.batcher: Batcher | None = (
+            Batcher(self._driver, max_calls=batch_calls, in_flight=IN_FLIGHT)
+            if batch_calls > 1
+            else None
+        )
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -436,6 +445,8 @@ class Database:
             )
 
     async def dispose(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
         await self._driver.close()
         await self.engine.dispose()
 

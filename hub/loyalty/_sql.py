@@ -5,42 +5,85 @@ statement; redemption calls one PL/pgSQL function per service, migrations 0008 a
 reads that GraphQL counts go through the SQLAlchemy session. Both share the one connection and
 transaction of the caller's unit of work.
 
-``Tx`` is what ledger services take: an ORM session (``Database.unit_of_work``) or, where
-nothing but the driver is needed, a bare ``Transaction`` (``Database.transaction``, what
-``redemption.run_redemption`` gives its work). ``driver`` always answers inside the
-transaction; ``one_statement`` is for a service whose whole work is a single statement (a
-redemption database function), which on a bare ``Transaction`` then runs without BEGIN and
-COMMIT around it — atomic and committed all the same.
+``Tx`` is what ledger services take: an ORM session (``Database.unit_of_work``), a bare
+``Transaction`` (``Database.transaction``), or a ``Deferred`` one (what
+``redemption.run_redemption`` gives its work: nothing is opened until the service asks).
+``driver`` always answers inside the transaction. ``call`` is for a service whose whole work
+is one database function (a redemption's hold, capture or cancel): on a ``Deferred``
+transaction nobody began, the call goes through the database's ``Batcher`` with the calls
+other tasks are making at the same moment (``hub.core.batch``); on a bare ``Transaction`` it
+runs as a statement of its own, without BEGIN and COMMIT around it — atomic and committed all
+the same; in a begun transaction, inside it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.core.db import Transaction
+from hub.core.batch import DbFunction
+from hub.core.db import Database, Transaction
 
 _KEY = "hub.loyalty.driver"
 
-Tx = AsyncSession | Transaction
+
+class Deferred:
+    """A transaction opened only if its service needs one (``driver``): a service that is one
+    database function (``call``) runs it batched instead. The transaction, once opened, is
+    ``Database.transaction``'s, entered on ``stack``, which commits or rolls it back."""
+
+    __slots__ = ("_stack", "_tx", "db")
+
+    def __init__(self, db: Database, stack: AsyncExitStack) -> None:
+        self.db = db
+        self._stack = stack
+        self._tx: Transaction | None = None
+
+    @property
+    def opened(self) -> bool:
+        """Whether it holds a connection (``connection`` or ``begin`` was called)."""
+        return self._tx is not None
+
+    async def connection(self) -> Any:
+        """Its connection, BEGIN not sent (a statement on it alone commits itself)."""
+        if self._tx is None:
+            self._tx = await self._stack.enter_async_context(self.db.transaction())
+        return self._tx.conn
+
+    async def begin(self) -> Any:
+        """Its connection inside the transaction (begun now if it was not)."""
+        await self.connection()
+        assert self._tx is not None
+        return await self._tx.begin()
 
 
-async def one_statement(session: Tx) -> Any:
-    """The asyncpg connection for a service that runs exactly one statement: outside a
-    transaction when none was begun on a bare ``Transaction`` (the statement commits itself),
-    else inside it."""
-    if isinstance(session, Transaction):
-        return session.conn
-    return await driver(session)
+Tx = AsyncSession | Transaction | Deferred
+
+
+async def call(session: Tx, fn: DbFunction, args: Sequence[Any], *, order: int = 0) -> Any:
+    """``fn(*args)``'s value, for a service whose whole work is that one call: batched with
+    other tasks' calls on a ``Deferred`` transaction nobody began (``order``: the lock key the
+    batch sorts by, e.g. the member), a statement of its own on a bare ``Transaction`` nobody
+    began, else inside the transaction."""
+    if isinstance(session, Deferred):
+        if not session.opened and session.db.batcher is not None:
+            return await session.db.batcher.call(fn, args, order=order)
+        conn = await session.connection()
+    elif isinstance(session, Transaction):
+        conn = session.conn
+    else:
+        conn = await driver(session)
+    return await conn.fetchval(fn.sql, *args)
 
 
 async def driver(session: Tx) -> Any:
     """The raw asyncpg connection, inside the session's (already begun) transaction."""
-    if isinstance(session, Transaction):
+    if isinstance(session, Transaction | Deferred):
         return await session.begin()
     conn = await session.connection()
     cached = session.info.get(_KEY)

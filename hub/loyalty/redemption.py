@@ -43,16 +43,18 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from hub.core.audit import Actor, record_audit_on
+from hub.core.batch import DbFunction
 from hub.core.clock import utcnow
 from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.core.pii import KeyRing
-from hub.loyalty._sql import Tx, driver, has_sqlstate, one_statement
+from hub.loyalty._sql import Deferred, Tx, call, driver, has_sqlstate
 from hub.loyalty.errors import LoyaltyError
 from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
@@ -101,6 +103,14 @@ MAX_ORDER_REF = 128
 MAX_REASON = 500
 MAX_ATTEMPTS = 6
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+PLACE_HOLD = DbFunction(
+    "redemption_place_hold",
+    (
+        *("text", "text", "text", "jsonb"),  # the idempotency key: scope, key, hash, request
+        *("jsonb", "bigint", "text", "text", "text", "text", "bigint", "text", "numeric", "text"),
+        *("timestamptz", "timestamptz", "jsonb"),
+    ),
+)
 R = TypeVar("R")
 
 
@@ -218,13 +228,8 @@ async def place_hold(
         available=0,
         lots=(),
     )
-    # One statement, unless an agent's reason is audited next to it in the same transaction.
-    conn = await (driver(session) if reason is not None else one_statement(session))
-    args = key_args(actor, idempotency_key, "redeem_points", request)
-    result = await conn.fetchval(
-        "SELECT redemption_place_hold($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, "
-        "$11, $12, $13, $14, $15, $16, $17::jsonb)",
-        *args,
+    args = (
+        *key_args(actor, idempotency_key, "redeem_points", request),
         json.dumps(error_payload(early)) if early else None,
         member_id,
         digest if early is None else None,
@@ -239,6 +244,13 @@ async def place_hold(
         expires_at,
         json.dumps(view.to_json()) if idempotency_key is not None else None,
     )
+    # One call, batched with other holds (ordered by member), unless an agent's reason is
+    # audited next to it in the same transaction.
+    if reason is not None:
+        conn = await driver(session)
+        result = await conn.fetchval(PLACE_HOLD.sql, *args)
+    else:
+        result = await call(session, PLACE_HOLD, args, order=member_id or 0)
     hold = outcome(
         result,
         key=idempotency_key,
@@ -273,19 +285,19 @@ async def run_redemption(
 ) -> R:
     """Run ``work`` in its own transaction; retry deadlocks and serialization failures.
 
-    ``work`` gets a ``Transaction`` (``Database.transaction``): the services here take the
-    driver connection through ``one_statement`` (their one database function, no BEGIN/COMMIT)
-    or ``driver`` (BEGIN first, when more statements follow). A typed loyalty error (or an
-    idempotency conflict) still commits — the idempotency key must keep the error it produced —
-    and is raised after the commit. No deadlock reaches a client unless it repeats ``attempts``
-    times.
+    ``work`` gets a ``Deferred`` transaction: a service that is one database function sends it
+    through ``call`` (batched with other tasks' calls, ``hub.core.batch``), one that needs more
+    takes ``driver`` (a transaction on a connection of its own, BEGIN first). A typed loyalty
+    error (or an idempotency conflict) still commits — the idempotency key must keep the error
+    it produced — and is raised after the commit. No deadlock reaches a client unless it
+    repeats ``attempts`` times.
     """
     for attempt in range(1, attempts + 1):
         failure: LoyaltyError | IdempotencyConflict | None = None
         try:
-            async with db.transaction() as tx:
+            async with AsyncExitStack() as stack:
                 try:
-                    return await work(tx)
+                    return await work(Deferred(db, stack))
                 except (LoyaltyError, IdempotencyConflict) as exc:
                     failure = exc
         except Exception as exc:

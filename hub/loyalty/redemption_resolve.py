@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from hub.core.audit import Actor
+from hub.core.batch import DbFunction
 from hub.core.clock import utcnow
 from hub.loyalty import settlement
-from hub.loyalty._sql import Tx, driver, one_statement
+from hub.loyalty._sql import Tx, call, driver
 from hub.loyalty.ledger import GROUP_LINE
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_keys import key_args, outcome
@@ -24,6 +25,19 @@ from hub.loyalty.redemption_store import ANY, HoldRow, HoldScope
 from hub.loyalty.redemption_views import HoldLot, Redemption, value_fen
 
 EXPIRE_BATCH = 500
+_KEY_TYPES = ("text", "text", "text", "jsonb")  # the idempotency key: scope, key, hash, request
+CAPTURE = DbFunction(
+    "redemption_capture",
+    (
+        *_KEY_TYPES,
+        *("bigint", "bigint", "bigint", "text", "timestamptz", "text", "date", "text[]"),
+        *("numeric[]", "text"),
+    ),
+)
+CANCEL = DbFunction(
+    "redemption_cancel",
+    (*_KEY_TYPES, "bigint", "bigint", "text", "timestamptz", "text"),
+)
 
 
 def _fresh(view: dict[str, Any]) -> Redemption:
@@ -50,21 +64,23 @@ async def capture(
     at = now or utcnow()
     request = {"redemption_id": hold_id, "points": points}
     prices = program.settlement_fen_per_point
-    conn = await one_statement(session)
-    result = await conn.fetchval(
-        "SELECT redemption_capture($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, "
-        "$13, $14)",
-        *key_args(actor, idempotency_key, "capture", request),
-        hold_id,
-        points,
-        scope.member_id,
-        scope.line,
-        at,
-        at.isoformat(),
-        settlement.parse_period(settlement.period_of(at, program)),
-        list(prices),
-        list(prices.values()),
-        GROUP_LINE,
+    result = await call(
+        session,
+        CAPTURE,
+        (
+            *key_args(actor, idempotency_key, "capture", request),
+            hold_id,
+            points,
+            scope.member_id,
+            scope.line,
+            at,
+            at.isoformat(),
+            settlement.parse_period(settlement.period_of(at, program)),
+            list(prices),
+            list(prices.values()),
+            GROUP_LINE,
+        ),
+        order=scope.member_id or hold_id,
     )
     return outcome(
         result,
@@ -89,15 +105,18 @@ async def cancel(
     """Void a pending hold: every point goes back to the lot it came from."""
     at = now or utcnow()
     request = {"redemption_id": hold_id, "points": None}
-    conn = await one_statement(session)
-    result = await conn.fetchval(
-        "SELECT redemption_cancel($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)",
-        *key_args(actor, idempotency_key, "cancel", request),
-        hold_id,
-        scope.member_id,
-        scope.line,
-        at,
-        at.isoformat(),
+    result = await call(
+        session,
+        CANCEL,
+        (
+            *key_args(actor, idempotency_key, "cancel", request),
+            hold_id,
+            scope.member_id,
+            scope.line,
+            at,
+            at.isoformat(),
+        ),
+        order=scope.member_id or hold_id,
     )
     return outcome(
         result,

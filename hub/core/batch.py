@@ -1,0 +1,195 @@
+"""Natural batching: concurrent calls of one database function go to the server together.
+
+A redemption's hold, capture and cancel are each one database function, atomic on its own
+(migrations 0008 and 0010). Sent one per statement, each call pays a round trip, a statement's
+start-up and a commit of its own — at eight concurrent calls, most of a redemption's cost
+(bench/README.md, "Thirteenth session"). ``Batcher`` sends the calls of one function that are
+waiting at the same moment as one statement, ``SELECT ARRAY[f(…), f(…), …]``: one round trip,
+one transaction, one commit (a group commit decided where the work is known; TigerBeetle
+batches its requests likewise).
+
+- **No waiting when idle.** A call goes after the event loop's current step (so calls made in
+  the same step go together); it waits only while ``in_flight`` batches of its function are
+  already running, and then goes with every call that queued meanwhile (at most
+  ``max_calls``). Under light load a batch is one call, sent as the plain statement.
+- **Same outcome as alone.** The calls of a batch run one after another in one transaction,
+  each seeing what the ones before it wrote, in ``order`` (the caller's lock key, a member: two
+  batches then take their row locks in one order). If the batch fails — a deadlock, a
+  serialization failure, a broken connection, a bug that one call trips — nothing of it
+  stays, and every call of it is sent again alone, so each gets exactly the outcome (value or
+  error) it would have had without batching. A call's own typed outcomes are values, so they
+  never fail a batch.
+- **Durable before answered.** A caller gets its value after the batch's commit.
+- **Cancellation.** A caller cancelled before its batch is sent leaves the queue (nothing
+  runs, as when a request is cancelled before its statement is sent); once sent, its call
+  completes with the batch and the value is dropped. ``close`` (``Database.dispose``) waits
+  for every queued and running batch.
+
+Connections come from the database's driver pool (``Database.transaction``'s), one per
+running batch, so batching does not change the connection budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+MAX_CALLS = 16  # per batch: bounds a statement's parameters and its transaction's locks
+IN_FLIGHT = 2  # batches of one function at a time
+LOCK_TIMEOUT_MS = 200  # a batch's wait for a row lock before its calls go alone
+
+
+class _Pool(Protocol):
+    async def acquire(self) -> Any: ...
+
+    def release(self, conn: Any, *, reusable: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DbFunction:
+    """A database function called as a statement of its own: its name and its arguments' SQL
+    types (each argument is cast, so a batch's statement needs no type inference)."""
+
+    name: str
+    types: tuple[str, ...]
+    sql: str = field(init=False, compare=False)  # the statement of one call
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sql", f"SELECT {self._call(0)}")
+
+    def batch_sql(self, calls: int) -> str:
+        """The statement of ``calls`` calls, evaluated in order, their values as one array.
+
+        Its transaction waits at most ``LOCK_TIMEOUT_MS`` for a row lock: a call waiting on a
+        long transaction would hold up the whole batch, so the batch gives up instead and its
+        calls go alone (where that one waits as long as it would have anyway).
+        """
+        calls_sql = ", ".join(self._call(i) for i in range(calls))
+        return (
+            f"SELECT ARRAY[{calls_sql}] "
+            f"FROM (SELECT set_config('lock_timeout', '{LOCK_TIMEOUT_MS}ms', true)) AS batch"
+        )
+
+    def _call(self, i: int) -> str:
+        first = i * len(self.types)
+        args = ", ".join(f"${first + j + 1}::{t}" for j, t in enumerate(self.types))
+        return f"{self.name}({args})"
+
+
+_ALONE: Any = object()  # the batch failed: send the call again on its own
+
+
+@dataclass(slots=True)
+class _Call:
+    args: Sequence[Any]
+    order: int
+    done: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One function's queue and its running batches."""
+
+    queue: list[_Call] = field(default_factory=list)
+    running: int = 0
+    scheduled: bool = False
+
+
+class Batcher:
+    def __init__(self, pool: _Pool, *, max_calls: int = MAX_CALLS, in_flight: int = IN_FLIGHT):
+        if max_calls < 1 or in_flight < 1:
+            raise ValueError("a batch holds at least one call, and at least one batch runs")
+        self._pool = pool
+        self._max_calls = max_calls
+        self._in_flight = in_flight
+        self._lanes: dict[DbFunction, _Lane] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def call(self, fn: DbFunction, args: Sequence[Any], *, order: int = 0) -> Any:
+        """``fn(*args)``'s value, committed; its error, as the call alone would raise it."""
+        if len(args) != len(fn.types):
+            raise TypeError(f"{fn.name} takes {len(fn.types)} arguments, not {len(args)}")
+        lane = self._lanes.setdefault(fn, _Lane())
+        call = _Call(args, order, asyncio.get_running_loop().create_future())
+        lane.queue.append(call)
+        self._kick(fn, lane)
+        try:
+            value = await call.done
+        except asyncio.CancelledError:
+            if call in lane.queue:
+                lane.queue.remove(call)
+            raise
+        if value is _ALONE:
+            return await self._alone(fn, args)
+        return value
+
+    async def close(self) -> None:
+        """Wait until every call made so far has its answer (the batcher stays usable)."""
+        while self._running or any(lane.queue for lane in self._lanes.values()):
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+            else:
+                await asyncio.sleep(0)  # a batch about to start
+
+    def _kick(self, fn: DbFunction, lane: _Lane) -> None:
+        if lane.queue and lane.running < self._in_flight and not lane.scheduled:
+            lane.scheduled = True
+            asyncio.get_running_loop().call_soon(self._start, fn, lane)
+
+    def _start(self, fn: DbFunction, lane: _Lane) -> None:
+        lane.scheduled = False
+        while lane.queue and lane.running < self._in_flight:
+            batch, lane.queue = lane.queue[: self._max_calls], lane.queue[self._max_calls :]
+            lane.running += 1
+            task = asyncio.get_running_loop().create_task(self._run(fn, lane, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, fn: DbFunction, lane: _Lane, batch: list[_Call]) -> None:
+        batch.sort(key=lambda c: c.order)
+        try:
+            if len(batch) == 1:
+                values = [await self._send(fn.sql, batch[0].args)]
+            else:
+                args = list(itertools.chain.from_iterable(c.args for c in batch))
+                values = await self._send(fn.batch_sql(len(batch)), args)
+        except asyncio.CancelledError:  # the loop is shutting down
+            for c in batch:
+                c.done.cancel()
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].done.done():
+                    batch[0].done.set_exception(exc)
+            else:
+                for c in batch:
+                    if not c.done.done():
+                        c.done.set_result(_ALONE)
+        else:
+            for c, value in zip(batch, values, strict=True):
+                if not c.done.done():
+                    c.done.set_result(value)
+        finally:
+            lane.running -= 1
+            self._kick(fn, lane)
+
+    async def _alone(self, fn: DbFunction, args: Sequence[Any]) -> Any:
+        return await self._send(fn.sql, args)
+
+    async def _send(self, sql: str, args: Sequence[Any]) -> Any:
+        """One statement on a pooled connection (autocommit: atomic, committed on success)."""
+        conn = await self._pool.acquire()
+        reusable = False
+        try:
+            value = await conn.fetchval(sql, *args)
+            reusable = True
+            return value
+        except Exception:
+            reusable = not conn.is_closed()  # a server error leaves the connection idle
+            raise
+        finally:
+            # Closed, or cancelled with the statement maybe still running: not handed out again.
+            self._pool.release(conn, reusable=reusable)
