@@ -301,6 +301,7 @@ def build_services(settings: Settings) -> Services:
         max_overflow=settings.db_max_overflow,
         pool_timeout_s=settings.db_pool_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
+        batch_calls=settings.db_batch_calls,
     )
     return Services(settings, db, settings.keyring())
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.core.batch import MAX_CALLS
 from hub.core.errors import ConfigError
 from hub.core.pii import KeyRing, load_or_create_keyring
 
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0, le=200)
     db_pool_timeout_s: float = Field(default=10.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(default=30_000, ge=100, le=3_600_000)
+    # Redemption calls made at the same moment go to the server together, up to this many to a
+    # statement (hub.core.batch); 1 sends each alone.
+    db_batch_calls: int = Field(default=MAX_CALLS, ge=1, le=64)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -201,3 +201,19 @@ async def test_a_hold_finds_its_key_through_the_index_however_few_keys_there_wer
         assert (scans["seq_scan"], scans["idx_scan"] > 0) == (0, True)
     finally:
         await conn.close()
+
+
+async def test_without_batching_each_call_is_a_statement_of_its_own(ledger, program, database_url):
+    """``batch_calls=1``: no batcher; hold and capture still commit, each on its own."""
+    member = await _member(ledger, program, 50)
+    alone = Database(database_url, pool_size=1, max_overflow=0, batch_calls=1)
+    try:
+        assert alone.batcher is None
+        hold = await _hold(alone, program, 30, "solo", member=member)
+        done = await run_redemption(
+            db=alone,
+            work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
+        )
+    finally:
+        await alone.dispose()
+    assert (done.state, done.captured_points, done.available) == ("captured", 30, 20)

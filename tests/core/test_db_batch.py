@@ -1,0 +1,146 @@
+"""``hub.core.batch``: concurrent calls of a database function sent together, with the outcome
+each would have had alone — on a database of its own with a function that records its calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from hub.core.batch import Batcher, DbFunction
+from hub.core.db import Database, admin_execute, plain_url, with_database
+
+NOTE = DbFunction("note", ("int", "bool", "bool"))  # (n, fail, wait for the gate's lock)
+
+SCHEMA = """
+CREATE TABLE calls (seq bigserial PRIMARY KEY, n int NOT NULL, xid xid8 NOT NULL
+                    DEFAULT pg_current_xact_id());
+CREATE TABLE gate (id int PRIMARY KEY);
+INSERT INTO gate VALUES (1);
+CREATE FUNCTION note(p_n int, p_fail bool, p_wait bool) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_wait THEN
+    PERFORM 1 FROM gate WHERE id = 1 FOR UPDATE;
+  END IF;
+  INSERT INTO calls (n) VALUES (p_n);
+  IF p_fail THEN
+    RAISE EXCEPTION 'call % fails', p_n USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN 'n' || p_n;
+END $$;
+"""
+
+
+@pytest.fixture
+async def db(server_url: str) -> AsyncIterator[Database]:
+    name = f"hub_batch_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    await admin_execute(server_url, f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    database = Database(url, pool_size=4, max_overflow=0)
+    try:
+        conn = await asyncpg.connect(plain_url(url))
+        try:
+            await conn.execute(SCHEMA)
+        finally:
+            await conn.close()
+        yield database
+    finally:
+        await database.dispose()
+        await admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _calls(db: Database) -> list[tuple[int, str]]:
+    async with db.transaction() as tx:
+        rows = await tx.conn.fetch("SELECT n, xid::text FROM calls ORDER BY seq")
+    return [(r["n"], r["xid"]) for r in rows]
+
+
+def _note(db: Database, n: int, *, fail: bool = False, wait: bool = False, order: int = 0):
+    assert db.batcher is not None
+    return db.batcher.call(NOTE, (n, fail, wait), order=order)
+
+
+async def test_calls_made_together_share_one_statement_each_in_its_order(db: Database) -> None:
+    values = await asyncio.gather(*(_note(db, n, order=-n) for n in range(12)))
+    assert values == [f"n{n}" for n in range(12)]  # each caller its own value
+    calls = await _calls(db)
+    assert len({xid for _, xid in calls}) == 1  # one transaction
+    assert [n for n, _ in calls] == list(range(11, -1, -1))  # run in ``order``
+
+
+async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
+    outcomes = await asyncio.gather(
+        *(_note(db, n, fail=n == 3) for n in range(8)), return_exceptions=True
+    )
+    failed = outcomes[3]
+    assert isinstance(failed, asyncpg.CheckViolationError)
+    assert "call 3 fails" in str(failed)
+    assert outcomes[:3] + outcomes[4:] == [f"n{n}" for n in range(8) if n != 3]
+    # The batch left nothing; each other call then ran once, alone.
+    calls = await _calls(db)
+    assert sorted(n for n, _ in calls) == [0, 1, 2, 4, 5, 6, 7]
+    assert len({xid for _, xid in calls}) == 7
+
+
+async def test_a_call_waiting_for_a_lock_does_not_hold_up_its_batch(db: Database) -> None:
+    holder = await asyncpg.connect(db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
+            waiting = asyncio.ensure_future(_note(db, 0, wait=True))
+            others = [_note(db, n) for n in range(1, 5)]
+            # While the lock is held, the others complete (their batch gave up on the lock
+            # and they ran alone); with head-of-line blocking this would time out.
+            assert await asyncio.wait_for(asyncio.gather(*others), 20) == ["n1", "n2", "n3", "n4"]
+            assert not waiting.done()
+        assert await asyncio.wait_for(waiting, 20) == "n0"
+    finally:
+        await holder.close()
+    assert sorted(n for n, _ in await _calls(db)) == [0, 1, 2, 3, 4]
+
+
+async def test_a_call_cancelled_before_it_was_sent_never_runs(db: Database) -> None:
+    holder = await asyncpg.connect(db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
+            # Two batches of one, each sent and waiting for the lock: the function's two
+            # running batches, so the next call queues.
+            first = asyncio.ensure_future(_note(db, 1, wait=True))
+            await asyncio.sleep(0.1)
+            second = asyncio.ensure_future(_note(db, 2, wait=True))
+            await asyncio.sleep(0.1)
+            queued = asyncio.ensure_future(_note(db, 3))
+            await asyncio.sleep(0.1)
+            assert not queued.done()
+            queued.cancel()
+        assert await asyncio.wait_for(asyncio.gather(first, second), 20) == ["n1", "n2"]
+    finally:
+        await holder.close()
+    assert queued.cancelled()
+    assert sorted(n for n, _ in await _calls(db)) == [1, 2]
+
+
+async def test_close_answers_every_call_made_before_it(db: Database) -> None:
+    assert db.batcher is not None
+    pending = [asyncio.ensure_future(_note(db, n)) for n in range(20)]
+    await asyncio.sleep(0)  # the calls are queued, the first batch not yet sent
+    await db.batcher.close()
+    assert all(p.done() for p in pending)
+    assert [p.result() for p in pending] == [f"n{n}" for n in range(20)]
+    assert len(await _calls(db)) == 20
+    assert await _note(db, 20) == "n20"  # still usable, as a disposed pool is
+
+
+def test_a_call_must_give_every_argument() -> None:
+    batcher = Batcher(pool=None, max_calls=4)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="note takes 3 arguments, not 2"):
+        asyncio.run(batcher.call(NOTE, (1, False)))
+
+
+def test_one_call_per_batch_means_no_batcher(database_url: str) -> None:
+    assert Database(database_url, batch_calls=1).batcher is None
