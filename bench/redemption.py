@@ -8,10 +8,12 @@ settlement entry app → store), then, with the same number of concurrent worker
 1. raw: single-row ``UPDATE … SET n = n + 1`` transactions over 1,000 rows (asyncpg pool,
    BEGIN/UPDATE/COMMIT) — what the database gives the simplest possible transaction;
 2. across members: one redemption = ``place_hold`` + ``capture`` of 10 points for a random
-   member, each in its own transaction through ``run_redemption`` — what the ``redeemPoints``
-   and ``captureRedemption`` mutations run for a member's token, without HTTP: the member as
+   member, each through ``run_redemption`` — what the ``redeemPoints`` and
+   ``captureRedemption`` mutations run for a member's token, without HTTP: the member as
    actor and hold scope, an idempotency key on both calls (a client retrying either must not
-   spend twice), the hold's lots, postings, settlement entries and stored outcomes;
+   spend twice), the hold's lots, postings, settlement entries and stored outcomes; calls the
+   workers make at the same moment go to the server together, as the mutations' do
+   (``hub.core.batch``; ``--batch-calls 1`` sends each alone);
 3. hot member: the same, every worker on one member (its account lock serialises the holds).
 
 The three take turns in ``ROUNDS`` short windows (each phase's seconds split between them), so
@@ -24,6 +26,7 @@ target ≥ 0.25)::
     redemption hot_member per_s=… n=…
     ratio=…
     cpu_ms_per_op raw=… across_members=… (client … + backends …) cpu_ratio=…
+    batching statements=… calls=… calls_per_statement=… resent_alone=…
 
 The last line is CPU time per operation — this process plus the server processes of the
 phase's connections, read from ``/proc`` (so only when the server runs on this machine) — and
@@ -55,6 +58,7 @@ import asyncpg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from hub.core.audit import Actor  # noqa: E402
+from hub.core.batch import MAX_CALLS  # noqa: E402
 from hub.core.clock import utcnow  # noqa: E402
 from hub.core.db import Database, embedded_url, plain_url, with_database  # noqa: E402
 from hub.core.db import admin_execute as admin  # noqa: E402
@@ -248,6 +252,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="3 s per phase")
     parser.add_argument("--seconds", type=float, default=20.0, help="per phase")
+    parser.add_argument(
+        "--batch-calls",
+        type=int,
+        default=MAX_CALLS,
+        help="redemption calls to a statement at most (HUB_DB_BATCH_CALLS); 1 = each alone",
+    )
     args = parser.parse_args()
     seconds = 3.0 if args.quick else args.seconds
     server = os.environ.get("HUB_TEST_DATABASE_URL") or embedded_url(ROOT / ".hub" / "test-pg")
@@ -256,7 +266,7 @@ async def main() -> None:
     url = with_database(server, name)
     try:
         await asyncio.to_thread(upgrade, url)
-        db = Database(url, pool_size=WORKERS, max_overflow=0)
+        db = Database(url, pool_size=WORKERS, max_overflow=0, batch_calls=args.batch_calls)
         try:
             await seed(db)
             pool = await asyncpg.create_pool(
@@ -301,6 +311,15 @@ async def main() -> None:
                 f"cpu_ms_per_op raw={raw.cpu_ms()} ({raw.split_ms()}) "
                 f"across_members={across.cpu_ms()} ({across.split_ms()}) "
                 f"hot_member={hot.cpu_ms()} cpu_ratio={cpu_ratio}"
+            )
+            sent = db.batcher.stats if db.batcher is not None else None
+            print(
+                f"batching statements={sent.statements:,} calls={sent.calls:,} "
+                f"calls_per_statement={sent.calls / max(sent.statements, 1):.1f} "
+                f"resent_alone={sent.resent:,}"
+                if sent is not None
+                else "batching off (--batch-calls 1): every call a statement of its own",
+                flush=True,
             )
         finally:
             await db.dispose()

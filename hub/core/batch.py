@@ -83,6 +83,16 @@ _ALONE: Any = object()  # the batch failed: send the call again on its own
 
 
 @dataclass(slots=True)
+class BatchStats:
+    """What the batcher has sent: statements, the calls in them, the calls sent again alone
+    after their batch failed."""
+
+    statements: int = 0
+    calls: int = 0
+    resent: int = 0
+
+
+@dataclass(slots=True)
 class _Call:
     args: Sequence[Any]
     order: int
@@ -107,6 +117,7 @@ class Batcher:
         self._in_flight = in_flight
         self._lanes: dict[DbFunction, _Lane] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self.stats = BatchStats()
 
     async def call(self, fn: DbFunction, args: Sequence[Any], *, order: int = 0) -> Any:
         """``fn(*args)``'s value, committed; its error, as the call alone would raise it."""
@@ -123,6 +134,7 @@ class Batcher:
                 lane.queue.remove(call)
             raise
         if value is _ALONE:
+            self.stats.resent += 1
             return await self._alone(fn, args)
         return value
 
@@ -150,6 +162,8 @@ class Batcher:
 
     async def _run(self, fn: DbFunction, lane: _Lane, batch: list[_Call]) -> None:
         batch.sort(key=lambda c: c.order)
+        self.stats.statements += 1
+        self.stats.calls += len(batch)
         try:
             if len(batch) == 1:
                 values = [await self._send(fn.sql, batch[0].args)]

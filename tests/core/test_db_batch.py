@@ -70,6 +70,8 @@ async def test_calls_made_together_share_one_statement_each_in_its_order(db: Dat
     calls = await _calls(db)
     assert len({xid for _, xid in calls}) == 1  # one transaction
     assert [n for n, _ in calls] == list(range(11, -1, -1))  # run in ``order``
+    assert db.batcher is not None
+    assert (db.batcher.stats.statements, db.batcher.stats.calls) == (1, 12)
 
 
 async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
@@ -84,6 +86,8 @@ async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
     calls = await _calls(db)
     assert sorted(n for n, _ in calls) == [0, 1, 2, 4, 5, 6, 7]
     assert len({xid for _, xid in calls}) == 7
+    assert db.batcher is not None
+    assert db.batcher.stats.resent == 8
 
 
 async def test_a_call_waiting_for_a_lock_does_not_hold_up_its_batch(db: Database) -> None:
