@@ -14,11 +14,13 @@ batches its requests likewise).
   ``max_calls``). Under light load a batch is one call, sent as the plain statement.
 - **Same outcome as alone.** The calls of a batch run one after another in one transaction,
   each seeing what the ones before it wrote, in ``order`` (the caller's lock key, a member: two
-  batches then take their row locks in one order). If the batch fails — a deadlock, a
-  serialization failure, a broken connection, a bug that one call trips — nothing of it
-  stays, and every call of it is sent again alone, so each gets exactly the outcome (value or
-  error) it would have had without batching. A call's own typed outcomes are values, so they
-  never fail a batch.
+  batches then take their row locks in one order). If the server refuses the batch — a
+  deadlock, a serialization failure, a lock waited on too long, an error one call raises —
+  nothing of it stays, and every call of it is sent again alone, so each gets exactly the
+  outcome (value or error) it would have had without batching. A call's own typed outcomes
+  are values, so they never fail a batch. If the batch gets no answer (the connection was
+  lost), it may have committed: it is not sent again, and each caller gets the error, as a
+  call of its own would have (a redemption's client retries with its idempotency key).
 - **Durable before answered.** A caller gets its value after the batch's commit.
 - **Cancellation.** A caller cancelled before its batch is sent leaves the queue (nothing
   runs, as when a request is cancelled before its statement is sent); once sent, its call
@@ -32,10 +34,13 @@ running batch, so batching does not change the connection budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import asyncpg
 
 MAX_CALLS = 16  # per batch: bounds a statement's parameters and its transaction's locks
 IN_FLIGHT = 2  # batches of one function at a time
@@ -60,6 +65,7 @@ class DbFunction:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sql", f"SELECT {self._call(0)}")
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - a few functions, each kept for good
     def batch_sql(self, calls: int) -> str:
         """The statement of ``calls`` calls, evaluated in order, their values as one array.
 
@@ -174,14 +180,20 @@ class Batcher:
             for c in batch:
                 c.done.cancel()
             raise
-        except Exception as exc:
-            if len(batch) == 1:
-                if not batch[0].done.done():
-                    batch[0].done.set_exception(exc)
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1 or not _rolled_back(exc):
+                _fail(batch, exc)
             else:
+                # The server refused the statement, so its transaction rolled back: nothing of
+                # the batch stays, and each call goes again alone for its own outcome.
                 for c in batch:
                     if not c.done.done():
                         c.done.set_result(_ALONE)
+        except Exception as exc:
+            # No answer (the connection was lost, no connection was free): the batch may have
+            # committed, so it is not sent again; each caller gets the error, as it would alone,
+            # and retries with its idempotency key.
+            _fail(batch, exc)
         else:
             for c, value in zip(batch, values, strict=True):
                 if not c.done.done():
@@ -207,3 +219,20 @@ class Batcher:
         finally:
             # Closed, or cancelled with the statement maybe still running: not handed out again.
             self._pool.release(conn, reusable=reusable)
+
+
+def _fail(calls: Sequence[_Call], exc: Exception) -> None:
+    for c in calls:
+        if not c.done.done():
+            c.done.set_exception(exc)
+
+
+def _rolled_back(exc: asyncpg.PostgresError) -> bool:
+    """Whether the server's error means the statement's transaction rolled back. A lost
+    connection, or the server shutting the session down (it may do so after the commit, before
+    the answer), leaves that unknown; a cancelled statement (its timeout) did roll back."""
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return True
+    return not isinstance(
+        exc, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )

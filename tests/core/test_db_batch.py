@@ -14,15 +14,17 @@ import pytest
 from hub.core.batch import Batcher, DbFunction
 from hub.core.db import Database, admin_execute, plain_url, with_database
 
-NOTE = DbFunction("note", ("int", "bool", "bool"))  # (n, fail, wait for the gate's lock)
+NOTE = DbFunction("note", ("int", "bool", "bool", "float8"))  # n, fail, wait for gate, sleep
 
 SCHEMA = """
 CREATE TABLE calls (seq bigserial PRIMARY KEY, n int NOT NULL, xid xid8 NOT NULL
                     DEFAULT pg_current_xact_id());
 CREATE TABLE gate (id int PRIMARY KEY);
 INSERT INTO gate VALUES (1);
-CREATE FUNCTION note(p_n int, p_fail bool, p_wait bool) RETURNS text LANGUAGE plpgsql AS $$
+CREATE FUNCTION note(p_n int, p_fail bool, p_wait bool, p_sleep float8)
+RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM pg_sleep(p_sleep);
   IF p_wait THEN
     PERFORM 1 FROM gate WHERE id = 1 FOR UPDATE;
   END IF;
@@ -59,9 +61,17 @@ async def _calls(db: Database) -> list[tuple[int, str]]:
     return [(r["n"], r["xid"]) for r in rows]
 
 
-def _note(db: Database, n: int, *, fail: bool = False, wait: bool = False, order: int = 0):
+def _note(
+    db: Database,
+    n: int,
+    *,
+    fail: bool = False,
+    wait: bool = False,
+    sleep: float = 0.0,
+    order: int = 0,
+):
     assert db.batcher is not None
-    return db.batcher.call(NOTE, (n, fail, wait), order=order)
+    return db.batcher.call(NOTE, (n, fail, wait, sleep), order=order)
 
 
 async def test_calls_made_together_share_one_statement_each_in_its_order(db: Database) -> None:
@@ -129,6 +139,33 @@ async def test_a_call_cancelled_before_it_was_sent_never_runs(db: Database) -> N
     assert sorted(n for n, _ in await _calls(db)) == [1, 2]
 
 
+async def test_a_batch_that_got_no_answer_is_not_sent_again(db: Database) -> None:
+    """Its connection lost mid-statement, a batch may have committed: every caller gets the
+    error (a redemption's client retries with its idempotency key), nothing runs twice."""
+    calls = asyncio.gather(
+        *(_note(db, n, sleep=30 if n == 1 else 0) for n in range(3)), return_exceptions=True
+    )
+    killer = await asyncpg.connect(db.url)
+    try:
+        for _ in range(200):
+            killed = await killer.fetchval(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'SELECT ARRAY[note(%' AND pid <> pg_backend_pid()"
+            )
+            if killed:
+                break
+            await asyncio.sleep(0.05)
+        assert killed
+    finally:
+        await killer.close()
+    outcomes = await asyncio.wait_for(calls, 20)
+    lost = (asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError)
+    assert all(isinstance(o, lost) for o in outcomes), outcomes
+    assert db.batcher is not None
+    assert db.batcher.stats.resent == 0
+    assert await _calls(db) == []  # the server rolled it back, and nothing was sent again
+
+
 async def test_close_answers_every_call_made_before_it(db: Database) -> None:
     assert db.batcher is not None
     pending = [asyncio.ensure_future(_note(db, n)) for n in range(20)]
@@ -142,8 +179,8 @@ async def test_close_answers_every_call_made_before_it(db: Database) -> None:
 
 def test_a_call_must_give_every_argument() -> None:
     batcher = Batcher(pool=None, max_calls=4)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="note takes 3 arguments, not 2"):
-        asyncio.run(batcher.call(NOTE, (1, False)))
+    with pytest.raises(TypeError, match="note takes 4 arguments, not 3"):
+        asyncio.run(batcher.call(NOTE, (1, False, False)))
 
 
 def test_one_call_per_batch_means_no_batcher(database_url: str) -> None:
