@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ from hub.core.audit import Actor
 from hub.loyalty.accrual import accrue_activities
 from hub.loyalty.invariants import run_checks
 from hub.loyalty.program import Program, parse_program
+from hub.loyalty.redemption import Redemption, place_hold, run_redemption
 from hub.loyalty.redemption_invariants import run_redemption_checks
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -124,6 +126,26 @@ async def earn(
         session=session, program=prog, activity_ids=[int(activity)], now=at
     )
     assert report.accrued == 1, report
+
+
+def hold(
+    db: Any, program: Program, member: int, points: int, key: str, *, at: datetime
+) -> Awaitable[Redemption]:
+    """A store point of sale's hold of ``points`` for ``member``, under ``key`` (its order too)."""
+    return run_redemption(
+        db=db,
+        work=lambda s: place_hold(
+            session=s,
+            program=program,
+            actor=POS,
+            member_id=member,
+            line="store",
+            points=points,
+            order_ref=f"order-{key}",
+            idempotency_key=key,
+            now=at,
+        ),
+    )
 
 
 async def available(session: AsyncSession, member: int) -> int:

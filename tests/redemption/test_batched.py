@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from hub.loyalty.redemption import cancel, capture, place_hold, run_redemption
+from hub.loyalty.redemption import cancel, capture, run_redemption
 from hub.loyalty.redemption_errors import AlreadyCancelled, AlreadyCaptured
-from tests.redemption.support import POS, available, earn, make_member, shanghai
+from tests.redemption.support import POS, available, earn, hold, make_member, shanghai
 
 T0 = shanghai(2026, 10, 10, 12)
 HOLDS = 12
@@ -21,23 +21,9 @@ async def test_holds_resolved_many_times_at_once_resolve_once_each(ledger, progr
         await earn(s, program, member, 1_000, line="taobao", at=shanghai(2026, 10, 1, 9))
     assert ledger.batcher is not None
 
-    def hold(i):
-        return run_redemption(
-            db=ledger,
-            work=lambda s: place_hold(
-                session=s,
-                program=program,
-                actor=POS,
-                member_id=member,
-                line="store",
-                points=10,
-                order_ref=f"B-{i}",
-                idempotency_key=f"b-{i}",
-                now=T0,
-            ),
-        )
-
-    holds = await asyncio.gather(*(hold(i) for i in range(HOLDS)))
+    holds = await asyncio.gather(
+        *(hold(ledger, program, member, 10, f"b-{i}", at=T0) for i in range(HOLDS))
+    )
     assert sorted(h.available for h in holds) == list(range(1_000 - 10 * HOLDS, 1_000, 10))
 
     def resolve(kind, hold_id, key):
