@@ -129,9 +129,17 @@ async def earn(
 
 
 def hold(
-    db: Any, program: Program, member: int, points: int, key: str, *, at: datetime
+    db: Any,
+    program: Program,
+    member: int,
+    points: int,
+    key: str = "k1",
+    *,
+    at: datetime,
+    line: str = "store",
+    ttl: int | None = None,
 ) -> Awaitable[Redemption]:
-    """A store point of sale's hold of ``points`` for ``member``, under ``key`` (its order too)."""
+    """A point of sale's hold of ``points`` for ``member`` at ``line``, under ``key``."""
     return run_redemption(
         db=db,
         work=lambda s: place_hold(
@@ -139,10 +147,11 @@ def hold(
             program=program,
             actor=POS,
             member_id=member,
-            line="store",
+            line=line,
             points=points,
-            order_ref=f"order-{key}",
+            order_ref="POS-0001",
             idempotency_key=key,
+            hold_ttl_s=ttl,
             now=at,
         ),
     )

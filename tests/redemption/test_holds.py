@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from hub.loyalty.errors import InsufficientPoints, UnknownBusinessLine
@@ -7,7 +9,6 @@ from hub.loyalty.redemption import (
     cancel,
     capture,
     expire_holds,
-    place_hold,
     quote_redemption,
     run_redemption,
 )
@@ -20,9 +21,19 @@ from hub.loyalty.redemption_errors import (
     NotRedeemableHere,
 )
 from hub.loyalty.redemption_store import HoldScope
-from tests.redemption.support import POS, available, earn, lot_remaining, make_member, shanghai
+from tests.redemption.support import (
+    POS,
+    available,
+    earn,
+    hold,
+    lot_remaining,
+    make_member,
+    shanghai,
+)
 
 T0 = shanghai(2026, 10, 10, 12)
+
+_hold = functools.partial(hold, at=T0)
 
 
 async def _member_with(ledger, program, **points_by_line):
@@ -31,24 +42,6 @@ async def _member_with(ledger, program, **points_by_line):
         for i, (line, pts) in enumerate(points_by_line.items()):
             await earn(s, program, member, pts, line=line, at=shanghai(2026, 10, 1 + i, 9))
     return member
-
-
-async def _hold(db, program, member, points, key="k1", line="store", ttl=None, at=T0):
-    return await run_redemption(
-        db=db,
-        work=lambda s: place_hold(
-            session=s,
-            program=program,
-            actor=POS,
-            member_id=member,
-            line=line,
-            points=points,
-            order_ref="POS-0001",
-            idempotency_key=key,
-            hold_ttl_s=ttl,
-            now=at,
-        ),
-    )
 
 
 async def test_quote_prices_points_at_the_line_and_lists_lots_fifo_by_expiry(ledger, program):
