@@ -9,7 +9,15 @@ from hub.loyalty import jobs, settlement
 from hub.loyalty.errors import InsufficientPoints
 from hub.loyalty.redemption import capture, place_hold, refund_redemption, run_redemption
 from hub.loyalty.redemption_errors import InvalidRedemption, NotCaptured, RefundExceedsCaptured
-from tests.redemption.support import POS, available, earn, lot_remaining, make_member, shanghai
+from tests.redemption.support import (
+    POS,
+    available,
+    earn,
+    hold,
+    lot_remaining,
+    make_member,
+    shanghai,
+)
 
 T0 = shanghai(2026, 10, 10, 12)
 
@@ -19,25 +27,12 @@ async def _spent(db, program, *, points, line="store", at=T0, key="k", **earned)
         member = await make_member(s)
         for i, (issuer, pts) in enumerate(earned.items()):
             await earn(s, program, member, pts, line=issuer, at=shanghai(2026, 10, 1 + i, 9))
-    hold = await run_redemption(
-        db=db,
-        work=lambda s: place_hold(
-            session=s,
-            program=program,
-            actor=POS,
-            member_id=member,
-            line=line,
-            points=points,
-            order_ref="POS-9",
-            idempotency_key=key,
-            now=at,
-        ),
-    )
+    held = await hold(db, program, member, points, key, at=at, line=line)
     await run_redemption(
         db=db,
-        work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id, now=at),
+        work=lambda s: capture(session=s, program=program, actor=POS, hold_id=held.id, now=at),
     )
-    return member, hold.id
+    return member, held.id
 
 
 def _refund(db, program, hold_id, key, points=None, at=T0):
