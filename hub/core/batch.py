@@ -98,7 +98,7 @@ class BatchStats:
     resent: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # a call is itself: the queue finds it by identity
 class _Call:
     args: Sequence[Any]
     order: int
@@ -115,6 +115,8 @@ class _Lane:
 
 
 class Batcher:
+    """Sends each function's concurrent calls together (see the module's docstring)."""
+
     def __init__(self, pool: _Pool, *, max_calls: int = MAX_CALLS, in_flight: int = IN_FLIGHT):
         if max_calls < 1 or in_flight < 1:
             raise ValueError("a batch holds at least one call, and at least one batch runs")
