@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.core.audit import Actor
+from hub.core.pii import KeyRing
 from hub.loyalty.accrual import accrue_activities
 from hub.loyalty.invariants import run_checks
 from hub.loyalty.program import Program, parse_program
@@ -131,15 +132,18 @@ async def earn(
 def hold(
     db: Any,
     program: Program,
-    member: int,
+    member: int | None,
     points: int,
     key: str = "k1",
     *,
     at: datetime,
     line: str = "store",
     ttl: int | None = None,
+    code: str | None = None,
+    keyring: KeyRing | None = None,
 ) -> Awaitable[Redemption]:
-    """A point of sale's hold of ``points`` for ``member`` at ``line``, under ``key``."""
+    """A point of sale's hold of ``points`` at ``line`` under ``key``, for ``member`` or the
+    member whose one-time ``code`` it was given."""
     return run_redemption(
         db=db,
         work=lambda s: place_hold(
@@ -147,6 +151,8 @@ def hold(
             program=program,
             actor=POS,
             member_id=member,
+            redemption_code=code,
+            keyring=keyring,
             line=line,
             points=points,
             order_ref="POS-0001",

@@ -11,10 +11,10 @@ from sqlalchemy.exc import DBAPIError
 from hub.core.db import Database
 from hub.core.errors import IdempotencyConflict
 from hub.loyalty.errors import InsufficientPoints
-from hub.loyalty.redemption import cancel, capture, place_hold, run_redemption
+from hub.loyalty.redemption import cancel, capture, run_redemption
 from hub.loyalty.redemption_codes import issue_redemption_code
 from hub.loyalty.redemption_errors import InvalidRedemptionCode
-from tests.redemption.support import POS, available, earn, make_member, shanghai
+from tests.redemption.support import POS, available, earn, hold, make_member, shanghai
 
 T0 = shanghai(2026, 10, 10, 12)
 
@@ -26,33 +26,14 @@ async def _member(db, program, points):
     return member
 
 
-def _hold(db, program, points, key, *, member=None, code=None, keyring=None):
-    return run_redemption(
-        db=db,
-        work=lambda s: place_hold(
-            session=s,
-            program=program,
-            actor=POS,
-            member_id=member,
-            redemption_code=code,
-            keyring=keyring,
-            line="store",
-            points=points,
-            order_ref="POS-7",
-            idempotency_key=key,
-            now=T0,
-        ),
-    )
-
-
 def _same(a, b):
     return a.to_json() | {"replayed": None} == b.to_json() | {"replayed": None}
 
 
 async def test_results_read_the_same_first_time_and_on_replay(ledger, program):
     member = await _member(ledger, program, 300)
-    first = await _hold(ledger, program, 120, "h", member=member)
-    assert _same(first, await _hold(ledger, program, 120, "h", member=member))
+    first = await hold(ledger, program, member, 120, "h", at=T0)
+    assert _same(first, await hold(ledger, program, member, 120, "h", at=T0))
 
     def cap(key):
         return run_redemption(
@@ -92,36 +73,36 @@ async def test_a_typed_error_leaves_the_code_unused_and_nothing_else_behind(
             session=s, keyring=keyring, member_id=member, now=shanghai(2026, 10, 10, 11, 59)
         )
     with pytest.raises(InsufficientPoints):
-        await _hold(ledger, program, 51, "a", code=issued.code, keyring=keyring)
+        await hold(ledger, program, None, 51, "a", at=T0, code=issued.code, keyring=keyring)
     async with ledger.read() as s:
         used = await s.scalar(text("SELECT used_at FROM redemption_code"))
         holds = await s.scalar(text("SELECT count(*) FROM redemption_hold"))
     assert (used, holds) == (None, 0)
-    hold = await _hold(ledger, program, 50, "b", code=issued.code, keyring=keyring)
-    assert hold.member_id == member
+    held = await hold(ledger, program, None, 50, "b", at=T0, code=issued.code, keyring=keyring)
+    assert held.member_id == member
     with pytest.raises(InvalidRedemptionCode) as caught:
-        await _hold(ledger, program, 1, "c", code=issued.code, keyring=keyring)
+        await hold(ledger, program, None, 1, "c", at=T0, code=issued.code, keyring=keyring)
     assert caught.value.reason == "was already used"
 
 
 async def test_an_error_found_before_the_call_is_remembered_under_the_key(ledger, program, keyring):
     member = await _member(ledger, program, 50)
     with pytest.raises(InvalidRedemptionCode):
-        await _hold(ledger, program, 10, "k", code="12", keyring=keyring)
+        await hold(ledger, program, None, 10, "k", at=T0, code="12", keyring=keyring)
     with pytest.raises(InvalidRedemptionCode) as caught:
-        await _hold(ledger, program, 10, "k", code="12", keyring=keyring)
+        await hold(ledger, program, None, 10, "k", at=T0, code="12", keyring=keyring)
     assert caught.value.reason == "must be 12 digits"
     with pytest.raises(IdempotencyConflict) as conflict:
-        await _hold(ledger, program, 10, "k", member=member)
+        await hold(ledger, program, member, 10, "k", at=T0)
     assert conflict.value.field == "member_id"
 
 
 async def test_cancel_through_the_function_restores_the_balance(ledger, program):
     member = await _member(ledger, program, 80)
-    hold = await _hold(ledger, program, 80, "x", member=member)
+    held = await hold(ledger, program, member, 80, "x", at=T0)
     done = await run_redemption(
         db=ledger,
-        work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
+        work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=held.id, now=T0),
     )
     assert (done.state, done.available, done.lots[0].points) == ("cancelled", 80, 80)
     async with ledger.read() as s:
@@ -132,8 +113,8 @@ async def test_a_whole_capture_in_time_takes_no_lock_of_the_member(ledger, progr
     """Migration 0010: nothing of the member changes, so only the hold is locked (a partial
     capture, which gives points back, takes the member's available account first)."""
     member = await _member(ledger, program, 100)
-    whole = await _hold(ledger, program, 40, "w", member=member)
-    part = await _hold(ledger, program, 40, "p", member=member)
+    whole = await hold(ledger, program, member, 40, "w", at=T0)
+    part = await hold(ledger, program, member, 40, "p", at=T0)
     # A capture that waited for the lock would fail on this timeout instead of hanging.
     waiting = Database(database_url, pool_size=1, max_overflow=0, statement_timeout_ms=3_000)
     try:
@@ -209,10 +190,10 @@ async def test_without_batching_each_call_is_a_statement_of_its_own(ledger, prog
     alone = Database(database_url, pool_size=1, max_overflow=0, batch_calls=1)
     try:
         assert alone.batcher is None
-        hold = await _hold(alone, program, 30, "solo", member=member)
+        held = await hold(alone, program, member, 30, "solo", at=T0)
         done = await run_redemption(
             db=alone,
-            work=lambda s: capture(session=s, program=program, actor=POS, hold_id=hold.id, now=T0),
+            work=lambda s: capture(session=s, program=program, actor=POS, hold_id=held.id, now=T0),
         )
     finally:
         await alone.dispose()
