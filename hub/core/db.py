@@ -9,7 +9,8 @@
   back everything it did. ``Database.transaction()`` is the same contract without the ORM
   session, for services that only speak to the driver (redemption's database functions): an
   asyncpg connection from the driver's own pool (no greenlet hop through SQLAlchemy's pool),
-  its BEGIN sent only when a second statement needs it.
+  its BEGIN sent only when a second statement needs it. ``Database.batcher`` sends concurrent
+  calls of one database function together, on the same pool (``hub.core.batch``).
 - With no ``HUB_DATABASE_URL``, ``embedded_url`` starts PostgreSQL from the ``pgserver`` package
   under the data folder: the same engine as production, nothing to install.
 """

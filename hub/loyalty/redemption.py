@@ -27,10 +27,12 @@ commits typed errors so the idempotency key remembers them (``redemption_keys``)
 
 Round trips: hold, capture and cancel (and each hold an expiry run resolves) are one PL/pgSQL
 function each (migrations 0008 and 0010), which claims the idempotency key, locks, checks,
-posts and stores the outcome. ``run_redemption`` runs them on ``Database.transaction``: a call
-that is that one statement is sent on its own (PostgreSQL makes it atomic and commits it), so
-a hold plus its capture is two round trips (~37 before 0008, 6 with BEGIN and COMMIT around
-each). Python validates the input, prices it from the program and shapes the answer.
+posts and stores the outcome. ``run_redemption`` sends each as one statement, atomic and
+committed on its own, so a hold plus its capture is two round trips (~37 before 0008, 6 with
+BEGIN and COMMIT around each); calls other requests make at the same moment share that
+statement and its commit (``hub.core.batch``: same outcomes, half the database's work per
+redemption at eight concurrent ones). Python validates the input, prices it from the program
+and shapes the answer.
 
 Modules: this one (quote, hold, the retrying runner), ``redemption_resolve`` (capture, cancel,
 expiry), ``redemption_refund``, ``redemption_store`` (rows, locks, returns to lots),
