@@ -131,7 +131,7 @@ class Batcher:
         """``fn(*args)``'s value, committed; its error, as the call alone would raise it."""
         if len(args) != len(fn.types):
             raise TypeError(f"{fn.name} takes {len(fn.types)} arguments, not {len(args)}")
-        lane = self._lanes.setdefault(fn, _Lane())
+        lane = self._lanes.get(fn) or self._lanes.setdefault(fn, _Lane())
         call = _Call(args, order, asyncio.get_running_loop().create_future())
         lane.queue.append(call)
         self._kick(fn, lane)
@@ -143,7 +143,7 @@ class Batcher:
             raise
         if value is _ALONE:
             self.stats.resent += 1
-            return await self._alone(fn, args)
+            return await self._send(fn.sql, args)
         return value
 
     async def close(self) -> None:
@@ -203,9 +203,6 @@ class Batcher:
         finally:
             lane.running -= 1
             self._kick(fn, lane)
-
-    async def _alone(self, fn: DbFunction, args: Sequence[Any]) -> Any:
-        return await self._send(fn.sql, args)
 
     async def _send(self, sql: str, args: Sequence[Any]) -> Any:
         """One statement on a pooled connection (autocommit: atomic, committed on success)."""

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from hub.core.batch import IN_FLIGHT, MAX_CALLS, Batcher
+from hub.core.batch import MAX_CALLS, Batcher
 from hub.core.errors import DatabaseUnavailable, NotMigrated
 
 log = logging.getLogger(__name__)
@@ -370,11 +370,7 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Concurrent calls of one database function sent together (``hub.core.batch``);
         # None with ``batch_calls=1``: every call its own statement.
-        self.batcher: Batcher | None = (
-            Batcher(self._driver, max_calls=batch_calls, in_flight=IN_FLIGHT)
-            if batch_calls > 1
-            else None
-        )
+        self.batcher = Batcher(self._driver, max_calls=batch_calls) if batch_calls > 1 else None
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

@@ -49,17 +49,18 @@ class Deferred:
         """Whether it holds a connection (``connection`` or ``begin`` was called)."""
         return self._tx is not None
 
-    async def connection(self) -> Any:
-        """Its connection, BEGIN not sent (a statement on it alone commits itself)."""
+    async def _transaction(self) -> Transaction:
         if self._tx is None:
             self._tx = await self._stack.enter_async_context(self.db.transaction())
-        return self._tx.conn
+        return self._tx
+
+    async def connection(self) -> Any:
+        """Its connection, BEGIN not sent (a statement on it alone commits itself)."""
+        return (await self._transaction()).conn
 
     async def begin(self) -> Any:
         """Its connection inside the transaction (begun now if it was not)."""
-        await self.connection()
-        assert self._tx is not None
-        return await self._tx.begin()
+        return await (await self._transaction()).begin()
 
 
 Tx = AsyncSession | Transaction | Deferred

@@ -62,7 +62,7 @@ from hub.loyalty.lots import Lot, allocate, usable
 from hub.loyalty.model import Program
 from hub.loyalty.redemption_codes import code_format_error, code_hash
 from hub.loyalty.redemption_errors import InvalidRedemption
-from hub.loyalty.redemption_keys import error_payload, key_args, outcome
+from hub.loyalty.redemption_keys import KEY_TYPES, error_payload, key_args, outcome
 from hub.loyalty.redemption_refund import refund_redemption
 from hub.loyalty.redemption_resolve import ExpiryRun, cancel, capture, expire_holds
 from hub.loyalty.redemption_store import PENDING, HoldScope
@@ -108,7 +108,7 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadl
 PLACE_HOLD = DbFunction(
     "redemption_place_hold",
     (
-        *("text", "text", "text", "jsonb"),  # the idempotency key: scope, key, hash, request
+        *KEY_TYPES,
         *("jsonb", "bigint", "text", "text", "text", "text", "bigint", "text", "numeric", "text"),
         *("timestamptz", "timestamptz", "jsonb"),
     ),

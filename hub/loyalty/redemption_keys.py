@@ -140,6 +140,10 @@ async def idempotent(
     return outcome
 
 
+# The SQL types of ``key_args``' columns, as the redemption functions take them first.
+KEY_TYPES = ("text", "text", "text", "jsonb")
+
+
 def key_args(
     actor: Actor, key: str | None, operation: str, request: Mapping[str, object]
 ) -> tuple[str, str | None, str, str]:

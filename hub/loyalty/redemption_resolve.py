@@ -20,23 +20,22 @@ from hub.loyalty import settlement
 from hub.loyalty._sql import Tx, call, driver
 from hub.loyalty.ledger import GROUP_LINE
 from hub.loyalty.model import Program
-from hub.loyalty.redemption_keys import key_args, outcome
+from hub.loyalty.redemption_keys import KEY_TYPES, key_args, outcome
 from hub.loyalty.redemption_store import ANY, HoldRow, HoldScope
 from hub.loyalty.redemption_views import HoldLot, Redemption, value_fen
 
 EXPIRE_BATCH = 500
-_KEY_TYPES = ("text", "text", "text", "jsonb")  # the idempotency key: scope, key, hash, request
 CAPTURE = DbFunction(
     "redemption_capture",
     (
-        *_KEY_TYPES,
+        *KEY_TYPES,
         *("bigint", "bigint", "bigint", "text", "timestamptz", "text", "date", "text[]"),
         *("numeric[]", "text"),
     ),
 )
 CANCEL = DbFunction(
     "redemption_cancel",
-    (*_KEY_TYPES, "bigint", "bigint", "text", "timestamptz", "text"),
+    (*KEY_TYPES, "bigint", "bigint", "text", "timestamptz", "text"),
 )
 
 

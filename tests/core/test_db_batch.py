@@ -4,6 +4,7 @@ each would have had alone — on a database of its own with a function that reco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -61,6 +62,11 @@ async def _calls(db: Database) -> list[tuple[int, str]]:
     return [(r["n"], r["xid"]) for r in rows]
 
 
+def _batcher(db: Database) -> Batcher:
+    assert db.batcher is not None
+    return db.batcher
+
+
 def _note(
     db: Database,
     n: int,
@@ -70,8 +76,19 @@ def _note(
     sleep: float = 0.0,
     order: int = 0,
 ):
-    assert db.batcher is not None
-    return db.batcher.call(NOTE, (n, fail, wait, sleep), order=order)
+    return _batcher(db).call(NOTE, (n, fail, wait, sleep), order=order)
+
+
+@contextlib.asynccontextmanager
+async def _gate_locked(db: Database) -> AsyncIterator[None]:
+    """The gate's row locked by another transaction for the block's length."""
+    holder = await asyncpg.connect(db.url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
+            yield
+    finally:
+        await holder.close()
 
 
 async def test_calls_made_together_share_one_statement_each_in_its_order(db: Database) -> None:
@@ -80,8 +97,7 @@ async def test_calls_made_together_share_one_statement_each_in_its_order(db: Dat
     calls = await _calls(db)
     assert len({xid for _, xid in calls}) == 1  # one transaction
     assert [n for n, _ in calls] == list(range(11, -1, -1))  # run in ``order``
-    assert db.batcher is not None
-    assert (db.batcher.stats.statements, db.batcher.stats.calls) == (1, 12)
+    assert (_batcher(db).stats.statements, _batcher(db).stats.calls) == (1, 12)
 
 
 async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
@@ -96,45 +112,34 @@ async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
     calls = await _calls(db)
     assert sorted(n for n, _ in calls) == [0, 1, 2, 4, 5, 6, 7]
     assert len({xid for _, xid in calls}) == 7
-    assert db.batcher is not None
-    assert db.batcher.stats.resent == 8
+    assert _batcher(db).stats.resent == 8
 
 
 async def test_a_call_waiting_for_a_lock_does_not_hold_up_its_batch(db: Database) -> None:
-    holder = await asyncpg.connect(db.url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
-            waiting = asyncio.ensure_future(_note(db, 0, wait=True))
-            others = [_note(db, n) for n in range(1, 5)]
-            # While the lock is held, the others complete (their batch gave up on the lock
-            # and they ran alone); with head-of-line blocking this would time out.
-            assert await asyncio.wait_for(asyncio.gather(*others), 20) == ["n1", "n2", "n3", "n4"]
-            assert not waiting.done()
-        assert await asyncio.wait_for(waiting, 20) == "n0"
-    finally:
-        await holder.close()
+    async with _gate_locked(db):
+        waiting = asyncio.ensure_future(_note(db, 0, wait=True))
+        others = [_note(db, n) for n in range(1, 5)]
+        # While the lock is held, the others complete (their batch gave up on the lock and
+        # they ran alone); with head-of-line blocking this would time out.
+        assert await asyncio.wait_for(asyncio.gather(*others), 20) == ["n1", "n2", "n3", "n4"]
+        assert not waiting.done()
+    assert await asyncio.wait_for(waiting, 20) == "n0"
     assert sorted(n for n, _ in await _calls(db)) == [0, 1, 2, 3, 4]
 
 
 async def test_a_call_cancelled_before_it_was_sent_never_runs(db: Database) -> None:
-    holder = await asyncpg.connect(db.url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT 1 FROM gate WHERE id = 1 FOR UPDATE")
-            # Two batches of one, each sent and waiting for the lock: the function's two
-            # running batches, so the next call queues.
-            first = asyncio.ensure_future(_note(db, 1, wait=True))
-            await asyncio.sleep(0.1)
-            second = asyncio.ensure_future(_note(db, 2, wait=True))
-            await asyncio.sleep(0.1)
-            queued = asyncio.ensure_future(_note(db, 3))
-            await asyncio.sleep(0.1)
-            assert not queued.done()
-            queued.cancel()
-        assert await asyncio.wait_for(asyncio.gather(first, second), 20) == ["n1", "n2"]
-    finally:
-        await holder.close()
+    async with _gate_locked(db):
+        # Two batches of one, each sent and waiting for the lock: the function's two running
+        # batches, so the next call queues.
+        first = asyncio.ensure_future(_note(db, 1, wait=True))
+        await asyncio.sleep(0.1)
+        second = asyncio.ensure_future(_note(db, 2, wait=True))
+        await asyncio.sleep(0.1)
+        queued = asyncio.ensure_future(_note(db, 3))
+        await asyncio.sleep(0.1)
+        assert not queued.done()
+        queued.cancel()
+    assert await asyncio.wait_for(asyncio.gather(first, second), 20) == ["n1", "n2"]
     assert queued.cancelled()
     assert sorted(n for n, _ in await _calls(db)) == [1, 2]
 
@@ -161,16 +166,14 @@ async def test_a_batch_that_got_no_answer_is_not_sent_again(db: Database) -> Non
     outcomes = await asyncio.wait_for(calls, 20)
     lost = (asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError)
     assert all(isinstance(o, lost) for o in outcomes), outcomes
-    assert db.batcher is not None
-    assert db.batcher.stats.resent == 0
+    assert _batcher(db).stats.resent == 0
     assert await _calls(db) == []  # the server rolled it back, and nothing was sent again
 
 
 async def test_close_answers_every_call_made_before_it(db: Database) -> None:
-    assert db.batcher is not None
     pending = [asyncio.ensure_future(_note(db, n)) for n in range(20)]
     await asyncio.sleep(0)  # the calls are queued, the first batch not yet sent
-    await db.batcher.close()
+    await _batcher(db).close()
     assert all(p.done() for p in pending)
     assert [p.result() for p in pending] == [f"n{n}" for n in range(20)]
     assert len(await _calls(db)) == 20

@@ -129,7 +129,7 @@ async def earn(
     assert report.accrued == 1, report
 
 
-def hold(
+def pos_hold(
     db: Any,
     program: Program,
     member: int | None,

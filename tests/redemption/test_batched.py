@@ -9,7 +9,7 @@ from collections import Counter
 
 from hub.loyalty.redemption import cancel, capture, run_redemption
 from hub.loyalty.redemption_errors import AlreadyCancelled, AlreadyCaptured
-from tests.redemption.support import POS, available, earn, hold, make_member, shanghai
+from tests.redemption.support import POS, available, earn, make_member, pos_hold, shanghai
 
 T0 = shanghai(2026, 10, 10, 12)
 HOLDS = 12
@@ -22,7 +22,7 @@ async def test_holds_resolved_many_times_at_once_resolve_once_each(ledger, progr
     assert ledger.batcher is not None
 
     holds = await asyncio.gather(
-        *(hold(ledger, program, member, 10, f"b-{i}", at=T0) for i in range(HOLDS))
+        *(pos_hold(ledger, program, member, 10, f"b-{i}", at=T0) for i in range(HOLDS))
     )
     assert sorted(h.available for h in holds) == list(range(1_000 - 10 * HOLDS, 1_000, 10))
 

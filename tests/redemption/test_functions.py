@@ -14,7 +14,7 @@ from hub.loyalty.errors import InsufficientPoints
 from hub.loyalty.redemption import cancel, capture, run_redemption
 from hub.loyalty.redemption_codes import issue_redemption_code
 from hub.loyalty.redemption_errors import InvalidRedemptionCode
-from tests.redemption.support import POS, available, earn, hold, make_member, shanghai
+from tests.redemption.support import POS, available, earn, make_member, pos_hold, shanghai
 
 T0 = shanghai(2026, 10, 10, 12)
 
@@ -32,8 +32,8 @@ def _same(a, b):
 
 async def test_results_read_the_same_first_time_and_on_replay(ledger, program):
     member = await _member(ledger, program, 300)
-    first = await hold(ledger, program, member, 120, "h", at=T0)
-    assert _same(first, await hold(ledger, program, member, 120, "h", at=T0))
+    first = await pos_hold(ledger, program, member, 120, "h", at=T0)
+    assert _same(first, await pos_hold(ledger, program, member, 120, "h", at=T0))
 
     def cap(key):
         return run_redemption(
@@ -73,33 +73,33 @@ async def test_a_typed_error_leaves_the_code_unused_and_nothing_else_behind(
             session=s, keyring=keyring, member_id=member, now=shanghai(2026, 10, 10, 11, 59)
         )
     with pytest.raises(InsufficientPoints):
-        await hold(ledger, program, None, 51, "a", at=T0, code=issued.code, keyring=keyring)
+        await pos_hold(ledger, program, None, 51, "a", at=T0, code=issued.code, keyring=keyring)
     async with ledger.read() as s:
         used = await s.scalar(text("SELECT used_at FROM redemption_code"))
         holds = await s.scalar(text("SELECT count(*) FROM redemption_hold"))
     assert (used, holds) == (None, 0)
-    held = await hold(ledger, program, None, 50, "b", at=T0, code=issued.code, keyring=keyring)
+    held = await pos_hold(ledger, program, None, 50, "b", at=T0, code=issued.code, keyring=keyring)
     assert held.member_id == member
     with pytest.raises(InvalidRedemptionCode) as caught:
-        await hold(ledger, program, None, 1, "c", at=T0, code=issued.code, keyring=keyring)
+        await pos_hold(ledger, program, None, 1, "c", at=T0, code=issued.code, keyring=keyring)
     assert caught.value.reason == "was already used"
 
 
 async def test_an_error_found_before_the_call_is_remembered_under_the_key(ledger, program, keyring):
     member = await _member(ledger, program, 50)
     with pytest.raises(InvalidRedemptionCode):
-        await hold(ledger, program, None, 10, "k", at=T0, code="12", keyring=keyring)
+        await pos_hold(ledger, program, None, 10, "k", at=T0, code="12", keyring=keyring)
     with pytest.raises(InvalidRedemptionCode) as caught:
-        await hold(ledger, program, None, 10, "k", at=T0, code="12", keyring=keyring)
+        await pos_hold(ledger, program, None, 10, "k", at=T0, code="12", keyring=keyring)
     assert caught.value.reason == "must be 12 digits"
     with pytest.raises(IdempotencyConflict) as conflict:
-        await hold(ledger, program, member, 10, "k", at=T0)
+        await pos_hold(ledger, program, member, 10, "k", at=T0)
     assert conflict.value.field == "member_id"
 
 
 async def test_cancel_through_the_function_restores_the_balance(ledger, program):
     member = await _member(ledger, program, 80)
-    held = await hold(ledger, program, member, 80, "x", at=T0)
+    held = await pos_hold(ledger, program, member, 80, "x", at=T0)
     done = await run_redemption(
         db=ledger,
         work=lambda s: cancel(session=s, program=program, actor=POS, hold_id=held.id, now=T0),
@@ -113,8 +113,8 @@ async def test_a_whole_capture_in_time_takes_no_lock_of_the_member(ledger, progr
     """Migration 0010: nothing of the member changes, so only the hold is locked (a partial
     capture, which gives points back, takes the member's available account first)."""
     member = await _member(ledger, program, 100)
-    whole = await hold(ledger, program, member, 40, "w", at=T0)
-    part = await hold(ledger, program, member, 40, "p", at=T0)
+    whole = await pos_hold(ledger, program, member, 40, "w", at=T0)
+    part = await pos_hold(ledger, program, member, 40, "p", at=T0)
     # A capture that waited for the lock would fail on this timeout instead of hanging.
     waiting = Database(database_url, pool_size=1, max_overflow=0, statement_timeout_ms=3_000)
     try:
@@ -190,7 +190,7 @@ async def test_without_batching_each_call_is_a_statement_of_its_own(ledger, prog
     alone = Database(database_url, pool_size=1, max_overflow=0, batch_calls=1)
     try:
         assert alone.batcher is None
-        held = await hold(alone, program, member, 30, "solo", at=T0)
+        held = await pos_hold(alone, program, member, 30, "solo", at=T0)
         done = await run_redemption(
             db=alone,
             work=lambda s: capture(session=s, program=program, actor=POS, hold_id=held.id, now=T0),

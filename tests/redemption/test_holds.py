@@ -25,15 +25,15 @@ from tests.redemption.support import (
     POS,
     available,
     earn,
-    hold,
     lot_remaining,
     make_member,
+    pos_hold,
     shanghai,
 )
 
 T0 = shanghai(2026, 10, 10, 12)
 
-_hold = functools.partial(hold, at=T0)
+_hold = functools.partial(pos_hold, at=T0)
 
 
 async def _member_with(ledger, program, **points_by_line):

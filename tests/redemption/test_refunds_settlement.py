@@ -13,9 +13,9 @@ from tests.redemption.support import (
     POS,
     available,
     earn,
-    hold,
     lot_remaining,
     make_member,
+    pos_hold,
     shanghai,
 )
 
@@ -27,7 +27,7 @@ async def _spent(db, program, *, points, line="store", at=T0, key="k", **earned)
         member = await make_member(s)
         for i, (issuer, pts) in enumerate(earned.items()):
             await earn(s, program, member, pts, line=issuer, at=shanghai(2026, 10, 1 + i, 9))
-    held = await hold(db, program, member, points, key, at=at, line=line)
+    held = await pos_hold(db, program, member, points, key, at=at, line=line)
     await run_redemption(
         db=db,
         work=lambda s: capture(session=s, program=program, actor=POS, hold_id=held.id, now=at),
