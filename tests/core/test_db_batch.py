@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from hub.core.batch import Batcher, DbFunction
+from hub.core.batch import MAX_CALLS, Batcher, DbFunction
 from hub.core.db import Database, admin_execute, plain_url, with_database
 
 NOTE = DbFunction("note", ("int", "bool", "bool", "float8"))  # n, fail, wait for gate, sleep
@@ -92,12 +92,41 @@ async def _gate_locked(db: Database) -> AsyncIterator[None]:
 
 
 async def test_calls_made_together_share_one_statement_each_in_its_order(db: Database) -> None:
-    values = await asyncio.gather(*(_note(db, n, order=-n) for n in range(12)))
-    assert values == [f"n{n}" for n in range(12)]  # each caller its own value
+    values = await asyncio.gather(*(_note(db, n, order=-n) for n in range(4)))
+    assert values == [f"n{n}" for n in range(4)]  # each caller its own value
     calls = await _calls(db)
     assert len({xid for _, xid in calls}) == 1  # one transaction
-    assert [n for n, _ in calls] == list(range(11, -1, -1))  # run in ``order``
-    assert (_batcher(db).stats.statements, _batcher(db).stats.calls) == (1, 12)
+    assert [n for n, _ in calls] == [3, 2, 1, 0]  # run in ``order``
+    assert (_batcher(db).stats.statements, _batcher(db).stats.calls) == (1, 4)
+
+
+async def test_more_calls_go_half_now_and_half_together_next(db: Database) -> None:
+    """From SPLIT_FROM calls on, half goes at once and the other half, whole, when it is done
+    (the first half's callers work on their answers meanwhile)."""
+    values = await asyncio.gather(*(_note(db, n, order=-n) for n in range(12)))
+    assert values == [f"n{n}" for n in range(12)]
+    calls = await _calls(db)
+    first, second = calls[:6], calls[6:]
+    assert [n for n, _ in calls] == [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6]  # each in ``order``
+    assert len({xid for _, xid in first}) == len({xid for _, xid in second}) == 1
+    assert first[0][1] != second[0][1]
+    assert (_batcher(db).stats.statements, _batcher(db).stats.calls) == (2, 12)
+
+
+async def test_a_full_batch_waiting_goes_beside_a_running_one(db: Database) -> None:
+    async with _gate_locked(db):
+        blocked = asyncio.ensure_future(_note(db, 0, wait=True))
+        await asyncio.sleep(0.1)  # sent, and waiting for the lock (within its lock timeout)
+        fewer = [asyncio.ensure_future(_note(db, n)) for n in range(1, 3)]
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in fewer)  # fewer than a full batch: they wait
+        more = [_note(db, n) for n in range(3, 1 + MAX_CALLS)]
+        # With them a full batch waits: it goes, a second batch beside the waiting first.
+        assert await asyncio.wait_for(asyncio.gather(*fewer, *more), 20) == [
+            f"n{n}" for n in range(1, 1 + MAX_CALLS)
+        ]
+        assert not blocked.done()
+    assert await asyncio.wait_for(blocked, 20) == "n0"
 
 
 async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
@@ -108,11 +137,13 @@ async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
     assert isinstance(failed, asyncpg.CheckViolationError)
     assert "call 3 fails" in str(failed)
     assert outcomes[:3] + outcomes[4:] == [f"n{n}" for n in range(8) if n != 3]
-    # The batch left nothing; each other call then ran once, alone.
+    # Its batch (the first half) left nothing; each other call of it then ran once, alone. The
+    # second half ran as a batch of its own.
     calls = await _calls(db)
     assert sorted(n for n, _ in calls) == [0, 1, 2, 4, 5, 6, 7]
-    assert len({xid for _, xid in calls}) == 7
-    assert _batcher(db).stats.resent == 8
+    assert len({xid for n, xid in calls if n < 4}) == 3
+    assert len({xid for n, xid in calls if n >= 4}) == 1
+    assert _batcher(db).stats.resent == 4
 
 
 async def test_a_call_waiting_for_a_lock_does_not_hold_up_its_batch(db: Database) -> None:
@@ -129,8 +160,8 @@ async def test_a_call_waiting_for_a_lock_does_not_hold_up_its_batch(db: Database
 
 async def test_a_call_cancelled_before_it_was_sent_never_runs(db: Database) -> None:
     async with _gate_locked(db):
-        # Two batches of one, each sent and waiting for the lock: the function's two running
-        # batches, so the next call queues.
+        # The first call is sent and waits for the lock; the next ones wait for it (fewer than
+        # a full batch do not start a second).
         first = asyncio.ensure_future(_note(db, 1, wait=True))
         await asyncio.sleep(0.1)
         second = asyncio.ensure_future(_note(db, 2, wait=True))
