@@ -18,9 +18,11 @@ batches its requests likewise).
   backends work at once where one batch of all would have left them taking turns: with eight
   redemptions in step, +20 % of them per second for 13 % more CPU each (bench/README.md,
   "Fourteenth session").
-- **A second batch only for a full one.** While a batch of the function runs, calls wait for
-  it, unless ``max_calls`` of them are waiting: then a full batch goes beside it (at most
-  ``in_flight`` at once), so a burst is not held to one backend.
+- **A second batch for a full one, or beside a stalled one.** While a batch of the function
+  runs, calls wait for it, unless ``max_calls`` of them are waiting (then a full batch goes
+  beside it, so a burst is not held to one backend) or it has been on the server ``STALL_S``
+  (a batch takes a few milliseconds; one that waits on a row lock must not hold up the rest of
+  the function's calls). At most ``in_flight`` batches of a function run at once.
 - **Same outcome as alone.** The calls of a batch run one after another in one transaction,
   each seeing what the ones before it wrote, in ``order`` (the caller's lock key, a member: two
   batches then take their row locks in one order). If the server refuses the batch — a
@@ -52,8 +54,9 @@ from typing import Any, Protocol
 import asyncpg
 
 MAX_CALLS = 16  # per batch: bounds a statement's parameters and its transaction's locks
-IN_FLIGHT = 2  # batches of one function at a time (the second only when a full one waits)
+IN_FLIGHT = 2  # batches of one function at a time (a second for a full one, or a stalled first)
 SPLIT_FROM = 4  # an idle function's waiting calls go half now, half next, from this many on
+STALL_S = 0.02  # a batch on the server this long lets the waiting calls go beside it
 LOCK_TIMEOUT_MS = 200  # a batch's wait for a row lock before its calls go alone
 
 
@@ -121,7 +124,9 @@ class _Lane:
 
     queue: list[_Call] = field(default_factory=list)
     running: int = 0
-    held: int = 0  # calls held back when the last batch was split: they go next, together
+    started: list[float] = field(default_factory=list)  # the running batches' start times
+    held: int = 0  # calls left waiting when the last batch went: they go next, together
+    recheck: asyncio.TimerHandle | None = None  # when the running batch turns STALL_S old
     scheduled: bool = False
 
 
@@ -172,28 +177,40 @@ class Batcher:
 
     def _start(self, fn: DbFunction, lane: _Lane) -> None:
         lane.scheduled = False
+        loop = asyncio.get_running_loop()
         while lane.queue and lane.running < self._in_flight:
-            size = self._next_size(lane)
+            size = self._next_size(lane, loop.time())
             if not size:
+                if lane.recheck is None:  # look again once the running batch is stalled
+                    lane.recheck = loop.call_at(
+                        min(lane.started) + STALL_S, self._recheck, fn, lane
+                    )
                 return
             batch, lane.queue = lane.queue[:size], lane.queue[size:]
-            if not lane.running:
-                lane.held = len(lane.queue)
+            lane.held = len(lane.queue)
             lane.running += 1
-            task = asyncio.get_running_loop().create_task(self._run(fn, lane, batch))
+            started = loop.time()
+            lane.started.append(started)
+            task = loop.create_task(self._run(fn, lane, batch, started))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    def _next_size(self, lane: _Lane) -> int:
+    def _next_size(self, lane: _Lane, now: float) -> int:
         """How many of the waiting calls go now (the module's "half now, half next")."""
         waiting = len(lane.queue)
-        if lane.running:  # a second batch only for a full one
-            return self._max_calls if waiting >= self._max_calls else 0
-        if lane.held:  # the half held back goes whole
+        if lane.running:  # a second batch: a full one, or the first is stalled
+            if waiting >= self._max_calls:
+                return self._max_calls
+            return min(self._max_calls, waiting) if now - min(lane.started) >= STALL_S else 0
+        if lane.held:  # the calls left waiting go whole
             return min(self._max_calls, waiting)
         return min(self._max_calls, waiting, max(SPLIT_FROM, -(-waiting // 2)))
 
-    async def _run(self, fn: DbFunction, lane: _Lane, batch: list[_Call]) -> None:
+    def _recheck(self, fn: DbFunction, lane: _Lane) -> None:
+        lane.recheck = None
+        self._kick(fn, lane)
+
+    async def _run(self, fn: DbFunction, lane: _Lane, batch: list[_Call], started: float) -> None:
         batch.sort(key=lambda c: c.order)
         self.stats.statements += 1
         self.stats.calls += len(batch)
@@ -227,6 +244,7 @@ class Batcher:
                     c.done.set_result(value)
         finally:
             lane.running -= 1
+            lane.started.remove(started)
             self._kick(fn, lane)
 
     async def _send(self, sql: str, args: Sequence[Any]) -> Any:

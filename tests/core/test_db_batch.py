@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from hub.core import batch
 from hub.core.batch import MAX_CALLS, Batcher, DbFunction
 from hub.core.db import Database, admin_execute, plain_url, with_database
 
@@ -113,20 +114,22 @@ async def test_more_calls_go_half_now_and_half_together_next(db: Database) -> No
     assert (_batcher(db).stats.statements, _batcher(db).stats.calls) == (2, 12)
 
 
-async def test_a_full_batch_waiting_goes_beside_a_running_one(db: Database) -> None:
-    async with _gate_locked(db):
-        blocked = asyncio.ensure_future(_note(db, 0, wait=True))
-        await asyncio.sleep(0.1)  # sent, and waiting for the lock (within its lock timeout)
-        fewer = [asyncio.ensure_future(_note(db, n)) for n in range(1, 3)]
-        await asyncio.sleep(0.05)
-        assert not any(f.done() for f in fewer)  # fewer than a full batch: they wait
-        more = [_note(db, n) for n in range(3, 1 + MAX_CALLS)]
-        # With them a full batch waits: it goes, a second batch beside the waiting first.
-        assert await asyncio.wait_for(asyncio.gather(*fewer, *more), 20) == [
-            f"n{n}" for n in range(1, 1 + MAX_CALLS)
-        ]
-        assert not blocked.done()
-    assert await asyncio.wait_for(blocked, 20) == "n0"
+async def test_a_full_batch_waiting_goes_beside_a_running_one(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "STALL_S", 60.0)  # the running batch never counts as stalled
+    running = asyncio.ensure_future(_note(db, 0, sleep=2))  # two seconds on the server
+    await asyncio.sleep(0.1)
+    fewer = [asyncio.ensure_future(_note(db, n)) for n in range(1, 3)]
+    await asyncio.sleep(0.2)
+    assert not any(f.done() for f in fewer)  # fewer than a full batch: they wait for it
+    more = [_note(db, n) for n in range(3, 1 + MAX_CALLS)]
+    # With them a full batch waits: it goes at once, beside the running one.
+    assert await asyncio.wait_for(asyncio.gather(*fewer, *more), 1.5) == [
+        f"n{n}" for n in range(1, 1 + MAX_CALLS)
+    ]
+    assert not running.done()
+    assert await asyncio.wait_for(running, 20) == "n0"
 
 
 async def test_a_call_that_fails_its_batch_fails_alone(db: Database) -> None:
@@ -159,20 +162,35 @@ async def test_a_call_waiting_for_a_lock_does_not_hold_up_its_batch(db: Database
 
 
 async def test_a_call_cancelled_before_it_was_sent_never_runs(db: Database) -> None:
-    async with _gate_locked(db):
-        # The first call is sent and waits for the lock; the next ones wait for it (fewer than
-        # a full batch do not start a second).
-        first = asyncio.ensure_future(_note(db, 1, wait=True))
-        await asyncio.sleep(0.1)
-        second = asyncio.ensure_future(_note(db, 2, wait=True))
-        await asyncio.sleep(0.1)
-        queued = asyncio.ensure_future(_note(db, 3))
-        await asyncio.sleep(0.1)
-        assert not queued.done()
-        queued.cancel()
+    # Two batches of one, each a second long on the server (the second went beside the first,
+    # stalled): the function's two running batches, so the next call waits.
+    first = asyncio.ensure_future(_note(db, 1, sleep=1))
+    await asyncio.sleep(0.1)
+    second = asyncio.ensure_future(_note(db, 2, sleep=1))
+    await asyncio.sleep(0.1)
+    queued = asyncio.ensure_future(_note(db, 3))
+    await asyncio.sleep(0.1)
+    assert not queued.done()
+    queued.cancel()
     assert await asyncio.wait_for(asyncio.gather(first, second), 20) == ["n1", "n2"]
     assert queued.cancelled()
     assert sorted(n for n, _ in await _calls(db)) == [1, 2]
+
+
+async def test_a_lone_call_waiting_for_a_lock_does_not_hold_up_the_function(
+    db: Database,
+) -> None:
+    """A batch of one has no lock timeout; once it has been on the server STALL_S, the calls
+    waiting for it go beside it."""
+    async with _gate_locked(db):
+        blocked = asyncio.ensure_future(_note(db, 0, wait=True))
+        await asyncio.sleep(0.1)  # sent, and waiting for the lock
+        assert await asyncio.wait_for(asyncio.gather(_note(db, 1), _note(db, 2)), 5) == [
+            "n1",
+            "n2",
+        ]
+        assert not blocked.done()
+    assert await asyncio.wait_for(blocked, 20) == "n0"
 
 
 async def test_a_batch_that_got_no_answer_is_not_sent_again(db: Database) -> None:
