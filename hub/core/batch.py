@@ -13,11 +13,11 @@ batches its requests likewise).
   statement; up to ``SPLIT_FROM`` calls go as one batch.
 - **Half now, half next.** When more calls than that wait for an idle function, half of them
   go at once and the other half waits for that batch, then goes whole (with at most
-  ``max_calls`` per batch). The first half's callers work on their answers — and send their
-  next calls, to other functions — while the second half runs, so the client and two server
-  backends work at once where one batch of all would have left them taking turns: with eight
-  redemptions in step, +20 % of them per second for 13 % more CPU each (bench/README.md,
-  "Fourteenth session").
+  ``max_calls`` per batch), sent before the first half's callers resume. They work on their
+  answers — and send their next calls, to other functions — while the second half runs, so
+  the client and two server backends work at once where one batch of all would have left them
+  taking turns: with eight redemptions in step, +20 % of them per second for 13 % more CPU
+  each (bench/README.md, "Fourteenth session").
 - **A second batch for a full one, or beside a stalled one.** While a batch of the function
   runs, calls wait for it, unless ``max_calls`` of them are waiting (then a full batch goes
   beside it, so a burst is not held to one backend) or it has been on the server ``STALL_S``
@@ -214,6 +214,8 @@ class Batcher:
         batch.sort(key=lambda c: c.order)
         self.stats.statements += 1
         self.stats.calls += len(batch)
+        values: list[Any] = []
+        failure: Exception | None = None
         try:
             if len(batch) == 1:
                 values = [await self._send(fn.sql, batch[0].args)]
@@ -225,27 +227,23 @@ class Batcher:
                 c.done.cancel()
             raise
         except asyncpg.PostgresError as exc:
-            if len(batch) == 1 or not _rolled_back(exc):
-                _fail(batch, exc)
-            else:
+            failure = exc
+            if len(batch) > 1 and _rolled_back(exc):
                 # The server refused the statement, so its transaction rolled back: nothing of
                 # the batch stays, and each call goes again alone for its own outcome.
-                for c in batch:
-                    if not c.done.done():
-                        c.done.set_result(_ALONE)
+                values, failure = [_ALONE] * len(batch), None
         except Exception as exc:
             # No answer (the connection was lost, no connection was free): the batch may have
             # committed, so it is not sent again; each caller gets the error, as it would alone,
             # and retries with its idempotency key.
-            _fail(batch, exc)
-        else:
-            for c, value in zip(batch, values, strict=True):
-                if not c.done.done():
-                    c.done.set_result(value)
+            failure = exc
         finally:
             lane.running -= 1
             lane.started.remove(started)
             self._kick(fn, lane)
+        # After the next batch's start (scheduled just above), so its statement is on its way
+        # before these callers resume and work on their answers.
+        asyncio.get_running_loop().call_soon(_answer, batch, values, failure)
 
     async def _send(self, sql: str, args: Sequence[Any]) -> Any:
         """One statement on a pooled connection (autocommit: atomic, committed on success)."""
@@ -261,6 +259,15 @@ class Batcher:
         finally:
             # Closed, or cancelled with the statement maybe still running: not handed out again.
             self._pool.release(conn, reusable=reusable)
+
+
+def _answer(calls: Sequence[_Call], values: Sequence[Any], failure: Exception | None) -> None:
+    if failure is not None:
+        _fail(calls, failure)
+        return
+    for c, value in zip(calls, values, strict=True):
+        if not c.done.done():
+            c.done.set_result(value)
 
 
 def _fail(calls: Sequence[_Call], exc: Exception) -> None:

@@ -114,6 +114,19 @@ async def test_more_calls_go_half_now_and_half_together_next(db: Database) -> No
     assert (_batcher(db).stats.statements, _batcher(db).stats.calls) == (2, 12)
 
 
+async def test_the_half_held_back_is_sent_before_the_first_half_resumes(db: Database) -> None:
+    """The first half's callers then work on their answers while the second half runs."""
+    statements_when_resumed: list[int] = []
+
+    async def one(n: int) -> str:
+        value = await _note(db, n)
+        statements_when_resumed.append(_batcher(db).stats.statements)
+        return value
+
+    assert await asyncio.gather(*(one(n) for n in range(8))) == [f"n{n}" for n in range(8)]
+    assert statements_when_resumed == [2] * 8  # the first four resumed after the second went
+
+
 async def test_a_full_batch_waiting_goes_beside_a_running_one(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
