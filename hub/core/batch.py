@@ -243,7 +243,23 @@ class Batcher:
             self._kick(fn, lane)
         # After the next batch's start (scheduled just above), so its statement is on its way
         # before these callers resume and work on their answers.
-        asyncio.get_running_loop().call_soon(_answer, batch, values, failure)
+        asyncio.get_running_loop().call_soon(self._answer, batch, values, failure)
+
+    def _answer(self, calls: list[_Call], values: list[Any], failure: Exception | None) -> None:
+        if failure is not None:
+            _fail(calls, failure)
+        else:
+            for c, value in zip(calls, values, strict=True):
+                if not c.done.done():
+                    c.done.set_result(value)
+        # Once these callers have run their step (their wake-ups are queued ahead of this), the
+        # calls they made go: not after whatever else was answered in the same moment.
+        asyncio.get_running_loop().call_soon(self._start_due)
+
+    def _start_due(self) -> None:
+        for fn, lane in self._lanes.items():
+            if lane.scheduled:
+                self._start(fn, lane)
 
     async def _send(self, sql: str, args: Sequence[Any]) -> Any:
         """One statement on a pooled connection (autocommit: atomic, committed on success)."""
@@ -259,15 +275,6 @@ class Batcher:
         finally:
             # Closed, or cancelled with the statement maybe still running: not handed out again.
             self._pool.release(conn, reusable=reusable)
-
-
-def _answer(calls: Sequence[_Call], values: Sequence[Any], failure: Exception | None) -> None:
-    if failure is not None:
-        _fail(calls, failure)
-        return
-    for c, value in zip(calls, values, strict=True):
-        if not c.done.done():
-            c.done.set_result(value)
 
 
 def _fail(calls: Sequence[_Call], exc: Exception) -> None:
