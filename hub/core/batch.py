@@ -127,8 +127,7 @@ class _Lane:
     """One function's queue and its running batches."""
 
     queue: list[_Call] = field(default_factory=list)
-    running: int = 0
-    started: list[float] = field(default_factory=list)  # the running batches' start times
+    started: list[float] = field(default_factory=list)  # each running batch's start time
     held: int = 0  # calls left waiting when the last batch went: they go next, together
     recheck: asyncio.TimerHandle | None = None  # when the running batch turns STALL_S old
     scheduled: bool = False
@@ -175,14 +174,14 @@ class Batcher:
                 await asyncio.sleep(0)  # a batch about to start
 
     def _kick(self, fn: DbFunction, lane: _Lane) -> None:
-        if lane.queue and lane.running < self._in_flight and not lane.scheduled:
+        if lane.queue and len(lane.started) < self._in_flight and not lane.scheduled:
             lane.scheduled = True
             asyncio.get_running_loop().call_soon(self._start, fn, lane)
 
     def _start(self, fn: DbFunction, lane: _Lane) -> None:
         lane.scheduled = False
         loop = asyncio.get_running_loop()
-        while lane.queue and lane.running < self._in_flight:
+        while lane.queue and len(lane.started) < self._in_flight:
             size = self._next_size(lane, loop.time())
             if not size:
                 if lane.recheck is None:  # look again once the running batch is stalled
@@ -192,7 +191,6 @@ class Batcher:
                 return
             batch, lane.queue = lane.queue[:size], lane.queue[size:]
             lane.held = len(lane.queue)
-            lane.running += 1
             started = loop.time()
             lane.started.append(started)
             task = loop.create_task(self._run(fn, lane, batch, started))
@@ -202,7 +200,7 @@ class Batcher:
     def _next_size(self, lane: _Lane, now: float) -> int:
         """How many of the waiting calls go now (the module's "half now, half next")."""
         waiting = len(lane.queue)
-        if lane.running:  # a second batch: a full one, or the first is stalled
+        if lane.started:  # a second batch: a full one, or the first is stalled
             if waiting >= self._max_calls:
                 return self._max_calls
             return min(self._max_calls, waiting) if now - min(lane.started) >= STALL_S else 0
@@ -242,7 +240,6 @@ class Batcher:
             # and retries with its idempotency key.
             failure = exc
         finally:
-            lane.running -= 1
             lane.started.remove(started)
             self._kick(fn, lane)
         # After the next batch's start (scheduled just above), so its statement is on its way

@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 from hub.core.db import Database
 from hub.loyalty import jobs
 from hub.loyalty.program import default_program
-from hub.loyalty.redemption import capture, place_hold, run_redemption
+from hub.loyalty.redemption import capture, run_redemption
 from hub.redemption_cli import redemption_app
-from tests.redemption.support import POS, earn, make_member, shanghai
+from tests.redemption.support import POS, earn, make_member, pos_hold, shanghai
 
 
 def test_holds_expire_and_settle_from_the_command_line(db, database_url, monkeypatch, tmp_path):
@@ -26,41 +26,14 @@ def test_holds_expire_and_settle_from_the_command_line(db, database_url, monkeyp
                 # the app's 7-day return window closes before the points are spent
                 await jobs.release_pending(session=s, program=program, as_of=shanghai(2025, 1, 9))
             at = shanghai(2025, 1, 10, 12)
-            spent = await run_redemption(
-                db=database,
-                work=lambda s: place_hold(
-                    session=s,
-                    program=program,
-                    actor=POS,
-                    member_id=member,
-                    line="store",
-                    points=200,
-                    order_ref="POS-1",
-                    idempotency_key="a",
-                    now=at,
-                ),
-            )
+            spent = await pos_hold(database, program, member, 200, "a", at=at)
             await run_redemption(
                 db=database,
                 work=lambda s: capture(
                     session=s, program=program, actor=POS, hold_id=spent.id, now=at
                 ),
             )
-            await run_redemption(
-                db=database,
-                work=lambda s: place_hold(
-                    session=s,
-                    program=program,
-                    actor=POS,
-                    member_id=member,
-                    line="store",
-                    points=50,
-                    order_ref="POS-2",
-                    idempotency_key="b",
-                    hold_ttl_s=60,
-                    now=at,
-                ),
-            )
+            await pos_hold(database, program, member, 50, "b", at=at, ttl=60)
         finally:
             await database.dispose()
 

@@ -94,20 +94,7 @@ async def test_refund_of_an_uncaptured_hold_is_not_captured(ledger, program):
     async with ledger.unit_of_work() as s:
         member = await make_member(s)
         await earn(s, program, member, 50, line="store", at=shanghai(2026, 10, 1))
-    hold = await run_redemption(
-        db=ledger,
-        work=lambda s: place_hold(
-            session=s,
-            program=program,
-            actor=POS,
-            member_id=member,
-            line="store",
-            points=10,
-            order_ref="x",
-            idempotency_key="p",
-            now=T0,
-        ),
-    )
+    hold = await pos_hold(ledger, program, member, 10, "p", at=T0)
     with pytest.raises(NotCaptured):
         await _refund(ledger, program, hold.id, "r")
 
@@ -210,20 +197,8 @@ async def test_expired_lot_while_held_goes_to_expiry_on_cancel(ledger, program):
     async with ledger.unit_of_work() as s:
         member = await make_member(s)
         await earn(s, program, member, 100, line="store", at=shanghai(2026, 10, 1))
-    hold = await run_redemption(
-        db=ledger,
-        work=lambda s: place_hold(
-            session=s,
-            program=program,
-            actor=POS,
-            member_id=member,
-            line="store",
-            points=100,
-            order_ref="x",
-            idempotency_key="h",
-            hold_ttl_s=86_400,
-            now=shanghai(2026, 10, 31, 12),
-        ),
+    hold = await pos_hold(
+        ledger, program, member, 100, "h", at=shanghai(2026, 10, 31, 12), ttl=86_400
     )
     async with ledger.unit_of_work() as s:  # the expiry job finds nothing to expire: it is held
         result = await jobs.expire(session=s, program=program, as_of=shanghai(2026, 11, 1, 1))
