@@ -191,6 +191,35 @@ async def test_closed_period_is_immutable_and_late_refunds_land_in_the_next(ledg
             )
 
 
+async def test_a_late_whole_capture_lands_in_the_next_open_period(ledger, program):
+    """Migration 0025: a whole capture writes its entries itself, with the same period rule."""
+    await _spent(ledger, program, points=100, hotel=100)
+    async with ledger.unit_of_work() as s:
+        assert await settlement.close_period(
+            session=s,
+            program=program,
+            period="2026-10",
+            actor="admin",
+            now=shanghai(2026, 11, 1, 1),
+        )
+    # placed and captured in October, recorded after the close
+    late = shanghai(2026, 10, 31, 22)
+    _, hold = await _spent(ledger, program, points=50, key="late", at=late, hotel=50)
+    async with ledger.read() as s:
+        october = await settlement.settle(session=s, period="2026-10")
+        november = await settlement.settle(session=s, period="2026-11")
+        periods = await s.scalars(
+            text("SELECT period FROM settlement_entry WHERE hold_id = :h"), {"h": hold}
+        )
+        assert list(periods) == ["2026-11"]
+    assert [(p.points, p.amount_fen) for p in october.pairs] == [(100, 120)]
+    assert [(p.issuer_line, p.redeeming_line, p.points, p.amount_fen) for p in november.pairs] == [
+        ("hotel", "store", 50, 60)
+    ]
+    assert october.ties_out
+    assert november.ties_out
+
+
 async def test_expired_lot_while_held_goes_to_expiry_on_cancel(ledger, program):
     from hub.loyalty.redemption import cancel
 
