@@ -17,8 +17,10 @@ refund arriving after a close lands in the next open period. ``close_period`` ta
 exclusive advisory lock (``settlement_lock_key()``) that every entry insert takes shared: no
 entry slips into a period while it closes. A trigger rejects entries into closed periods and
 any change of a closed period (the backstop). Entries are written by the database function
-``settlement_record`` (migration 0008), which captures call from inside ``redemption_capture``
-with the same rounding as ``draft`` here (half up on points × price, before = 0).
+``settlement_record`` (migration 0008), which partial captures call from inside
+``redemption_capture`` and refunds through ``record_entries`` here; a whole capture writes them in its postings' statement with the same lock and
+period rule (``redemption_capture_all``, migration 0025). Both round as ``draft`` here (half up
+on points × price, before = 0).
 
 Clearing accounts (``redemption_clearing`` per line) tie out: a capture credits the redeeming
 line's clearing and debits the issuer's (which credits its issuance: the points are used up),
