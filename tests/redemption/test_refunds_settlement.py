@@ -50,6 +50,16 @@ def _refund(db, program, hold_id, key, points=None, at=T0):
     )
 
 
+def _close_october(db, program, *, at):
+    async def close():
+        async with db.unit_of_work() as s:
+            return await settlement.close_period(
+                session=s, program=program, period="2026-10", actor="admin", now=at
+            )
+
+    return close()
+
+
 async def test_refund_returns_points_to_the_lots_they_came_from(ledger, program):
     member, hold = await _spent(ledger, program, points=600, taobao=300, hotel=500)
     part = await _refund(ledger, program, hold, "r1", points=200)
@@ -151,22 +161,8 @@ async def test_closed_period_is_immutable_and_late_refunds_land_in_the_next(ledg
                 actor="admin",
                 now=shanghai(2026, 10, 31, 23),
             )
-    async with ledger.unit_of_work() as s:
-        assert await settlement.close_period(
-            session=s,
-            program=program,
-            period="2026-10",
-            actor="admin",
-            now=shanghai(2026, 11, 1, 1),
-        )
-    async with ledger.unit_of_work() as s:
-        assert not await settlement.close_period(
-            session=s,
-            program=program,
-            period="2026-10",
-            actor="admin",
-            now=shanghai(2026, 11, 1, 2),
-        )
+    assert await _close_october(ledger, program, at=shanghai(2026, 11, 1, 1))
+    assert not await _close_october(ledger, program, at=shanghai(2026, 11, 1, 2))
     # a refund effective in October, recorded after the close
     await _refund(ledger, program, hold, "late", points=40, at=shanghai(2026, 10, 31, 22))
     async with ledger.read() as s:
@@ -194,14 +190,7 @@ async def test_closed_period_is_immutable_and_late_refunds_land_in_the_next(ledg
 async def test_a_late_whole_capture_lands_in_the_next_open_period(ledger, program):
     """Migration 0025: a whole capture writes its entries itself, with the same period rule."""
     await _spent(ledger, program, points=100, hotel=100)
-    async with ledger.unit_of_work() as s:
-        assert await settlement.close_period(
-            session=s,
-            program=program,
-            period="2026-10",
-            actor="admin",
-            now=shanghai(2026, 11, 1, 1),
-        )
+    assert await _close_october(ledger, program, at=shanghai(2026, 11, 1, 1))
     # placed and captured in October, recorded after the close
     late = shanghai(2026, 10, 31, 22)
     _, hold = await _spent(ledger, program, points=50, key="late", at=late, hotel=50)
