@@ -349,10 +349,6 @@ class Database:
         server_settings = {
             "statement_timeout": str(statement_timeout_ms),
             "application_name": "member-hub",
-            # Short statements only: a plan costed high (a sequential scan under a function's
-            # enable_seqscan = off, e.g. settlement's closed-period fallback) would otherwise be
-            # JIT-compiled on every call, ~0.3 s each.
-            "jit": "off",
         }
         self._driver = _DriverPool(
             self.url,

@@ -198,3 +198,24 @@ async def test_without_batching_each_call_is_a_statement_of_its_own(ledger, prog
     finally:
         await alone.dispose()
     assert (done.state, done.captured_points, done.available) == ("captured", 30, 20)
+
+
+async def test_functions_planned_without_seqscans_are_never_jit_compiled(db):
+    """Migration 0025: under enable_seqscan = off a query with no index to take (the settlement
+    period's closed-month fallback) is costed past jit_above_cost; JIT compiled it per call."""
+    async with db.read() as s:
+        configs = (
+            await s.execute(
+                text(
+                    "SELECT proname, proconfig FROM pg_proc "
+                    "WHERE 'enable_seqscan=off' = ANY (proconfig) ORDER BY proname"
+                )
+            )
+        ).all()
+    assert [name for name, _ in configs] == [
+        "redemption_cancel",
+        "redemption_capture",
+        "redemption_expire",
+        "redemption_place_hold",
+    ]
+    assert all("jit=off" in config for _, config in configs)

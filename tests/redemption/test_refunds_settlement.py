@@ -50,14 +50,11 @@ def _refund(db, program, hold_id, key, points=None, at=T0):
     )
 
 
-def _close_october(db, program, *, at):
-    async def close():
-        async with db.unit_of_work() as s:
-            return await settlement.close_period(
-                session=s, program=program, period="2026-10", actor="admin", now=at
-            )
-
-    return close()
+async def _close_october(db, program, *, at):
+    async with db.unit_of_work() as s:
+        return await settlement.close_period(
+            session=s, program=program, period="2026-10", actor="admin", now=at
+        )
 
 
 async def test_refund_returns_points_to_the_lots_they_came_from(ledger, program):
