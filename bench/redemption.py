@@ -16,10 +16,13 @@ settlement entry app → store), then, with the same number of concurrent worker
    (``hub.core.batch``; ``--batch-calls 1`` sends each alone);
 3. hot member: the same, every worker on one member (its account lock serialises the holds).
 
-The three take turns in ``ROUNDS`` short windows (each phase's seconds split between them), so
-load from other work on the machine falls on both sides of the ratio alike; each figure is its
-operations over its own time. Prints one line per figure and ``ratio=`` (across members / raw;
-target ≥ 0.25)::
+The three take turns in short windows, a round in each of the six orders they can run in (each
+phase's seconds split between its six windows), so load from other work on the machine falls on
+both sides of the ratio alike, and each phase follows each of the others equally often: a
+window right after a raw window was measured 5–15 % slower than one after a redemption window,
+and in one fixed order every across-members window came after a raw one (bench/README.md).
+Each figure is its operations over its own time. Prints one line per figure and ``ratio=``
+(across members / raw; target ≥ 0.25)::
 
     raw_update tx_per_s=… workers=…
     redemption across_members per_s=… n=…
@@ -71,7 +74,9 @@ from hub.loyalty.redemption import HoldScope, capture, place_hold, run_redemptio
 MEMBERS = 1_000
 WORKERS = 8
 POINTS = 10
-ROUNDS = 5  # the phases take turns, so a neighbour's load falls on all of them alike
+# The rounds: the phases (0 raw, 1 across members, 2 hot member) take turns in each of their six
+# orders, arranged so that each phase follows each of the others in exactly two windows.
+ORDERS = ((0, 1, 2), (2, 0, 1), (1, 0, 2), (2, 1, 0), (0, 2, 1), (1, 2, 0))
 RAW_APPLICATION = "bench-raw"  # how each phase's server processes are found
 HUB_APPLICATION = "member-hub"  # Database's application_name
 
@@ -283,10 +288,11 @@ async def main() -> None:
             raw = Phase(raw_updates(pool), RAW_APPLICATION)
             across = Phase(redemptions(db, hot=False), HUB_APPLICATION)
             hot = Phase(redemptions(db, hot=True), HUB_APPLICATION)
+            phases = (raw, across, hot)
             try:
-                for _ in range(ROUNDS):
-                    for phase in (raw, across, hot):
-                        await phase.run(seconds / ROUNDS, admin_conn)
+                for order in ORDERS:
+                    for i in order:
+                        await phases[i].run(seconds / len(ORDERS), admin_conn)
             finally:
                 await admin_conn.close()
                 await pool.close()
@@ -299,7 +305,7 @@ async def main() -> None:
             print(f"redemption hot_member per_s={hot.rate:,.0f} n={hot.done}", flush=True)
             print(
                 f"ratio={across.rate / raw.rate:.2f} (across members / raw single-row UPDATE; "
-                f"hot member {hot.rate / raw.rate:.2f}; {ROUNDS} rounds)",
+                f"hot member {hot.rate / raw.rate:.2f}; {len(ORDERS)} rounds)",
                 flush=True,
             )
             cpu_ratio = (
