@@ -6,7 +6,8 @@ then released from their return window, so every redemption at the store also wr
 settlement entry app → store), then, with the same number of concurrent workers each time:
 
 1. raw: single-row ``UPDATE … SET n = n + 1`` transactions over 1,000 rows (asyncpg pool,
-   BEGIN/UPDATE/COMMIT) — what the database gives the simplest possible transaction;
+   BEGIN/UPDATE/COMMIT, and the pool's reset query on release, asyncpg's default) — what the
+   database gives the simplest possible transaction;
 2. across members: one redemption = ``place_hold`` + ``capture`` of 10 points for a random
    member, each through ``run_redemption`` — what the ``redeemPoints`` and
    ``captureRedemption`` mutations run for a member's token, without HTTP: the member as
@@ -19,7 +20,7 @@ settlement entry app → store), then, with the same number of concurrent worker
 The three take turns in short windows, a round in each of the six orders they can run in (each
 phase's seconds split between its six windows), so load from other work on the machine falls on
 both sides of the ratio alike, and each phase follows each of the others equally often: a
-window right after a raw window was measured 5–15 % slower than one after a redemption window,
+window right after a raw window was measured 5–17 % slower than one after a redemption window,
 and in one fixed order every across-members window came after a raw one (bench/README.md).
 Each figure is its operations over its own time. Prints one line per figure and ``ratio=``
 (across members / raw; target ≥ 0.25)::
