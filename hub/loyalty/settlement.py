@@ -16,11 +16,12 @@ first period at or after its effective month that is not closed (at most 120 mon
 refund arriving after a close lands in the next open period. ``close_period`` takes an
 exclusive advisory lock (``settlement_lock_key()``) that every entry insert takes shared: no
 entry slips into a period while it closes. A trigger rejects entries into closed periods and
-any change of a closed period (the backstop). Entries are written in the database: the lock and
-the period rule are ``settlement_period_for`` (migration 0025); ``settlement_record`` (0008),
-which partial captures call from inside ``redemption_capture`` and refunds through
-``record_entries`` here, and a whole capture's postings statement (``redemption_capture_all``)
-take them from it. Both round as ``draft`` here (half up on points × price, before = 0).
+any change of a closed period (the backstop). Entries are written in the database, in two
+places: ``settlement_record`` (0008), called by partial captures (inside ``redemption_capture``)
+and by refunds (``record_entries`` here), and a whole capture's postings statement
+(``redemption_capture_all``, 0025). Both take the lock and the period rule from
+``settlement_period_for`` (0025) and round as ``draft`` here (half up on points × price,
+before = 0).
 
 Clearing accounts (``redemption_clearing`` per line) tie out: a capture credits the redeeming
 line's clearing and debits the issuer's (which credits its issuance: the points are used up),

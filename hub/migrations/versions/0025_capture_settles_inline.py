@@ -78,15 +78,6 @@ CREATE OR REPLACE FUNCTION settlement_record(p_hold bigint, p_line text, p_event
 """
 
 
-
-def _seqscan_off() -> tuple[str, ...]:
-    """The functions 0015 and 0024 plan with enable_seqscan = off."""
-    return (
-        *earlier_migration("0015_redemption_index_plans")._FUNCTIONS,
-        earlier_migration("0024_redemption_hold_plans")._HOLD,
-    )
-
-
 CAPTURE_ALL = """
 CREATE OR REPLACE FUNCTION redemption_capture_all(
         p_hold redemption_hold, p_at timestamptz, p_at_iso text, p_period date,
@@ -172,6 +163,14 @@ CREATE OR REPLACE FUNCTION redemption_capture_all(
         'replayed', false));
     END $$;
 """
+
+
+def _seqscan_off() -> tuple[str, ...]:
+    """The functions 0015 and 0024 plan with enable_seqscan = off."""
+    return (
+        *earlier_migration("0015_redemption_index_plans")._FUNCTIONS,
+        earlier_migration("0024_redemption_hold_plans")._HOLD,
+    )
 
 
 def upgrade() -> None:
