@@ -219,3 +219,48 @@ async def test_functions_planned_without_seqscans_are_never_jit_compiled(db):
         "redemption_place_hold",
     ]
     assert all("jit=off" in config for _, config in configs)
+
+
+async def test_a_connection_remembers_line_accounts_and_a_rollback_forgets_them(db, database_url):
+    """Migration 0026: a line account's id is kept in a session setting once found; one found
+    (and created) in a transaction that rolls back is not kept, so no id of a row that was never
+    committed is ever used."""
+    import asyncpg
+
+    from hub.core.db import plain_url
+
+    setting = "SELECT current_setting('hub_account.issuance.' || $1, true)"
+    conn = await asyncpg.connect(plain_url(database_url))
+    try:
+        assert await conn.fetchval(setting, "spa") is None
+        async with conn.transaction():
+            first = await conn.fetchval("SELECT redemption_line_id('issuance', 'spa')")
+        assert await conn.fetchval(setting, "spa") == str(first)
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                made = await conn.fetchval("SELECT redemption_line_id('issuance', 'gym')")
+                assert await conn.fetchval(setting, "gym") == str(made)
+                raise RuntimeError("roll back")
+        assert await conn.fetchval(setting, "gym") == ""  # undone with the transaction
+        again = await conn.fetchval("SELECT redemption_line_id('issuance', 'gym')")
+        stored = await conn.fetchval(
+            "SELECT id FROM loyalty_account WHERE kind = 'issuance' AND line = 'gym'"
+        )
+        assert (again, await conn.fetchval(setting, "gym")) == (stored, str(stored))
+        assert await conn.fetchval("SELECT redemption_line_id('issuance', 'spa')") == first
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    "change", ["kind = 'expiry'", "line = 'elsewhere'", "member_id = NULL", "id = id + 1000"]
+)
+async def test_an_accounts_identity_never_changes(ledger, program, change):
+    """Migration 0026: a remembered line-account id must keep naming the same account."""
+    member = await _member(ledger, program, 10)
+    async with ledger.read() as s:
+        target = "kind = 'issuance'" if "member_id" not in change else f"member_id = {member}"
+        assert await s.scalar(text(f"SELECT count(*) FROM loyalty_account WHERE {target}"))
+    with pytest.raises(DBAPIError, match="never deleted, renumbered or given another kind"):
+        async with ledger.unit_of_work() as s:
+            await s.execute(text(f"UPDATE loyalty_account SET {change} WHERE {target}"))
