@@ -9,8 +9,11 @@ for the postings and ``redemption_store`` for the lock order.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from hub.core.audit import Actor
@@ -29,14 +32,28 @@ CAPTURE = DbFunction(
     "redemption_capture",
     (
         *KEY_TYPES,
-        *("bigint", "bigint", "bigint", "text", "timestamptz", "text", "date", "text[]"),
-        *("numeric[]", "text"),
+        *("bigint", "bigint", "bigint", "text", "timestamptz", "text", "date"),
+        # The program's issuers and prices are sent as array literals, made once per price list
+        # (``_price_literals``): encoded from lists, the numeric array alone cost ~6 µs of client
+        # CPU per call, three times the call's other arguments together.
+        *("text::text[]", "text::numeric[]", "text"),
     ),
 )
 CANCEL = DbFunction(
     "redemption_cancel",
     (*KEY_TYPES, "bigint", "bigint", "text", "timestamptz", "text"),
 )
+
+
+@functools.lru_cache(maxsize=32)
+def _price_literals(prices: tuple[tuple[str, Decimal], ...]) -> tuple[str, str]:
+    """Issuing lines and their prices per point as PostgreSQL array literals."""
+    return _array_literal(line for line, _ in prices), _array_literal(str(p) for _, p in prices)
+
+
+def _array_literal(items: Iterable[str]) -> str:
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
 
 
 def _fresh(view: dict[str, Any]) -> Redemption:
@@ -75,8 +92,7 @@ async def capture(
             at,
             at.isoformat(),
             settlement.parse_period(settlement.period_of(at, program)),
-            list(prices),
-            list(prices.values()),
+            *_price_literals(tuple(prices.items())),
             GROUP_LINE,
         ),
         order=scope.member_id or hold_id,

@@ -66,11 +66,11 @@ class Redemption:
     def to_json(self) -> dict[str, Any]:
         # Field by field rather than dataclasses.asdict, which deep-copies every value: this
         # runs on every hold (bench/redemption.py measures it).
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _REDEMPTION_FIELDS}
         for name in ("created_at", "expires_at", "resolved_at"):
             value = data[name]
             data[name] = value.isoformat() if value is not None else None
-        data["lots"] = [{f.name: getattr(lot, f.name) for f in fields(lot)} for lot in self.lots]
+        data["lots"] = [{name: getattr(lot, name) for name in _LOT_FIELDS} for lot in self.lots]
         return data
 
     @classmethod
@@ -84,6 +84,10 @@ class Redemption:
         values["lots"] = tuple(HoldLot(**lot) for lot in values["lots"])
         values["replayed"] = replayed
         return cls(**values)
+
+
+_REDEMPTION_FIELDS = tuple(f.name for f in fields(Redemption))
+_LOT_FIELDS = tuple(f.name for f in fields(HoldLot))
 
 
 def rate_of(program: Program, line: str) -> Decimal:

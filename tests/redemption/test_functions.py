@@ -264,3 +264,24 @@ async def test_an_accounts_identity_never_changes(ledger, program, change):
     with pytest.raises(DBAPIError, match="never deleted, renumbered or given another kind"):
         async with ledger.unit_of_work() as s:
             await s.execute(text(f"UPDATE loyalty_account SET {change} WHERE {target}"))
+
+
+async def test_capture_sends_the_programs_prices_as_literals_that_read_back_exactly(database_url):
+    """The capture's issuers and prices go as array literals: any text and any Decimal must
+    come back as they were."""
+    from decimal import Decimal
+
+    import asyncpg
+
+    from hub.core.db import plain_url
+    from hub.loyalty.redemption_resolve import _price_literals
+
+    prices = (("app", Decimal("1.25")), ('q"u\\o,te}', Decimal("0.800")), ("x", Decimal("1E+1")))
+    conn = await asyncpg.connect(plain_url(database_url))
+    try:
+        issuers, fen = await conn.fetchrow(
+            "SELECT $1::text::text[], $2::text::numeric[]", *_price_literals(prices)
+        )
+    finally:
+        await conn.close()
+    assert (issuers, fen) == ([line for line, _ in prices], [price for _, price in prices])
