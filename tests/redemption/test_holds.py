@@ -234,3 +234,40 @@ async def test_a_scoped_caller_cannot_touch_another_lines_hold(ledger, program):
                 session=s, program=program, actor=POS, hold_id=hold.id + 99, now=T0
             ),
         )
+
+
+@pytest.mark.parametrize("points", [1, 50, 51, 249, 250, 600, 601])
+async def test_a_hold_takes_the_lots_the_quote_lists_soonest_expiry_first(ledger, program, points):
+    """Migration 0027 reads the lots in one pass: the same lots, amounts and order as the quote
+    (soonest expiry first, then earliest earned), expired lots skipped, every usable point
+    counted as available."""
+    async with ledger.unit_of_work() as s:
+        member = await make_member(s)
+        for line, pts, at in (  # the program's points last 30 days, to the end of the day
+            ("taobao", 100, shanghai(2026, 9, 1, 9)),  # expired on 1 October
+            ("hotel", 200, shanghai(2026, 10, 5, 9)),  # expires on 4 November
+            ("store", 150, shanghai(2026, 9, 20, 15)),  # these two on 20 October,
+            ("hotel", 50, shanghai(2026, 9, 20, 9)),  # the earlier earned first
+            ("taobao", 200, shanghai(2026, 10, 1, 9)),  # on 31 October
+        ):
+            await earn(s, program, member, pts, line=line, at=at)
+    async with ledger.read() as s:
+        quote = await quote_redemption(
+            session=s, program=program, member_id=member, line="store", points=points, now=T0
+        )
+    assert quote.available == 600
+    assert [(u.issuer_line, u.points) for u in quote.lots][:3] == [
+        ("hotel", min(points, 50)),
+        ("store", min(max(points - 50, 0), 150)),
+        ("taobao", min(max(points - 200, 0), 200)),
+    ][: len(quote.lots)]
+    if points > 600:
+        with pytest.raises(InsufficientPoints) as raised:
+            await _hold(ledger, program, member, points)
+        assert raised.value.available == 600
+        return
+    hold = await _hold(ledger, program, member, points)
+    assert [(x.lot_id, x.issuer_line, x.points) for x in hold.lots] == [
+        (u.lot_id, u.issuer_line, u.points) for u in quote.lots
+    ]
+    assert hold.available == 600 - points
