@@ -275,3 +275,28 @@ async def test_idempotent_replay_and_conflict(ledger, program):
         assert await available(s, member) == 100
         holds = await s.scalar(text("SELECT count(*) FROM redemption_hold"))
     assert holds == 1
+
+
+async def test_a_whole_capture_posts_the_holds_leg_then_each_issuers_in_order(ledger, program):
+    """Migration 0028: one insert writes a whole capture's postings, in the order two did: the
+    hold's points spent at its line, then each issuing line's points used up, by line name."""
+    _, hold = await _spent(ledger, program, points=250, taobao=100, store=50, hotel=100)
+    async with ledger.read() as s:
+        rows = (
+            await s.execute(
+                text(
+                    "SELECT t.idempotency_key, t.amount, d.kind, d.line, c.kind, c.line "
+                    "FROM loyalty_transfer t JOIN loyalty_account d ON d.id = t.debit_account "
+                    "JOIN loyalty_account c ON c.id = t.credit_account "
+                    "WHERE t.idempotency_key LIKE :event ORDER BY t.id"
+                ),
+                {"event": f"redeem:{hold}:capture/%"},
+            )
+        ).all()
+    event = f"redeem:{hold}:capture"
+    assert [tuple(r) for r in rows] == [
+        (f"{event}/spent", 250, "redemption_hold", "store", "redemption_clearing", "store"),
+        (f"{event}/issuer:hotel", 100, "redemption_clearing", "hotel", "issuance", "hotel"),
+        (f"{event}/issuer:store", 50, "redemption_clearing", "store", "issuance", "store"),
+        (f"{event}/issuer:taobao", 100, "redemption_clearing", "taobao", "issuance", "taobao"),
+    ]
