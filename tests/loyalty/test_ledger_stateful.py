@@ -34,6 +34,7 @@ from hub.loyalty.accrual import accrue_activities
 from hub.loyalty.adjustments import adjust_points
 from hub.loyalty.attribution import follow_merge, reattribute
 from hub.loyalty.program import parse_program
+from tests.conftest import _truncate_all
 
 MAX_EXAMPLES = 40
 STEPS = 25
@@ -336,19 +337,6 @@ class LedgerMachine(RuleBasedStateMachine):
             assert int(growth.get(m, 0)) == self.model.member_growth(i), f"growth of member {i}"
 
 
-async def _truncate(db: Database) -> None:
-    async with db.unit_of_work() as s:
-        tables = (
-            await s.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
-                )
-            )
-        ).scalars()
-        await s.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture
 def machine(database_url: str) -> Iterator[type[LedgerMachine]]:
     LedgerMachine.url = database_url
@@ -357,7 +345,7 @@ def machine(database_url: str) -> Iterator[type[LedgerMachine]]:
     async def clean() -> None:
         db = Database(database_url, pool_size=1)
         try:
-            await _truncate(db)
+            await _truncate_all(db)
         finally:
             await db.dispose()
 

@@ -285,3 +285,13 @@ async def test_capture_sends_the_programs_prices_as_literals_that_read_back_exac
     finally:
         await conn.close()
     assert (issuers, fen) == ([line for line, _ in prices], [price for _, price in prices])
+
+
+@pytest.mark.parametrize("table", ["loyalty_account", "member CASCADE"])
+async def test_the_accounts_are_never_truncated(ledger, program, table):
+    """Migration 0026: a TRUNCATE skips row triggers; a statement trigger refuses it, directly
+    or through a cascade, so no connection is left remembering the id of a vanished account."""
+    await _member(ledger, program, 10)
+    with pytest.raises(DBAPIError, match="never deleted"):
+        async with ledger.unit_of_work() as s:
+            await s.execute(text(f"TRUNCATE {table}"))
