@@ -85,7 +85,7 @@ def holds_expire(
                     work=lambda s: redemption.expire_holds(session=s, program=program, as_of=at),
                 )
                 holds, points = holds + run.holds, points + run.points
-                if run.holds == 0:
+                if run.holds == 0 and run.timers == 0:
                     break
         finally:
             await db.dispose()

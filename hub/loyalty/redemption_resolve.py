@@ -28,6 +28,7 @@ from hub.loyalty.redemption_store import ANY, HoldRow, HoldScope
 from hub.loyalty.redemption_views import HoldLot, Redemption, value_fen
 
 EXPIRE_BATCH = 500
+SWEEP_BATCH = 10_000  # due timers of resolved holds deleted per run
 CAPTURE = DbFunction(
     "redemption_capture",
     (
@@ -172,20 +173,25 @@ def view_of(hold: HoldRow, available: int) -> Redemption:
 class ExpiryRun:
     holds: int
     points: int
+    timers: int = 0  # timers of holds no longer pending, deleted
 
 
 async def expire_holds(
     *, session: Tx, program: Program, as_of: datetime, limit: int = EXPIRE_BATCH
 ) -> ExpiryRun:
-    """Expire up to ``limit`` pending holds whose TTL passed by ``as_of`` (members in id order).
+    """Expire up to ``limit`` pending holds whose TTL passed by ``as_of`` (members in id order),
+    then delete up to ``SWEEP_BATCH`` due timers of holds no longer pending.
 
-    Concurrent runs and captures are safe: each hold is re-checked under its lock, and one
-    that a capture resolved first is skipped.
+    A hold's timer (``redemption_hold_timer``, migration 0029) is written with the hold and
+    left alone by capture and cancel, so they update the hold in place; the timers of holds
+    resolved before their TTL go here, in bulk, once due. Concurrent runs and captures are
+    safe: each hold is re-checked under its lock, and one that a capture resolved first is
+    skipped (its timer goes in this run's sweep or the next).
     """
     conn = await driver(session)
     due = await conn.fetch(
-        "SELECT id FROM redemption_hold WHERE state = 'pending' AND expires_at <= $1 "
-        "ORDER BY member_id, id LIMIT $2",
+        "SELECT h.id FROM redemption_hold_timer t JOIN redemption_hold h ON h.id = t.hold_id "
+        "WHERE t.expires_at <= $1 AND h.state = 'pending' ORDER BY h.member_id, h.id LIMIT $2",
         as_of,
         min(limit, EXPIRE_BATCH),
     )
@@ -195,4 +201,12 @@ async def expire_holds(
         if expired is not None:
             holds += 1
             points += expired
-    return ExpiryRun(holds=holds, points=points)
+    swept = await conn.fetchval(
+        "WITH gone AS (DELETE FROM redemption_hold_timer WHERE hold_id IN ("
+        " SELECT t.hold_id FROM redemption_hold_timer t JOIN redemption_hold h ON h.id = t.hold_id"
+        " WHERE t.expires_at <= $1 AND h.state <> 'pending' LIMIT $2) RETURNING 1) "
+        "SELECT count(*) FROM gone",
+        as_of,
+        SWEEP_BATCH,
+    )
+    return ExpiryRun(holds=holds, points=points, timers=int(swept))

@@ -3,6 +3,7 @@ from __future__ import annotations
 import functools
 
 import pytest
+from sqlalchemy import text
 
 from hub.loyalty.errors import InsufficientPoints, UnknownBusinessLine
 from hub.loyalty.redemption import (
@@ -271,3 +272,46 @@ async def test_a_hold_takes_the_lots_the_quote_lists_soonest_expiry_first(ledger
         (u.lot_id, u.issuer_line, u.points) for u in quote.lots
     ]
     assert hold.available == 600 - points
+
+
+async def _timers(ledger):
+    async with ledger.read() as s:
+        rows = await s.execute(text("SELECT hold_id, expires_at FROM redemption_hold_timer"))
+        return {row[0]: row[1] for row in rows.all()}
+
+
+async def test_each_hold_has_a_timer_until_the_expiry_run_after_it_is_resolved(ledger, program):
+    """Migration 0029: a hold's timer is written with it and outlives a capture or cancel
+    before the TTL; the expiry run deletes it once due (and expires what is still pending)."""
+    member = await _member_with(ledger, program, store=500)
+    kept = await _hold(ledger, program, member, 100, "a", ttl=60)
+    taken = await _hold(ledger, program, member, 100, "b", ttl=60)
+    later = await _hold(ledger, program, member, 100, "c", ttl=600)
+    assert await _timers(ledger) == {h.id: h.expires_at for h in (kept, taken, later)}
+    await run_redemption(
+        db=ledger,
+        work=lambda s: capture(session=s, program=program, actor=POS, hold_id=taken.id, now=T0),
+    )
+    assert set(await _timers(ledger)) == {kept.id, taken.id, later.id}
+    async with ledger.unit_of_work() as s:
+        run = await expire_holds(session=s, program=program, as_of=shanghai(2026, 10, 10, 12, 1))
+    assert (run.holds, run.points, run.timers) == (1, 100, 2)  # kept expired; both timers gone
+    assert set(await _timers(ledger)) == {later.id}
+    async with ledger.unit_of_work() as s:
+        again = await expire_holds(session=s, program=program, as_of=shanghai(2026, 10, 10, 12, 1))
+    assert (again.holds, again.timers) == (0, 0)
+
+
+async def test_a_whole_capture_updates_its_hold_in_place(ledger, program):
+    """Migration 0029: no index of redemption_hold names a column a resolve changes, so the
+    capture's update is HOT (no new index entries), on a page the table keeps room on."""
+    member = await _member_with(ledger, program, store=500)
+    hold = await _hold(ledger, program, member, 100)
+    async with ledger.transaction() as tx:
+        conn = await tx.begin()
+        await capture(session=tx, program=program, actor=POS, hold_id=hold.id, now=T0)
+        updates = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'redemption_hold'"
+        )
+    assert (updates["n_tup_upd"], updates["n_tup_hot_upd"]) == (1, 1)
