@@ -103,6 +103,21 @@ async def check_hold_accounts(session: AsyncSession) -> list[Problem]:
     ]
 
 
+async def check_hold_timers(session: AsyncSession) -> list[Problem]:
+    """Every pending hold has its timer, due when the hold is (``hub holds expire`` finds pending
+    holds only through their timers, migration 0029)."""
+    rows = await _rows(
+        session,
+        "SELECT h.id, h.expires_at, t.expires_at FROM redemption_hold h "
+        "LEFT JOIN redemption_hold_timer t ON t.hold_id = h.id "
+        "WHERE h.state = 'pending' AND t.expires_at IS DISTINCT FROM h.expires_at",
+    )
+    return [
+        Problem("hold_timers", f"pending hold {r[0]} expires {r[1]}, its timer: {r[2]}")
+        for r in rows
+    ]
+
+
 async def check_settlement_ties_out(session: AsyncSession) -> list[Problem]:
     """Clearing accounts sum to zero and each equals its line's net settlement entries."""
     rows = await _rows(
@@ -188,6 +203,7 @@ REDEMPTION_CHECKS: tuple[Check, ...] = (
     check_holds_match_lots,
     check_hold_references,
     check_hold_accounts,
+    check_hold_timers,
     check_settlement_ties_out,
     check_settlement_matches_holds,
 )

@@ -315,3 +315,15 @@ async def test_a_whole_capture_updates_its_hold_in_place(ledger, program):
             "WHERE relname = 'redemption_hold'"
         )
     assert (updates["n_tup_upd"], updates["n_tup_hot_upd"]) == (1, 1)
+
+
+async def test_the_ledger_check_finds_a_pending_hold_without_its_timer(db, program):
+    from tests.redemption.support import problems
+
+    member = await _member_with(db, program, store=500)
+    hold = await _hold(db, program, member, 100)
+    async with db.unit_of_work() as s:
+        await s.execute(text("DELETE FROM redemption_hold_timer"))
+        found = await problems(s)
+    assert [p.split(" expires ")[0] for p in found] == [f"hold_timers: pending hold {hold.id}"]
+    assert found[0].endswith("its timer: None")
