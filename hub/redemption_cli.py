@@ -74,29 +74,31 @@ def holds_expire(
     """Expire pending holds whose hold time passed by --as-of: the points go back."""
     at = _as_of(as_of)
 
-    async def go() -> tuple[int, int]:
+    async def go() -> tuple[int, int, int]:
         program = configured_program()
         db = _database()
-        holds = points = 0
+        holds = points = timers = 0
         try:
             for _ in range(MAX_BATCHES):
                 run = await redemption.run_redemption(
                     db=db,
                     work=lambda s: redemption.expire_holds(session=s, program=program, as_of=at),
                 )
-                holds, points = holds + run.holds, points + run.points
+                holds, points, timers = holds + run.holds, points + run.points, timers + run.timers
                 if run.holds == 0 and run.timers == 0:
                     break
         finally:
             await db.dispose()
-        return holds, points
+        return holds, points, timers
 
     try:
-        holds, points = asyncio.run(go())
+        holds, points, timers = asyncio.run(go())
     except HubError as exc:
         errors.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from None
-    console.print(f"holds expire as_of={at.isoformat()} holds={holds} points={points}")
+    console.print(
+        f"holds expire as_of={at.isoformat()} holds={holds} points={points} timers={timers}"
+    )
 
 
 @holds_app.command("purge-keys")

@@ -41,7 +41,7 @@ def test_holds_expire_and_settle_from_the_command_line(db, database_url, monkeyp
     runner = CliRunner()
     expired = runner.invoke(redemption_app, ["holds", "expire", "--as-of", "2025-01-10T13:00"])
     assert expired.exit_code == 0, expired.output
-    assert "holds=1 points=50" in expired.output
+    assert "holds=1 points=50 timers=2" in expired.output  # the captured hold's timer too
     out = tmp_path / "settlement.csv"
     settled = runner.invoke(
         redemption_app, ["settle", "--period", "2025-01", "--close", "--csv", str(out)]
