@@ -173,7 +173,7 @@ def view_of(hold: HoldRow, available: int) -> Redemption:
 class ExpiryRun:
     holds: int
     points: int
-    timers: int = 0  # timers of holds no longer pending, deleted
+    timers: int  # timers of holds no longer pending, deleted
 
 
 async def expire_holds(

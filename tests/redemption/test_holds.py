@@ -29,6 +29,7 @@ from tests.redemption.support import (
     lot_remaining,
     make_member,
     pos_hold,
+    problems,
     shanghai,
 )
 
@@ -318,8 +319,6 @@ async def test_a_whole_capture_updates_its_hold_in_place(ledger, program):
 
 
 async def test_the_ledger_check_finds_a_pending_hold_without_its_timer(db, program):
-    from tests.redemption.support import problems
-
     member = await _member_with(db, program, store=500)
     hold = await _hold(db, program, member, 100)
     async with db.unit_of_work() as s:
